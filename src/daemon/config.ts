@@ -1,0 +1,146 @@
+// Command-line flags -> validated configuration. Fails fast naming the flag.
+import { parseArgs } from 'node:util';
+import { DEFAULTS } from './defaults';
+import type { Level } from './log';
+
+export interface Config {
+  listen: string[];
+  logLevel: Level;
+  defaultVerdictTimeoutMs: number;
+  maxVerdictTimeoutMs: number;
+  defaultMaxBatchEvents: number;
+  maxBatchEvents: number;
+  queueCapacity: number;
+  maxWatches: number;
+  maxMarksPerWatch: number;
+  maxMessageBytes: number;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'ECONFIG';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export const USAGE = `Usage: fanotifyd [options]
+
+Serves the Linux fanotify API over gRPC (service fanotify.v1.Fanotify).
+
+Options:
+  --listen ADDR                 unix:/path or HOST:PORT; repeatable
+                                (default ${DEFAULTS.listen[0]}). TCP only on loopback.
+  --log-level LEVEL             debug, info, warn or error (default ${DEFAULTS.logLevel})
+  --verdict-timeout-ms N        default verdict timeout (default ${DEFAULTS.defaultVerdictTimeoutMs})
+  --max-verdict-timeout-ms N    largest timeout a client may ask for (default ${DEFAULTS.maxVerdictTimeoutMs})
+  --batch-events N              default events per batch (default ${DEFAULTS.defaultMaxBatchEvents})
+  --max-batch-events N          largest batch a client may ask for (default ${DEFAULTS.maxBatchEvents})
+  --queue-capacity N            notifications held per watch for a slow client (default ${DEFAULTS.queueCapacity})
+  --max-watches N               concurrent watches (default ${DEFAULTS.maxWatches})
+  --max-marks-per-watch N       marks in one Subscribe (default ${DEFAULTS.maxMarksPerWatch})
+  --max-message-bytes N         largest gRPC message either way (default ${DEFAULTS.maxMessageBytes})
+  -h, --help                    this text
+  --version                     print the version
+`;
+
+const INT_FLAGS = {
+  'verdict-timeout-ms': 'defaultVerdictTimeoutMs',
+  'max-verdict-timeout-ms': 'maxVerdictTimeoutMs',
+  'batch-events': 'defaultMaxBatchEvents',
+  'max-batch-events': 'maxBatchEvents',
+  'queue-capacity': 'queueCapacity',
+  'max-watches': 'maxWatches',
+  'max-marks-per-watch': 'maxMarksPerWatch',
+  'max-message-bytes': 'maxMessageBytes',
+} as const;
+
+export function parseConfig(argv: string[]): Config | 'help' | 'version' {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        listen: { type: 'string', multiple: true },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean' },
+        ...Object.fromEntries(Object.keys(INT_FLAGS).map((k) => [k, { type: 'string' as const }])),
+      },
+    });
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message}\n\n${USAGE}`);
+  }
+  const v = parsed.values as Record<string, string | string[] | boolean | undefined>;
+  if (v.help) return 'help';
+  if (v.version) return 'version';
+
+  const cfg: Config = {
+    listen: (v.listen as string[] | undefined) ?? [...DEFAULTS.listen],
+    logLevel: DEFAULTS.logLevel,
+    defaultVerdictTimeoutMs: DEFAULTS.defaultVerdictTimeoutMs,
+    maxVerdictTimeoutMs: DEFAULTS.maxVerdictTimeoutMs,
+    defaultMaxBatchEvents: DEFAULTS.defaultMaxBatchEvents,
+    maxBatchEvents: DEFAULTS.maxBatchEvents,
+    queueCapacity: DEFAULTS.queueCapacity,
+    maxWatches: DEFAULTS.maxWatches,
+    maxMarksPerWatch: DEFAULTS.maxMarksPerWatch,
+    maxMessageBytes: DEFAULTS.maxMessageBytes,
+  };
+  const level = v['log-level'];
+  if (level !== undefined) {
+    if (!['debug', 'info', 'warn', 'error'].includes(level as string)) {
+      throw new ConfigError(`--log-level: "${String(level)}" is not one of debug, info, warn, error`);
+    }
+    cfg.logLevel = level as Level;
+  }
+  for (const [flag, key] of Object.entries(INT_FLAGS)) {
+    const raw = v[flag];
+    if (raw === undefined) continue;
+    const n = Number(raw);
+    if (!/^\d+$/.test(String(raw)) || !Number.isSafeInteger(n) || n <= 0 || n > 0xffff_ffff) {
+      throw new ConfigError(`--${flag}: "${String(raw)}" is not a positive integer below 2^32`);
+    }
+    cfg[key] = n;
+  }
+  if (cfg.defaultVerdictTimeoutMs > cfg.maxVerdictTimeoutMs) {
+    throw new ConfigError(`--verdict-timeout-ms (${cfg.defaultVerdictTimeoutMs}) exceeds --max-verdict-timeout-ms (${cfg.maxVerdictTimeoutMs})`);
+  }
+  if (cfg.defaultMaxBatchEvents > cfg.maxBatchEvents) {
+    throw new ConfigError(`--batch-events (${cfg.defaultMaxBatchEvents}) exceeds --max-batch-events (${cfg.maxBatchEvents})`);
+  }
+  for (const addr of cfg.listen) checkListenAddress(addr);
+  return cfg;
+}
+
+export type ListenAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
+
+/** grpc-js address syntax: unix:/absolute/path, or HOST:PORT ([v6]:PORT). */
+export function parseAddress(addr: string): ListenAddress {
+  if (addr.startsWith('unix:')) {
+    const path = addr.slice('unix:'.length);
+    if (!path.startsWith('/')) throw new ConfigError(`--listen ${addr}: a unix socket path must be absolute (unix:/run/x.sock)`);
+    return { kind: 'unix', path };
+  }
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d+)$/.exec(addr);
+  if (!m) throw new ConfigError(`--listen ${addr}: expected unix:/path or HOST:PORT`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new ConfigError(`--listen ${addr}: port ${port} is out of range`);
+  return { kind: 'tcp', host: m[1] ?? m[2], port };
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function checkListenAddress(addr: string): void {
+  const a = parseAddress(addr);
+  if (a.kind === 'tcp' && !isLoopback(a.host)) {
+    throw new ConfigError(
+      `--listen ${addr}: plain TCP is allowed only on loopback (127.0.0.1, ::1, localhost); ` +
+        'anyone who reaches this port could see every file access and deny opens on this host',
+    );
+  }
+}

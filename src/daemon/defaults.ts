@@ -1,0 +1,19 @@
+// Every default in one place. Flags override these; start-up validates the result.
+export const DEFAULTS = {
+  listen: ['unix:/run/fanotifyd/fanotifyd.sock'],
+  logLevel: 'info',
+  /** A process waits in open() this long for a remote verdict before timeout_decision applies. */
+  defaultVerdictTimeoutMs: 5_000,
+  maxVerdictTimeoutMs: 60_000,
+  defaultMaxBatchEvents: 256,
+  maxBatchEvents: 4_096,
+  /** Notifications held per watch for a slow client: matches the kernel's default queue (16384). */
+  queueCapacity: 16_384,
+  /** The kernel's default fs.fanotify.max_user_groups is 128. */
+  maxWatches: 1_000,
+  maxMarksPerWatch: 256,
+  /** Largest gRPC message either way; a full batch of large events fits easily. */
+  maxMessageBytes: 16 * 1024 * 1024,
+  /** Libuv pool threads: one is held by the event pump's epoll_wait, the rest serve fs and dns. */
+  threadpoolSize: 8,
+} as const;

@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+// fanotifyd: the daemon's entry point. Probes the kernel, builds the server,
+// binds its listeners, and on SIGINT/SIGTERM answers every pending
+// permission event with ALLOW, closes every group, and exits 0.
+//
+// Everything the process will ever execute is loaded before the first
+// watch exists: once a permission mark is in place, a lazy module load on
+// the main thread could wait in open() for an answer only the main thread
+// can give.
+process.env.UV_THREADPOOL_SIZE ??= '8';
+
+import * as grpc from '@grpc/grpc-js';
+import { probeKernel } from '../kernel/probe';
+import { EventPump } from '../kernel/pump';
+import { FanotifyService } from '../service/fanotify-service';
+import { fanotifyService } from '../service/proto';
+import { addHealth, addReflection } from '../service/reflection';
+import { ConfigError, parseConfig, USAGE, type Config } from './config';
+import { bindAll } from './listeners';
+import { createLogger } from './log';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const VERSION: string = require('../../../package.json').version;
+
+async function main(argv: string[]): Promise<number> {
+  let cfg: Config;
+  try {
+    const parsed = parseConfig(argv);
+    if (parsed === 'help') {
+      process.stdout.write(USAGE);
+      return 0;
+    }
+    if (parsed === 'version') {
+      process.stdout.write(`fanotifyd ${VERSION}\n`);
+      return 0;
+    }
+    cfg = parsed;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`fanotifyd: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  const log = createLogger(cfg.logLevel, { service: 'fanotifyd' });
+  const kernel = probeKernel();
+  if (!kernel.fanotify) {
+    log.error('this kernel has no usable fanotify (fanotify_init failed); is this root with CONFIG_FANOTIFY?', { kernel: kernel.release });
+    return 1;
+  }
+  const pump = new EventPump();
+  const service = new FanotifyService(pump, kernel, cfg, log, VERSION);
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': cfg.maxMessageBytes,
+    'grpc.max_send_message_length': cfg.maxMessageBytes,
+  });
+  server.addService(fanotifyService(), service.implementation());
+  const health = addHealth(server);
+  addReflection(server);
+
+  let bound: string[];
+  try {
+    bound = await bindAll(server, cfg.listen);
+  } catch (err) {
+    log.error('cannot listen', { error: err });
+    return 1;
+  }
+  log.info('serving', {
+    listen: bound,
+    kernel: kernel.release,
+    version: VERSION,
+    classes: kernel.classes,
+    kernel_limits: kernel.limits,
+  });
+
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info('shutting down', { signal, watches: service.activeWatches });
+      health.setStatus('', 'NOT_SERVING');
+      // Answer the kernel first: no process on the host may wait on a
+      // daemon that is going away.
+      service.shutdown();
+      const timer = setTimeout(() => server.forceShutdown(), 2_000);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        void pump.close().then(() => {
+          log.info('stopped');
+          resolve(0);
+        });
+      });
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+  });
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`fanotifyd: fatal: ${(err as Error)?.stack ?? String(err)}\n`);
+    process.exit(1);
+  },
+);

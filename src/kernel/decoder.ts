@@ -1,0 +1,181 @@
+// Pure decoder for what read(2) returns on a fanotify group fd: bytes in,
+// records out. No fds are touched, nothing is logged; enrichment (paths,
+// processes) happens later in enrich.ts.
+//
+// Every length is checked before it is used. A record whose header is sound
+// but whose info records are not is still returned (its fd must be closed
+// and its permission event answered) with `malformed` saying what was wrong.
+// Only a broken metadata header stops the walk, since event_len can no
+// longer be trusted to find the next record.
+import * as K from './constants';
+
+export class DecodeError extends Error {
+  readonly code = 'EDECODE';
+  constructor(message: string, readonly offset: number) {
+    super(`${message} at offset ${offset}`);
+    this.name = 'DecodeError';
+  }
+}
+
+/** A directory or object identified by a file handle, with an optional entry name. */
+export interface FileId {
+  fsid: Buffer;
+  handleType: number;
+  /** The complete struct file_handle (header + f_handle), ready for open_by_handle_at. */
+  fileHandle: Buffer;
+  /** Entry name bytes (DFID_NAME / OLD_DFID_NAME / NEW_DFID_NAME), without the NUL. */
+  name?: Buffer;
+}
+
+export interface RawEvent {
+  /** Offset of the record in the buffer it was decoded from. */
+  offset: number;
+  mask: number;
+  /** Open fd for the object, or FAN_NOFD (-1); with FAN_REPORT_FD_ERROR, -errno. */
+  fd: number;
+  pid: number;
+  fid?: FileId;
+  dfid?: FileId;
+  oldDfid?: FileId;
+  newDfid?: FileId;
+  pidfd?: number;
+  error?: { error: number; count: number };
+  range?: { offset: bigint; count: bigint };
+  mntId?: bigint;
+  /** Info records of a type this decoder does not know, skipped. */
+  unknownInfo: number;
+  /** Set when an info record was malformed; decoding of infos stopped there. */
+  malformed?: string;
+}
+
+export interface DecodeResult {
+  events: RawEvent[];
+  /** Set when a metadata header was broken; events before it are valid. */
+  error?: DecodeError;
+}
+
+/** Decode buf[0, length). Never throws. */
+export function decodeEvents(buf: Buffer, length = buf.length): DecodeResult {
+  const events: RawEvent[] = [];
+  let off = 0;
+  const end = Math.min(length, buf.length);
+  while (off < end) {
+    try {
+      const ev = decodeEvent(buf, off, end);
+      events.push(ev);
+      off += buf.readUInt32LE(off + K.META_OFF_EVENT_LEN);
+    } catch (err) {
+      return { events, error: err as DecodeError };
+    }
+  }
+  return { events };
+}
+
+/** Decode the one record at buf[off]; throws DecodeError for a broken header. */
+export function decodeEvent(buf: Buffer, off: number, end: number): RawEvent {
+  if (end - off < K.FAN_EVENT_METADATA_LEN) {
+    throw new DecodeError(`truncated metadata: ${end - off} of ${K.FAN_EVENT_METADATA_LEN} bytes`, off);
+  }
+  const eventLen = buf.readUInt32LE(off + K.META_OFF_EVENT_LEN);
+  const vers = buf.readUInt8(off + K.META_OFF_VERS);
+  const metaLen = buf.readUInt16LE(off + K.META_OFF_METADATA_LEN);
+  if (vers !== K.FANOTIFY_METADATA_VERSION) {
+    throw new DecodeError(`metadata version ${vers}, expected ${K.FANOTIFY_METADATA_VERSION}`, off);
+  }
+  if (metaLen < K.FAN_EVENT_METADATA_LEN) {
+    throw new DecodeError(`metadata_len ${metaLen} below ${K.FAN_EVENT_METADATA_LEN}`, off);
+  }
+  if (eventLen < metaLen) throw new DecodeError(`event_len ${eventLen} below metadata_len ${metaLen}`, off);
+  if (eventLen > end - off) throw new DecodeError(`event_len ${eventLen} past end of buffer (${end - off} left)`, off);
+
+  // The mask is a __u64; every defined bit is in the low word.
+  const maskHi = buf.readUInt32LE(off + K.META_OFF_MASK + 4);
+  const ev: RawEvent = {
+    offset: off,
+    mask: buf.readUInt32LE(off + K.META_OFF_MASK) + maskHi * 2 ** 32,
+    fd: buf.readInt32LE(off + K.META_OFF_FD),
+    pid: buf.readInt32LE(off + K.META_OFF_PID),
+    unknownInfo: 0,
+  };
+  const recEnd = off + eventLen;
+  let p = off + metaLen;
+  while (p < recEnd) {
+    if (recEnd - p < K.INFO_HDR_LEN) {
+      ev.malformed = `truncated info header at offset ${p}`;
+      break;
+    }
+    const type = buf.readUInt8(p + K.INFO_HDR_OFF_TYPE);
+    const len = buf.readUInt16LE(p + K.INFO_HDR_OFF_LEN);
+    if (len < K.INFO_HDR_LEN || len > recEnd - p) {
+      ev.malformed = `info record type ${type} length ${len} invalid (${recEnd - p} bytes left) at offset ${p}`;
+      break;
+    }
+    const problem = decodeInfo(buf, p, len, type, ev);
+    if (problem) {
+      ev.malformed = `${problem} at offset ${p}`;
+      break;
+    }
+    p += len;
+  }
+  return ev;
+}
+
+/** Decode one info record into ev; returns a problem description or undefined. */
+function decodeInfo(buf: Buffer, p: number, len: number, type: number, ev: RawEvent): string | undefined {
+  switch (type) {
+    case K.FAN_EVENT_INFO_TYPE_FID:
+    case K.FAN_EVENT_INFO_TYPE_DFID:
+    case K.FAN_EVENT_INFO_TYPE_DFID_NAME:
+    case K.FAN_EVENT_INFO_TYPE_OLD_DFID_NAME:
+    case K.FAN_EVENT_INFO_TYPE_NEW_DFID_NAME: {
+      const withName = type !== K.FAN_EVENT_INFO_TYPE_FID && type !== K.FAN_EVENT_INFO_TYPE_DFID;
+      const id = decodeFid(buf, p, len, withName);
+      if (typeof id === 'string') return id;
+      if (type === K.FAN_EVENT_INFO_TYPE_FID) ev.fid = id;
+      else if (type === K.FAN_EVENT_INFO_TYPE_OLD_DFID_NAME) ev.oldDfid = id;
+      else if (type === K.FAN_EVENT_INFO_TYPE_NEW_DFID_NAME) ev.newDfid = id;
+      else ev.dfid = id;
+      return undefined;
+    }
+    case K.FAN_EVENT_INFO_TYPE_PIDFD:
+      if (len < K.PIDFD_INFO_LEN) return `pidfd info length ${len} below ${K.PIDFD_INFO_LEN}`;
+      ev.pidfd = buf.readInt32LE(p + 4);
+      return undefined;
+    case K.FAN_EVENT_INFO_TYPE_ERROR:
+      if (len < K.ERROR_INFO_LEN) return `error info length ${len} below ${K.ERROR_INFO_LEN}`;
+      ev.error = { error: buf.readInt32LE(p + 4), count: buf.readUInt32LE(p + 8) };
+      return undefined;
+    case K.FAN_EVENT_INFO_TYPE_RANGE:
+      if (len < K.RANGE_INFO_LEN) return `range info length ${len} below ${K.RANGE_INFO_LEN}`;
+      ev.range = { offset: buf.readBigUInt64LE(p + 8), count: buf.readBigUInt64LE(p + 16) };
+      return undefined;
+    case K.FAN_EVENT_INFO_TYPE_MNT:
+      if (len < K.MNT_INFO_LEN) return `mnt info length ${len} below ${K.MNT_INFO_LEN}`;
+      ev.mntId = buf.readBigUInt64LE(p + 8);
+      return undefined;
+    default:
+      ev.unknownInfo++;
+      return undefined;
+  }
+}
+
+function decodeFid(buf: Buffer, p: number, len: number, withName: boolean): FileId | string {
+  const min = K.FID_OFF_HANDLE + K.FILE_HANDLE_HEADER_LEN;
+  if (len < min) return `fid info length ${len} below ${min}`;
+  const handleBytes = buf.readUInt32LE(p + K.FID_OFF_HANDLE);
+  const handleEnd = p + min + handleBytes;
+  if (handleBytes > len - min) return `file handle of ${handleBytes} bytes overruns its ${len}-byte info record`;
+  const id: FileId = {
+    fsid: Buffer.from(buf.subarray(p + K.FID_OFF_FSID, p + K.FID_OFF_FSID + K.FID_FSID_LEN)),
+    handleType: buf.readInt32LE(p + K.FID_OFF_HANDLE + 4),
+    fileHandle: Buffer.from(buf.subarray(p + K.FID_OFF_HANDLE, handleEnd)),
+  };
+  if (withName) {
+    // The name follows the handle, NUL-terminated and padded to the record's length.
+    const nameArea = buf.subarray(handleEnd, p + len);
+    const nul = nameArea.indexOf(0);
+    if (nul < 0) return 'entry name not NUL-terminated within its info record';
+    id.name = Buffer.from(nameArea.subarray(0, nul));
+  }
+  return id;
+}

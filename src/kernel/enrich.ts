@@ -1,0 +1,214 @@
+// Enrichment: turns a decoded record into what a client wants to read: the
+// object's path and the process that caused the event. Runs on the main
+// thread right after decoding; everything here is synchronous and touches
+// only /proc and handles, never a file under a user's mark.
+import * as fs from 'node:fs';
+import * as K from './constants';
+import type { FileId, RawEvent } from './decoder';
+import * as ffi from './ffi';
+
+export interface ProcessInfo {
+  pid: number;
+  ppid: number;
+  uid: number;
+  gid: number;
+  comm: string;
+  exe: string;
+  cmdline: string[];
+  /** False when the process was gone before it could be read: pid alone is certain. */
+  details: boolean;
+  /** A pidfd from the kernel confirmed the details belong to this process. */
+  verified: boolean;
+}
+
+export interface ResolvedEntry {
+  /** Directory path bytes, or undefined when the handle could not be resolved. */
+  dir?: Buffer;
+  name: Buffer;
+  id: FileId;
+}
+
+export interface FsEvent {
+  mask: number;
+  pid: number;
+  /** The event fd; kept open only for permission events until they are answered. */
+  fd: number;
+  path?: Buffer;
+  deleted: boolean;
+  isDir: boolean;
+  entry?: ResolvedEntry;
+  oldEntry?: ResolvedEntry;
+  newEntry?: ResolvedEntry;
+  process: ProcessInfo;
+  timeMs: number;
+  error?: { error: number; count: number };
+  range?: { offset: bigint; count: bigint };
+  mntId?: bigint;
+  malformed?: string;
+}
+
+const DELETED_SUFFIX = Buffer.from(' (deleted)');
+
+/** readlink of /proc/self/fd/N: the path of an open fd, as bytes. */
+export function fdPath(fd: number): { path?: Buffer; deleted: boolean } {
+  try {
+    let path = fs.readlinkSync(`/proc/self/fd/${fd}`, { encoding: 'buffer' });
+    let deleted = false;
+    // The kernel appends " (deleted)" to an unlinked file's path; a file may
+    // also really be named so, which nlink tells apart.
+    if (path.length > DELETED_SUFFIX.length && path.subarray(-DELETED_SUFFIX.length).equals(DELETED_SUFFIX)) {
+      try {
+        if (fs.fstatSync(fd).nlink === 0) {
+          deleted = true;
+          path = path.subarray(0, path.length - DELETED_SUFFIX.length);
+        }
+      } catch {
+        // fstat failing leaves the name as the kernel gave it.
+      }
+    }
+    return { path, deleted };
+  } catch {
+    return { deleted: false };
+  }
+}
+
+/**
+ * Turns directory handles into paths with open_by_handle_at, using an
+ * O_PATH fd on the filesystem that reported the handle (by fsid).
+ */
+export class HandleResolver {
+  private readonly mountFds = new Map<string, number>();
+
+  /** Remember an fd on path's filesystem for handles carrying its fsid. */
+  addMount(path: string): void {
+    const key = ffi.fsidOf(path).toString('hex');
+    if (this.mountFds.has(key)) return;
+    this.mountFds.set(key, fs.openSync(path, ffi.O_PATH | ffi.O_CLOEXEC));
+  }
+
+  resolve(id: FileId): Buffer | undefined {
+    const mountFd = this.mountFds.get(id.fsid.toString('hex'));
+    if (mountFd === undefined) return undefined;
+    let fd: number;
+    try {
+      fd = ffi.openByHandleAt(mountFd, id.fileHandle, ffi.O_PATH | ffi.O_CLOEXEC);
+    } catch {
+      return undefined; // ESTALE: the directory is gone; the caller reports the handle.
+    }
+    try {
+      return fdPath(fd).path;
+    } finally {
+      ffi.closeFd(fd);
+    }
+  }
+
+  close(): void {
+    for (const fd of this.mountFds.values()) ffi.closeFd(fd);
+    this.mountFds.clear();
+  }
+}
+
+/** How long a /proc read of a pid is reused. Short, because pids get reused and exec changes comm/exe. */
+const PROCESS_CACHE_TTL_MS = 500;
+const PROCESS_CACHE_MAX = 4096;
+
+/** Best-effort /proc reader with a small time-bounded cache. */
+export class ProcessCache {
+  private readonly cache = new Map<number, { info: ProcessInfo; at: number }>();
+  hits = 0;
+  misses = 0;
+
+  lookup(pid: number, pidfd: number | undefined, now: number): ProcessInfo {
+    const hit = this.cache.get(pid);
+    if (hit && now - hit.at < PROCESS_CACHE_TTL_MS) {
+      this.hits++;
+      return hit.info;
+    }
+    this.misses++;
+    const info = readProcess(pid, pidfd);
+    if (this.cache.size >= PROCESS_CACHE_MAX) this.cache.clear();
+    if (info.details) this.cache.set(pid, { info, at: now });
+    return info;
+  }
+}
+
+export function readProcess(pid: number, pidfd?: number): ProcessInfo {
+  const info: ProcessInfo = { pid, ppid: 0, uid: 0, gid: 0, comm: '', exe: '', cmdline: [], details: false, verified: false };
+  if (pid <= 0) return info;
+  try {
+    const status = fs.readFileSync(`/proc/${pid}/status`, 'latin1');
+    info.ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+    info.uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+    info.gid = Number(/^Gid:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+    info.comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').replace(/\n$/, '');
+    info.details = true;
+  } catch {
+    return info; // exited: pid alone
+  }
+  try {
+    info.exe = fs.readlinkSync(`/proc/${pid}/exe`, 'utf8');
+  } catch {
+    // Kernel threads and zombies have no exe.
+  }
+  try {
+    const raw = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    info.cmdline = raw.length ? raw.replace(/\0$/, '').split('\0') : [];
+  } catch {
+    // Gone between reads: keep what was read.
+  }
+  // A pidfd pins the process the kernel meant. If it still refers to a live
+  // process with this pid after the reads above, the pid was not reused in
+  // between and the details are that process's.
+  if (pidfd !== undefined && pidfd >= 0) {
+    try {
+      const fdinfo = fs.readFileSync(`/proc/self/fdinfo/${pidfd}`, 'latin1');
+      info.verified = Number(/^Pid:\s+(-?\d+)/m.exec(fdinfo)?.[1]) === pid;
+    } catch {
+      info.verified = false;
+    }
+  }
+  return info;
+}
+
+/** Build an FsEvent from a decoded record (fd-mode path or FID-mode entries). */
+export function enrich(raw: RawEvent, resolver: HandleResolver | undefined, procs: ProcessCache, now: number): FsEvent {
+  const ev: FsEvent = {
+    mask: raw.mask,
+    pid: raw.pid,
+    fd: raw.fd,
+    deleted: false,
+    isDir: (raw.mask & K.FAN_ONDIR) !== 0,
+    process: procs.lookup(raw.pid, raw.pidfd, now),
+    timeMs: now,
+    error: raw.error,
+    range: raw.range,
+    mntId: raw.mntId,
+    malformed: raw.malformed,
+  };
+  if (raw.fd >= 0) {
+    const { path, deleted } = fdPath(raw.fd);
+    ev.path = path;
+    ev.deleted = deleted;
+  }
+  if (resolver) {
+    if (raw.dfid) ev.entry = resolveEntry(raw.dfid, resolver);
+    if (raw.oldDfid) ev.oldEntry = resolveEntry(raw.oldDfid, resolver);
+    if (raw.newDfid) ev.newEntry = resolveEntry(raw.newDfid, resolver);
+    const main = ev.entry ?? ev.newEntry ?? ev.oldEntry;
+    if (!ev.path && main?.dir) ev.path = joinEntry(main.dir, main.name);
+  }
+  return ev;
+}
+
+function resolveEntry(id: FileId, resolver: HandleResolver): ResolvedEntry {
+  return { dir: resolver.resolve(id), name: id.name ?? Buffer.alloc(0), id };
+}
+
+const DOT = Buffer.from('.');
+const SLASH = Buffer.from('/');
+/** dir + "/" + name; the kernel reports "." (or no name) for an event on the directory itself. */
+export function joinEntry(dir: Buffer, name: Buffer): Buffer {
+  if (name.length === 0 || name.equals(DOT)) return dir;
+  if (dir.length === 1 && dir[0] === 0x2f) return Buffer.concat([dir, name]);
+  return Buffer.concat([dir, SLASH, name]);
+}

@@ -1,0 +1,224 @@
+// proto <-> domain conversion. Requests arrive as proto-loader objects
+// (enums as names, 64-bit integers as decimal strings); everything here
+// checks shape and range before the domain layer sees it.
+import * as grpc from '@grpc/grpc-js';
+import * as K from '../kernel/constants';
+import type { KernelFeatures } from '../kernel/probe';
+import type { ResolvedEntry } from '../kernel/enrich';
+import type { GroupClass, GroupSpec, MarkScope, MarkSpec, ReportMode } from '../watch/group';
+import type { Decision, OverflowNotice, WatchEvent } from '../watch/watch';
+import { ApiError } from './errors';
+
+export const EVENT_TYPES: ReadonlyArray<[string, number]> = [
+  ['EVENT_TYPE_ACCESS', K.FAN_ACCESS],
+  ['EVENT_TYPE_MODIFY', K.FAN_MODIFY],
+  ['EVENT_TYPE_CLOSE_WRITE', K.FAN_CLOSE_WRITE],
+  ['EVENT_TYPE_CLOSE_NOWRITE', K.FAN_CLOSE_NOWRITE],
+  ['EVENT_TYPE_OPEN', K.FAN_OPEN],
+  ['EVENT_TYPE_OPEN_EXEC', K.FAN_OPEN_EXEC],
+  ['EVENT_TYPE_ATTRIB', K.FAN_ATTRIB],
+  ['EVENT_TYPE_CREATE', K.FAN_CREATE],
+  ['EVENT_TYPE_DELETE', K.FAN_DELETE],
+  ['EVENT_TYPE_DELETE_SELF', K.FAN_DELETE_SELF],
+  ['EVENT_TYPE_MOVED_FROM', K.FAN_MOVED_FROM],
+  ['EVENT_TYPE_MOVED_TO', K.FAN_MOVED_TO],
+  ['EVENT_TYPE_MOVE_SELF', K.FAN_MOVE_SELF],
+  ['EVENT_TYPE_RENAME', K.FAN_RENAME],
+  ['EVENT_TYPE_FS_ERROR', K.FAN_FS_ERROR],
+  ['EVENT_TYPE_OPEN_PERM', K.FAN_OPEN_PERM],
+  ['EVENT_TYPE_ACCESS_PERM', K.FAN_ACCESS_PERM],
+  ['EVENT_TYPE_OPEN_EXEC_PERM', K.FAN_OPEN_EXEC_PERM],
+  ['EVENT_TYPE_PRE_ACCESS', K.FAN_PRE_ACCESS],
+  ['EVENT_TYPE_Q_OVERFLOW', K.FAN_Q_OVERFLOW],
+];
+const EVENT_BIT = new Map(EVENT_TYPES);
+
+/** The EventType names of the bits set in mask, in enum order. */
+export function maskToTypes(mask: number): string[] {
+  const out: string[] = [];
+  for (const [name, bit] of EVENT_TYPES) if (mask & bit) out.push(name);
+  return out;
+}
+
+/** The mask bit of one EventType name; throws INVALID_ARGUMENT for unknown or unusable values. */
+export function typeToBit(name: unknown, where: string): number {
+  const bit = typeof name === 'string' ? EVENT_BIT.get(name) : undefined;
+  if (bit === undefined || bit === K.FAN_Q_OVERFLOW) {
+    throw new ApiError(
+      grpc.status.INVALID_ARGUMENT,
+      `${where}: ${String(name)} is not an event type that can be marked; use one of ${EVENT_TYPES.filter(([, b]) => b !== K.FAN_Q_OVERFLOW).map(([n]) => n).join(', ')}`,
+    );
+  }
+  return bit;
+}
+
+const GROUP_CLASSES: Record<string, GroupClass> = {
+  GROUP_CLASS_UNSPECIFIED: 'notif',
+  GROUP_CLASS_NOTIF: 'notif',
+  GROUP_CLASS_CONTENT: 'content',
+  GROUP_CLASS_PRE_CONTENT: 'pre_content',
+};
+const MARK_SCOPES: Record<string, MarkScope> = {
+  MARK_SCOPE_UNSPECIFIED: 'inode',
+  MARK_SCOPE_INODE: 'inode',
+  MARK_SCOPE_MOUNT: 'mount',
+  MARK_SCOPE_FILESYSTEM: 'filesystem',
+};
+const DECISIONS: Record<string, Decision> = { DECISION_ALLOW: 'allow', DECISION_DENY: 'deny' };
+
+export interface SubscribeLimits {
+  defaultVerdictTimeoutMs: number;
+  maxVerdictTimeoutMs: number;
+  defaultMaxBatchEvents: number;
+  maxBatchEvents: number;
+  maxMarksPerWatch: number;
+}
+
+export interface SubscribeRequest {
+  group: GroupSpec;
+  verdictTimeoutMs: number;
+  timeoutDecision: Decision;
+  maxBatchEvents: number;
+}
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+/** Validate a Subscribe message against the API and this kernel. */
+export function parseSubscribe(msg: any, limits: SubscribeLimits, kernel: KernelFeatures): SubscribeRequest {
+  const invalid = (text: string) => new ApiError(grpc.status.INVALID_ARGUMENT, `Subscribe: ${text}`);
+  const unsupported = (text: string) => new ApiError(grpc.status.FAILED_PRECONDITION, `Subscribe: ${text}`);
+
+  const groupClass = GROUP_CLASSES[msg?.group_class as string];
+  if (!groupClass) throw invalid(`group_class ${String(msg?.group_class)} is unknown`);
+  if (!kernel.classes[groupClass]) throw unsupported(`this kernel (${kernel.release}) does not support ${msg.group_class}`);
+
+  const marksIn: any[] = Array.isArray(msg.marks) ? msg.marks : [];
+  if (marksIn.length === 0) throw invalid('marks is empty; give at least one Mark with a path and events');
+  if (marksIn.length > limits.maxMarksPerWatch) {
+    throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `Subscribe: ${marksIn.length} marks exceed the limit of ${limits.maxMarksPerWatch} per watch`);
+  }
+  const marks: MarkSpec[] = marksIn.map((m, i) => parseMark(m, `marks[${i}]`, groupClass, kernel));
+
+  let verdictTimeoutMs = Number(msg.verdict_timeout_ms ?? 0);
+  if (verdictTimeoutMs === 0) verdictTimeoutMs = limits.defaultVerdictTimeoutMs;
+  if (verdictTimeoutMs > limits.maxVerdictTimeoutMs) {
+    throw invalid(`verdict_timeout_ms ${verdictTimeoutMs} exceeds the daemon's maximum of ${limits.maxVerdictTimeoutMs}`);
+  }
+  const td = msg.timeout_decision ?? 'DECISION_UNSPECIFIED';
+  const timeoutDecision: Decision | undefined = td === 'DECISION_UNSPECIFIED' ? 'allow' : DECISIONS[td as string];
+  if (!timeoutDecision) throw invalid(`timeout_decision ${String(td)} is unknown; use DECISION_ALLOW or DECISION_DENY`);
+
+  let maxBatchEvents = Number(msg.max_batch_events ?? 0);
+  if (maxBatchEvents === 0) maxBatchEvents = limits.defaultMaxBatchEvents;
+  if (maxBatchEvents > limits.maxBatchEvents) {
+    throw invalid(`max_batch_events ${maxBatchEvents} exceeds the daemon's maximum of ${limits.maxBatchEvents}`);
+  }
+  return { group: { groupClass, marks }, verdictTimeoutMs, timeoutDecision, maxBatchEvents };
+}
+
+function parseMark(m: any, where: string, groupClass: GroupClass, kernel: KernelFeatures): MarkSpec {
+  const invalid = (text: string) => new ApiError(grpc.status.INVALID_ARGUMENT, `Subscribe: ${where}: ${text}`);
+  const path = m?.path;
+  if (typeof path !== 'string' || path === '') throw invalid('path is missing; give an absolute path');
+  if (!path.startsWith('/')) throw invalid(`path "${path}" is relative; give an absolute path`);
+  if (path.includes('\0')) throw invalid('path contains a NUL byte');
+  const scope = MARK_SCOPES[m.scope as string];
+  if (!scope) throw invalid(`scope ${String(m.scope)} is unknown`);
+  if (!kernel.scopes[scope]) {
+    throw new ApiError(grpc.status.FAILED_PRECONDITION, `Subscribe: ${where}: this kernel (${kernel.release}) does not support ${m.scope}`);
+  }
+  const events: unknown[] = Array.isArray(m.events) ? m.events : [];
+  if (events.length === 0) throw invalid('events is empty; name at least one EventType');
+  let mask = 0;
+  for (const e of events) {
+    const bit = typeToBit(e, where);
+    if (kernel.events.get(bit) === false) {
+      throw new ApiError(grpc.status.FAILED_PRECONDITION, `Subscribe: ${where}: this kernel (${kernel.release}) does not support ${String(e)}`);
+    }
+    if (bit & K.FAN_PERMISSION_EVENTS && groupClass === 'notif') {
+      throw invalid(`${String(e)} is a permission event; subscribe with group_class GROUP_CLASS_CONTENT or GROUP_CLASS_PRE_CONTENT`);
+    }
+    if (bit === K.FAN_PRE_ACCESS && groupClass !== 'pre_content') {
+      throw invalid('EVENT_TYPE_PRE_ACCESS needs group_class GROUP_CLASS_PRE_CONTENT');
+    }
+    mask |= bit;
+  }
+  if (m.on_child) mask |= K.FAN_EVENT_ON_CHILD;
+  if (m.on_dir) mask |= K.FAN_ONDIR;
+  return { path, scope, mask };
+}
+
+/** Verdicts of a VerdictBatch, validated. */
+export function parseVerdicts(msg: any): Array<{ id: number; decision: Decision }> {
+  const list: any[] = Array.isArray(msg?.verdicts) ? msg.verdicts : [];
+  return list.map((v, i) => {
+    const decision = DECISIONS[v?.decision as string];
+    if (!decision) {
+      throw new ApiError(grpc.status.INVALID_ARGUMENT, `verdicts[${i}]: decision ${String(v?.decision)} is not DECISION_ALLOW or DECISION_DENY`);
+    }
+    // Ids are below 2^53 for the life of any watch; a larger one matches nothing.
+    return { id: Number(v.id), decision };
+  });
+}
+/* eslint-enable @typescript-eslint/no-explicit-any */
+
+const REPORT_MODES: Record<ReportMode, string> = { fd: 'REPORT_MODE_FD', dfid_name: 'REPORT_MODE_DFID_NAME' };
+export function reportModeName(mode: ReportMode): string {
+  return REPORT_MODES[mode];
+}
+export function decisionName(d: Decision): string {
+  return d === 'allow' ? 'DECISION_ALLOW' : 'DECISION_DENY';
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function entryToProto(e: ResolvedEntry | undefined) {
+  if (!e) return null;
+  return {
+    dir: e.dir ? e.dir.toString('utf8') : '',
+    dir_bytes: e.dir ?? EMPTY,
+    name: e.name.toString('utf8'),
+    name_bytes: e.name,
+    unresolved: !e.dir,
+    fsid: e.id.fsid,
+    handle_type: e.id.handleType,
+    handle: e.id.fileHandle.subarray(8),
+  };
+}
+
+export function eventToProto(w: WatchEvent) {
+  const ev = w.ev;
+  const p = ev.process;
+  return {
+    id: w.id,
+    types: maskToTypes(ev.mask),
+    mask: ev.mask,
+    path: ev.path ? ev.path.toString('utf8') : '',
+    path_bytes: ev.path ?? EMPTY,
+    is_dir: ev.isDir,
+    needs_verdict: w.needsVerdict,
+    process: {
+      pid: p.pid,
+      ppid: p.ppid,
+      uid: p.uid,
+      gid: p.gid,
+      comm: p.comm,
+      exe: p.exe,
+      cmdline: p.cmdline,
+      details: p.details,
+      pid_verified: p.verified,
+    },
+    time: { seconds: Math.floor(ev.timeMs / 1000), nanos: (ev.timeMs % 1000) * 1e6 },
+    deleted: ev.deleted,
+    entry: entryToProto(ev.entry),
+    old_entry: entryToProto(ev.oldEntry),
+    new_entry: entryToProto(ev.newEntry),
+  };
+}
+
+export function overflowToProto(o: OverflowNotice) {
+  return {
+    source: o.source === 'kernel' ? 'OVERFLOW_SOURCE_KERNEL' : 'OVERFLOW_SOURCE_CLIENT',
+    dropped: o.dropped,
+    total: o.total,
+  };
+}

@@ -1,0 +1,188 @@
+// gRPC handlers for fanotify.v1.Fanotify. A Watch stream owns one Watch
+// (src/watch) for its life: Subscribe opens it, verdicts flow into it,
+// batches flow out of it, and whatever ends the stream closes it, which
+// answers every pending permission event.
+import * as grpc from '@grpc/grpc-js';
+import * as K from '../kernel/constants';
+import type { KernelFeatures } from '../kernel/probe';
+import type { EventPump } from '../kernel/pump';
+import type { Logger } from '../daemon/log';
+import { checkPermissionTarget } from '../watch/group';
+import { Watch, type WatchSink } from '../watch/watch';
+import * as convert from './convert';
+import { ApiError, toStatus } from './errors';
+
+export interface ServiceLimits extends convert.SubscribeLimits {
+  queueCapacity: number;
+  maxWatches: number;
+}
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type WatchCall = grpc.ServerDuplexStream<any, any>;
+
+export class FanotifyService {
+  private readonly watches = new Map<string, Watch>();
+  private seq = 0;
+  private shuttingDown = false;
+  /** Verdicts naming no pending event, summed over closed watches too. */
+  ignoredVerdicts = 0;
+
+  constructor(
+    private readonly pump: EventPump,
+    private readonly kernel: KernelFeatures,
+    readonly limits: ServiceLimits,
+    private readonly log: Logger,
+    readonly version: string,
+  ) {}
+
+  get activeWatches(): number {
+    return this.watches.size;
+  }
+
+  implementation(): grpc.UntypedServiceImplementation {
+    return {
+      Watch: (call: WatchCall) => this.watch(call),
+      GetInfo: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => cb(null, this.info()),
+    };
+  }
+
+  /** Answer every pending permission event with ALLOW and close every group. */
+  shutdown(): void {
+    this.shuttingDown = true;
+    for (const w of [...this.watches.values()]) w.close('shutdown');
+  }
+
+  private watch(call: WatchCall): void {
+    const peer = call.getPeer();
+    let watch: Watch | undefined;
+    let ended = false;
+
+    const finish = (err?: unknown) => {
+      if (ended) return;
+      ended = true;
+      if (watch && !watch.isClosed) watch.close('disconnect');
+      if (err !== undefined) {
+        const status = toStatus(err);
+        if (status.code === grpc.status.INTERNAL) this.log.error('watch failed', { peer, watch: watch?.id, error: err });
+        call.emit('error', status);
+      } else {
+        call.end();
+      }
+    };
+
+    const subscribe = (msg: unknown) => {
+      if (watch) throw new ApiError(grpc.status.FAILED_PRECONDITION, 'Subscribe was already sent on this stream; open another stream for another watch');
+      if (this.shuttingDown) throw new ApiError(grpc.status.UNAVAILABLE, 'the daemon is shutting down');
+      const req = convert.parseSubscribe(msg, this.limits, this.kernel);
+      if (this.watches.size >= this.limits.maxWatches) {
+        throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `the daemon already serves ${this.watches.size} watches, its limit`);
+      }
+      if (req.group.groupClass !== 'notif') for (const m of req.group.marks) checkPermissionTarget(m.path);
+      const id = `w${++this.seq}`;
+      const features = { reportPidfd: this.kernel.initFlags.get(K.FAN_REPORT_PIDFD) === true };
+      const opts = {
+        verdictTimeoutMs: req.verdictTimeoutMs,
+        timeoutDecision: req.timeoutDecision,
+        maxBatchEvents: req.maxBatchEvents,
+        queueCapacity: this.limits.queueCapacity,
+      };
+      const w = new Watch(id, req.group, features, opts, this.pump, this.log, (closed) => {
+        this.watches.delete(closed.id);
+        this.ignoredVerdicts += closed.stats.unknownVerdicts;
+        this.log.info('watch closed', { watch: closed.id, peer, stats: closed.snapshot() });
+        // Closed by shutdown (not by the stream): end the stream too.
+        if (this.shuttingDown) finish(new ApiError(grpc.status.UNAVAILABLE, 'the daemon is shutting down'));
+      });
+      watch = w;
+      this.watches.set(id, w);
+      this.log.info('watch opened', {
+        watch: id,
+        peer,
+        class: req.group.groupClass,
+        marks: req.group.marks.map((m) => ({ path: m.path, scope: m.scope, mask: m.mask })),
+        report_mode: w.reportMode,
+      });
+      call.write({
+        subscribed: {
+          watch_id: id,
+          init_flags: w.initFlags,
+          init_flag_names: K.initFlagNames(w.initFlags),
+          report_mode: convert.reportModeName(w.reportMode),
+          verdict_timeout_ms: opts.verdictTimeoutMs,
+          timeout_decision: convert.decisionName(opts.timeoutDecision),
+          max_batch_events: opts.maxBatchEvents,
+          queue_capacity: opts.queueCapacity,
+        },
+      });
+      const sink: WatchSink = {
+        sendEvents: (batch) => this.write(call, w, { events: { events: batch.map(convert.eventToProto) } }),
+        sendOverflow: (notice) => this.write(call, w, { overflow: convert.overflowToProto(notice) }),
+      };
+      w.attach(sink);
+    };
+
+    call.on('data', (req: any) => {
+      if (ended) return;
+      try {
+        if (req?.subscribe) subscribe(req.subscribe);
+        else if (req?.verdicts) {
+          if (!watch) throw new ApiError(grpc.status.FAILED_PRECONDITION, 'verdicts sent before Subscribe; send Subscribe first');
+          for (const v of convert.parseVerdicts(req.verdicts)) watch.verdict(v.id, v.decision);
+        } else {
+          throw new ApiError(grpc.status.INVALID_ARGUMENT, 'WatchRequest has neither subscribe nor verdicts set');
+        }
+      } catch (err) {
+        finish(err);
+      }
+    });
+    call.on('end', () => finish());
+    call.on('cancelled', () => finish());
+    call.on('error', () => finish());
+    call.on('close', () => finish());
+  }
+
+  private write(call: WatchCall, w: Watch, msg: unknown): boolean {
+    if (call.cancelled || call.destroyed) return false;
+    const ok = call.write(msg);
+    if (!ok) call.once('drain', () => w.resume());
+    return ok;
+  }
+
+  info() {
+    const k = this.kernel;
+    const classes: string[] = [];
+    if (k.classes.notif) classes.push('GROUP_CLASS_NOTIF');
+    if (k.classes.content) classes.push('GROUP_CLASS_CONTENT');
+    if (k.classes.pre_content) classes.push('GROUP_CLASS_PRE_CONTENT');
+    const scopes: string[] = [];
+    if (k.scopes.inode) scopes.push('MARK_SCOPE_INODE');
+    if (k.scopes.mount) scopes.push('MARK_SCOPE_MOUNT');
+    if (k.scopes.filesystem) scopes.push('MARK_SCOPE_FILESYSTEM');
+    const events = convert.EVENT_TYPES.filter(([, bit]) => bit === K.FAN_Q_OVERFLOW || k.events.get(bit)).map(([n]) => n);
+    const initFlags = K.INIT_FLAG_NAMES.filter(([bit]) => k.initFlags.get(bit)).map(([, n]) => n);
+    const l = this.limits;
+    return {
+      kernel_release: k.release,
+      daemon_version: this.version,
+      group_classes: classes,
+      event_types: events,
+      mark_scopes: scopes,
+      init_flags: initFlags,
+      kernel_limits: {
+        max_queued_events: k.limits.maxQueuedEvents,
+        max_user_groups: k.limits.maxUserGroups,
+        max_user_marks: k.limits.maxUserMarks,
+      },
+      limits: {
+        default_verdict_timeout_ms: l.defaultVerdictTimeoutMs,
+        max_verdict_timeout_ms: l.maxVerdictTimeoutMs,
+        default_max_batch_events: l.defaultMaxBatchEvents,
+        max_batch_events: l.maxBatchEvents,
+        queue_capacity: l.queueCapacity,
+        max_watches: l.maxWatches,
+        max_marks_per_watch: l.maxMarksPerWatch,
+      },
+      active_watches: this.watches.size,
+    };
+  }
+}

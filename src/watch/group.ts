@@ -1,0 +1,112 @@
+// A fanotify group: which fanotify_init flags a subscription needs, and the
+// calls that create the group and place its marks.
+import * as fs from 'node:fs';
+import * as K from '../kernel/constants';
+import * as ffi from '../kernel/ffi';
+
+export type GroupClass = 'notif' | 'content' | 'pre_content';
+export type MarkScope = 'inode' | 'mount' | 'filesystem';
+export type ReportMode = 'fd' | 'dfid_name';
+
+export interface MarkSpec {
+  path: string;
+  scope: MarkScope;
+  /** FAN_* event bits, plus FAN_EVENT_ON_CHILD / FAN_ONDIR when asked for. */
+  mask: number;
+}
+
+export interface GroupSpec {
+  groupClass: GroupClass;
+  marks: MarkSpec[];
+}
+
+/** What the running kernel accepted when probed; decides optional flags. */
+export interface GroupFeatures {
+  reportPidfd: boolean;
+}
+
+const CLASS_FLAGS: Record<GroupClass, number> = {
+  notif: K.FAN_CLASS_NOTIF,
+  content: K.FAN_CLASS_CONTENT,
+  pre_content: K.FAN_CLASS_PRE_CONTENT,
+};
+const SCOPE_FLAGS: Record<MarkScope, number> = {
+  inode: K.FAN_MARK_INODE,
+  mount: K.FAN_MARK_MOUNT,
+  filesystem: K.FAN_MARK_FILESYSTEM,
+};
+
+/** Error for a subscription the kernel cannot serve as asked; the message says what to change. */
+export class GroupSpecError extends Error {
+  readonly code = 'EGROUPSPEC';
+  constructor(message: string) {
+    super(message);
+    this.name = 'GroupSpecError';
+  }
+}
+
+export function eventBits(spec: GroupSpec): number {
+  let mask = 0;
+  for (const m of spec.marks) mask |= m.mask;
+  return mask & ~(K.FAN_EVENT_ON_CHILD | K.FAN_ONDIR);
+}
+
+/**
+ * The report mode follows from the events: fd mode when it can (paths come
+ * straight from the event fd), FAN_REPORT_DFID_NAME when directory-entry
+ * events are asked for, since the kernel reports those only with file handles.
+ */
+export function chooseReportMode(spec: GroupSpec): ReportMode {
+  const bits = eventBits(spec);
+  if ((bits & K.FAN_DIRENT_EVENTS) === 0) return 'fd';
+  if (bits & K.FAN_PERMISSION_EVENTS) {
+    throw new GroupSpecError(
+      'directory-entry events (CREATE, DELETE, MOVED_*, RENAME, ATTRIB, *_SELF) need a file-handle report mode, ' +
+        'which the kernel refuses together with permission events: open one watch for each',
+    );
+  }
+  return 'dfid_name';
+}
+
+export function initFlags(spec: GroupSpec, features: GroupFeatures): { flags: number; reportMode: ReportMode } {
+  const reportMode = chooseReportMode(spec);
+  let flags = K.FAN_CLOEXEC | K.FAN_NONBLOCK | CLASS_FLAGS[spec.groupClass];
+  if (reportMode === 'dfid_name') flags |= K.FAN_REPORT_FID | K.FAN_REPORT_DFID_NAME;
+  if (features.reportPidfd) flags |= K.FAN_REPORT_PIDFD;
+  return { flags, reportMode };
+}
+
+/** O_LARGEFILE on x86-64; the flag is 0 on 64-bit arm, where it is implied. */
+const O_LARGEFILE = process.arch === 'x64' ? 0o100000 : 0;
+export const EVENT_F_FLAGS = ffi.O_RDONLY | ffi.O_CLOEXEC | O_LARGEFILE;
+
+/** Create the group and place every mark; on any failure nothing stays open. */
+export function openGroup(spec: GroupSpec, features: GroupFeatures): { fd: number; flags: number; reportMode: ReportMode } {
+  const { flags, reportMode } = initFlags(spec, features);
+  const fd = ffi.fanotifyInit(flags, EVENT_F_FLAGS);
+  try {
+    for (const m of spec.marks) addMark(fd, m);
+  } catch (err) {
+    ffi.closeFd(fd);
+    throw err;
+  }
+  return { fd, flags, reportMode };
+}
+
+export function addMark(fd: number, m: MarkSpec): void {
+  ffi.fanotifyMark(fd, K.FAN_MARK_ADD | SCOPE_FLAGS[m.scope], m.mask, m.path);
+}
+
+const PROC_SUPER_MAGIC = 0x9fa0;
+const SYSFS_MAGIC = 0x62656572;
+
+/**
+ * The daemon reads /proc synchronously to describe processes; a permission
+ * mark there would make it wait on itself. Refuse such marks up front.
+ */
+export function checkPermissionTarget(path: string): void {
+  const type = fs.statfsSync(path).type;
+  if (type === PROC_SUPER_MAGIC || type === SYSFS_MAGIC) {
+    throw new GroupSpecError(`permission events cannot be marked on ${path}: the daemon itself reads procfs and sysfs`);
+  }
+}

@@ -1,0 +1,325 @@
+// A watch: one fanotify group, its bounded outbound queue, and its pending
+// permission events with their deadlines. A stream attaches to a watch; the
+// watch does not know about gRPC.
+//
+// Every permission event read from the kernel is answered exactly once:
+// by verdict(), by the deadline timer (timeoutDecision), by close() (the
+// timeoutDecision on disconnect, ALLOW on shutdown), or at once with ALLOW
+// when the daemon's own process caused it.
+import * as K from '../kernel/constants';
+import { decodeEvents, type RawEvent } from '../kernel/decoder';
+import { enrich, HandleResolver, ProcessCache, type FsEvent } from '../kernel/enrich';
+import * as ffi from '../kernel/ffi';
+import type { EventPump, PumpClient } from '../kernel/pump';
+import type { Logger } from '../daemon/log';
+import { openGroup, type GroupFeatures, type GroupSpec, type ReportMode } from './group';
+
+export type Decision = 'allow' | 'deny';
+export type DecidedBy = 'client' | 'timeout' | 'disconnect' | 'shutdown' | 'self';
+
+export interface WatchOptions {
+  verdictTimeoutMs: number;
+  timeoutDecision: Decision;
+  maxBatchEvents: number;
+  /** Notification events held for a slow client before new ones are dropped. */
+  queueCapacity: number;
+}
+
+export interface WatchEvent {
+  id: number;
+  ev: FsEvent;
+  /** A permission event (never dropped for a slow client). */
+  permission: boolean;
+  /** True while a verdict is awaited; cleared once the event is answered. */
+  needsVerdict: boolean;
+}
+
+export interface OverflowNotice {
+  source: 'kernel' | 'client';
+  dropped: number;
+  total: number;
+}
+
+/** Where a watch sends its output. A false return means: stop until resume(). */
+export interface WatchSink {
+  sendEvents(events: WatchEvent[]): boolean;
+  sendOverflow(notice: OverflowNotice): boolean;
+}
+
+export interface WatchStats {
+  eventsRead: number;
+  eventsSent: number;
+  notificationsDropped: number;
+  kernelOverflows: number;
+  decodeErrors: number;
+  malformedRecords: number;
+  unknownVerdicts: number;
+  responseErrors: number;
+  decisions: Record<DecidedBy, number>;
+  pending: number;
+  queued: number;
+}
+
+type QueueItem = WatchEvent | { overflow: OverflowNotice };
+
+const RESPONSE: Record<Decision, number> = { allow: K.FAN_ALLOW, deny: K.FAN_DENY };
+const SELF_PID = process.pid;
+
+export class Watch implements PumpClient {
+  readonly fd: number;
+  readonly initFlags: number;
+  readonly reportMode: ReportMode;
+  private readonly resolver?: HandleResolver;
+  private readonly procs = new ProcessCache();
+  private readonly pending = new Map<number, { item: WatchEvent; deadline: number }>();
+  private queue: QueueItem[] = [];
+  private queueHead = 0;
+  private queuedNotifications = 0;
+  /** The client-overflow notice still in the queue, grown while drops continue. */
+  private openDropNotice?: OverflowNotice;
+  private nextId = 1;
+  private sink?: WatchSink;
+  private writable = false;
+  private timer?: NodeJS.Timeout;
+  private closed = false;
+  private readonly responseBuf = Buffer.alloc(K.FAN_RESPONSE_LEN);
+  readonly stats: WatchStats = {
+    eventsRead: 0,
+    eventsSent: 0,
+    notificationsDropped: 0,
+    kernelOverflows: 0,
+    decodeErrors: 0,
+    malformedRecords: 0,
+    unknownVerdicts: 0,
+    responseErrors: 0,
+    decisions: { client: 0, timeout: 0, disconnect: 0, shutdown: 0, self: 0 },
+    pending: 0,
+    queued: 0,
+  };
+
+  constructor(
+    readonly id: string,
+    spec: GroupSpec,
+    features: GroupFeatures,
+    readonly options: WatchOptions,
+    private readonly pump: EventPump,
+    private readonly log: Logger,
+    private readonly onClose?: (w: Watch) => void,
+  ) {
+    const group = openGroup(spec, features);
+    this.fd = group.fd;
+    this.initFlags = group.flags;
+    this.reportMode = group.reportMode;
+    try {
+      if (group.reportMode === 'dfid_name') {
+        this.resolver = new HandleResolver();
+        for (const m of spec.marks) this.resolver.addMount(m.path);
+      }
+    } catch (err) {
+      this.resolver?.close();
+      ffi.closeFd(this.fd);
+      throw err;
+    }
+  }
+
+  /** Start delivering to sink; events read before attach wait in the queue. */
+  attach(sink: WatchSink): void {
+    this.sink = sink;
+    this.writable = true;
+    this.pump.add(this.fd, this);
+    this.flush();
+  }
+
+  /** The sink can take more after returning false. */
+  resume(): void {
+    this.writable = true;
+    this.flush();
+  }
+
+  /** Apply a client verdict. False when the id is unknown or already answered. */
+  verdict(id: number, decision: Decision): boolean {
+    const p = this.pending.get(id);
+    if (!p) {
+      this.stats.unknownVerdicts++;
+      return false;
+    }
+    this.answer(id, p.item, RESPONSE[decision], 'client');
+    return true;
+  }
+
+  /**
+   * Answer everything pending (the timeout decision when the client went
+   * away, ALLOW when the daemon shuts down), then close the group.
+   */
+  close(reason: 'disconnect' | 'shutdown'): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    const response = reason === 'shutdown' ? K.FAN_ALLOW : RESPONSE[this.options.timeoutDecision];
+    for (const [id, p] of this.pending) this.answer(id, p.item, response, reason);
+    this.pump.remove(this.fd);
+    ffi.closeFd(this.fd);
+    this.resolver?.close();
+    this.queue = [];
+    this.queueHead = 0;
+    this.sink = undefined;
+    this.onClose?.(this);
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  // --- PumpClient ---
+
+  onData(buf: Buffer, length: number): void {
+    const { events, error } = decodeEvents(buf, length);
+    if (error) {
+      this.stats.decodeErrors++;
+      this.log.warn('undecodable fanotify record; rest of the read skipped', { watch: this.id, error });
+    }
+    const now = Date.now();
+    for (const raw of events) this.take(raw, now);
+  }
+
+  onDrained(): void {
+    this.flush();
+  }
+
+  onReadError(err: Error): void {
+    this.log.error('read from fanotify group failed', { watch: this.id, error: err });
+  }
+
+  // --- internals ---
+
+  private take(raw: RawEvent, now: number): void {
+    this.stats.eventsRead++;
+    if (raw.malformed) this.stats.malformedRecords++;
+    const isPerm = (raw.mask & K.FAN_PERMISSION_EVENTS) !== 0 && raw.fd >= 0;
+    if (raw.mask & K.FAN_Q_OVERFLOW) {
+      this.stats.kernelOverflows++;
+      this.push({ overflow: { source: 'kernel', dropped: 0, total: this.stats.kernelOverflows } });
+      this.release(raw);
+      return;
+    }
+    if (isPerm && raw.pid === SELF_PID) {
+      // The daemon's own access (a lazy module load, a log file): it must
+      // never wait on a client, or on itself.
+      this.respond(raw.fd, K.FAN_ALLOW);
+      this.stats.decisions.self++;
+      this.release(raw);
+      return;
+    }
+    if (!isPerm && this.queuedNotifications >= this.options.queueCapacity) {
+      this.stats.notificationsDropped++;
+      if (!this.openDropNotice) {
+        this.openDropNotice = { source: 'client', dropped: 0, total: 0 };
+        this.push({ overflow: this.openDropNotice });
+      }
+      this.openDropNotice.dropped++;
+      this.openDropNotice.total = this.stats.notificationsDropped;
+      this.release(raw);
+      return;
+    }
+    const ev = enrich(raw, this.resolver, this.procs, now);
+    if (raw.pidfd !== undefined && raw.pidfd >= 0) ffi.closeFd(raw.pidfd);
+    if (!isPerm && raw.fd >= 0) {
+      ffi.closeFd(raw.fd);
+      ev.fd = K.FAN_NOFD;
+    }
+    const item: WatchEvent = { id: this.nextId++, ev, permission: isPerm, needsVerdict: isPerm };
+    if (isPerm) {
+      this.pending.set(item.id, { item, deadline: now + this.options.verdictTimeoutMs });
+      if (!this.timer) this.armTimer(this.options.verdictTimeoutMs);
+    } else {
+      this.queuedNotifications++;
+    }
+    this.push(item);
+  }
+
+  /** Close the fds a record carries when it will not be delivered. */
+  private release(raw: RawEvent): void {
+    if (raw.fd >= 0) ffi.closeFd(raw.fd);
+    if (raw.pidfd !== undefined && raw.pidfd >= 0) ffi.closeFd(raw.pidfd);
+  }
+
+  private push(item: QueueItem): void {
+    this.queue.push(item);
+  }
+
+  private flush(): void {
+    const sink = this.sink;
+    if (!sink) return;
+    const max = this.options.maxBatchEvents;
+    while (this.writable && this.queueHead < this.queue.length) {
+      const first = this.queue[this.queueHead];
+      if ('overflow' in first) {
+        this.queueHead++;
+        if (first.overflow === this.openDropNotice) this.openDropNotice = undefined;
+        this.writable = sink.sendOverflow(first.overflow);
+        continue;
+      }
+      const batch: WatchEvent[] = [];
+      while (batch.length < max && this.queueHead < this.queue.length) {
+        const it = this.queue[this.queueHead];
+        if ('overflow' in it) break;
+        batch.push(it);
+        this.queueHead++;
+        if (!it.permission) this.queuedNotifications--;
+      }
+      this.stats.eventsSent += batch.length;
+      this.writable = sink.sendEvents(batch);
+    }
+    if (this.queueHead === this.queue.length) {
+      this.queue = [];
+      this.queueHead = 0;
+    } else if (this.queueHead > 4096 && this.queueHead > this.queue.length / 2) {
+      this.queue = this.queue.slice(this.queueHead);
+      this.queueHead = 0;
+    }
+  }
+
+  private answer(id: number, item: WatchEvent, response: number, by: DecidedBy): void {
+    this.pending.delete(id);
+    item.needsVerdict = false;
+    this.respond(item.ev.fd, response);
+    ffi.closeFd(item.ev.fd);
+    item.ev.fd = K.FAN_NOFD;
+    this.stats.decisions[by]++;
+  }
+
+  private respond(fd: number, response: number): void {
+    this.responseBuf.writeInt32LE(fd, 0);
+    this.responseBuf.writeUInt32LE(response, 4);
+    try {
+      ffi.writeAll(this.fd, this.responseBuf, K.FAN_RESPONSE_LEN);
+    } catch (err) {
+      this.stats.responseErrors++;
+      this.log.error('writing a permission response failed', { watch: this.id, error: err });
+    }
+  }
+
+  private armTimer(delayMs: number): void {
+    this.timer = setTimeout(() => this.expire(), Math.max(0, delayMs));
+  }
+
+  /** Pending events are in deadline order (one timeout per watch), so stop at the first one still in time. */
+  private expire(): void {
+    this.timer = undefined;
+    const now = Date.now();
+    const response = RESPONSE[this.options.timeoutDecision];
+    for (const [id, p] of this.pending) {
+      if (p.deadline > now) {
+        this.armTimer(p.deadline - now);
+        return;
+      }
+      this.answer(id, p.item, response, 'timeout');
+    }
+  }
+
+  snapshot(): WatchStats {
+    this.stats.pending = this.pending.size;
+    this.stats.queued = this.queue.length - this.queueHead;
+    return { ...this.stats, decisions: { ...this.stats.decisions } };
+  }
+}
