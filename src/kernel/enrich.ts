@@ -3,6 +3,8 @@
 // thread right after decoding; everything here is synchronous and touches
 // only /proc and handles, never a file under a user's mark.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
 import * as K from './constants';
 import type { FileId, RawEvent } from './decoder';
 import * as ffi from './ffi';
@@ -47,6 +49,8 @@ export interface FsEvent {
   malformed?: string;
 }
 
+const openAsync = promisify(fs.open);
+
 const DELETED_SUFFIX = Buffer.from(' (deleted)');
 
 /** readlink of /proc/self/fd/N: the path of an open fd, as bytes. */
@@ -73,17 +77,34 @@ export function fdPath(fd: number): { path?: Buffer; deleted: boolean } {
 }
 
 /**
- * Turns directory handles into paths with open_by_handle_at, using an
- * O_PATH fd on the filesystem that reported the handle (by fsid).
+ * Turns directory handles into paths with open_by_handle_at, using an fd on
+ * the filesystem that reported the handle (matched by fsid).
  */
 export class HandleResolver {
-  private readonly mountFds = new Map<string, number>();
+  private constructor(private readonly mountFds: Map<string, number>) {}
 
-  /** Remember an fd on path's filesystem for handles carrying its fsid. */
-  addMount(path: string): void {
-    const key = ffi.fsidOf(path).toString('hex');
-    if (this.mountFds.has(key)) return;
-    this.mountFds.set(key, fs.openSync(path, ffi.O_PATH | ffi.O_CLOEXEC));
+  /**
+   * One fd per filesystem of the given paths. open_by_handle_at refuses
+   * O_PATH fds (EBADF), so these are real opens, done on the thread pool:
+   * if another watch holds a permission mark here, the main thread stays
+   * free to answer the daemon's own event.
+   */
+  static async open(paths: string[]): Promise<HandleResolver> {
+    const fds = new Map<string, number>();
+    try {
+      for (const p of paths) {
+        const key = ffi.fsidOf(p).toString('hex');
+        if (fds.has(key)) continue;
+        const st = await fs.promises.stat(p);
+        const target = st.isDirectory() ? p : path.dirname(p);
+        // fs.open (not fs.promises.open): a raw fd, which no wrapper closes behind our back.
+        fds.set(key, await openAsync(target, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NONBLOCK | ffi.O_CLOEXEC));
+      }
+    } catch (err) {
+      for (const fd of fds.values()) ffi.closeFd(fd);
+      throw err;
+    }
+    return new HandleResolver(fds);
   }
 
   resolve(id: FileId): Buffer | undefined {

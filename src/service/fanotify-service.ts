@@ -7,7 +7,8 @@ import * as K from '../kernel/constants';
 import type { KernelFeatures } from '../kernel/probe';
 import type { EventPump } from '../kernel/pump';
 import type { Logger } from '../daemon/log';
-import { checkPermissionTarget } from '../watch/group';
+import { HandleResolver } from '../kernel/enrich';
+import { checkPermissionTarget, chooseReportMode } from '../watch/group';
 import { Watch, type WatchSink } from '../watch/watch';
 import * as convert from './convert';
 import { ApiError, toStatus } from './errors';
@@ -55,7 +56,15 @@ export class FanotifyService {
   private watch(call: WatchCall): void {
     const peer = call.getPeer();
     let watch: Watch | undefined;
+    let subscribing = false;
     let ended = false;
+    const onClose = (closed: Watch) => {
+      this.watches.delete(closed.id);
+      this.ignoredVerdicts += closed.stats.unknownVerdicts;
+      this.log.info('watch closed', { watch: closed.id, peer, stats: closed.snapshot() });
+      // Closed by shutdown (not by the stream): end the stream too.
+      if (this.shuttingDown) finish(new ApiError(grpc.status.UNAVAILABLE, 'the daemon is shutting down'));
+    };
 
     const finish = (err?: unknown) => {
       if (ended) return;
@@ -70,14 +79,22 @@ export class FanotifyService {
       }
     };
 
-    const subscribe = (msg: unknown) => {
-      if (watch) throw new ApiError(grpc.status.FAILED_PRECONDITION, 'Subscribe was already sent on this stream; open another stream for another watch');
+    const subscribe = async (msg: unknown) => {
+      if (watch || subscribing) throw new ApiError(grpc.status.FAILED_PRECONDITION, 'Subscribe was already sent on this stream; open another stream for another watch');
       if (this.shuttingDown) throw new ApiError(grpc.status.UNAVAILABLE, 'the daemon is shutting down');
       const req = convert.parseSubscribe(msg, this.limits, this.kernel);
       if (this.watches.size >= this.limits.maxWatches) {
         throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `the daemon already serves ${this.watches.size} watches, its limit`);
       }
       if (req.group.groupClass !== 'notif') for (const m of req.group.marks) checkPermissionTarget(m.path);
+      // Reserve the stream's watch before the first await, so a second
+      // Subscribe arriving meanwhile is refused.
+      subscribing = true;
+      const resolver = chooseReportMode(req.group) === 'dfid_name' ? await HandleResolver.open(req.group.marks.map((m) => m.path)) : undefined;
+      if (ended) {
+        resolver?.close();
+        return;
+      }
       const id = `w${++this.seq}`;
       const features = { reportPidfd: this.kernel.initFlags.get(K.FAN_REPORT_PIDFD) === true };
       const opts = {
@@ -86,13 +103,13 @@ export class FanotifyService {
         maxBatchEvents: req.maxBatchEvents,
         queueCapacity: this.limits.queueCapacity,
       };
-      const w = new Watch(id, req.group, features, opts, this.pump, this.log, (closed) => {
-        this.watches.delete(closed.id);
-        this.ignoredVerdicts += closed.stats.unknownVerdicts;
-        this.log.info('watch closed', { watch: closed.id, peer, stats: closed.snapshot() });
-        // Closed by shutdown (not by the stream): end the stream too.
-        if (this.shuttingDown) finish(new ApiError(grpc.status.UNAVAILABLE, 'the daemon is shutting down'));
-      });
+      let w: Watch;
+      try {
+        w = new Watch(id, req.group, features, opts, this.pump, this.log, resolver, onClose);
+      } catch (err) {
+        resolver?.close();
+        throw err;
+      }
       watch = w;
       this.watches.set(id, w);
       this.log.info('watch opened', {
@@ -124,9 +141,9 @@ export class FanotifyService {
     call.on('data', (req: any) => {
       if (ended) return;
       try {
-        if (req?.subscribe) subscribe(req.subscribe);
+        if (req?.subscribe) subscribe(req.subscribe).catch(finish);
         else if (req?.verdicts) {
-          if (!watch) throw new ApiError(grpc.status.FAILED_PRECONDITION, 'verdicts sent before Subscribe; send Subscribe first');
+          if (!watch) throw new ApiError(grpc.status.FAILED_PRECONDITION, subscribing ? 'verdicts sent before Subscribed was received; wait for it' : 'verdicts sent before Subscribe; send Subscribe first');
           for (const v of convert.parseVerdicts(req.verdicts)) watch.verdict(v.id, v.decision);
         } else {
           throw new ApiError(grpc.status.INVALID_ARGUMENT, 'WatchRequest has neither subscribe nor verdicts set');

@@ -69,7 +69,6 @@ export class Watch implements PumpClient {
   readonly fd: number;
   readonly initFlags: number;
   readonly reportMode: ReportMode;
-  private readonly resolver?: HandleResolver;
   private readonly procs = new ProcessCache();
   private readonly pending = new Map<number, { item: WatchEvent; deadline: number }>();
   private queue: QueueItem[] = [];
@@ -104,22 +103,14 @@ export class Watch implements PumpClient {
     readonly options: WatchOptions,
     private readonly pump: EventPump,
     private readonly log: Logger,
+    /** Needed in the dfid_name report mode; the watch owns and closes it. */
+    private readonly resolver?: HandleResolver,
     private readonly onClose?: (w: Watch) => void,
   ) {
     const group = openGroup(spec, features);
     this.fd = group.fd;
     this.initFlags = group.flags;
     this.reportMode = group.reportMode;
-    try {
-      if (group.reportMode === 'dfid_name') {
-        this.resolver = new HandleResolver();
-        for (const m of spec.marks) this.resolver.addMount(m.path);
-      }
-    } catch (err) {
-      this.resolver?.close();
-      ffi.closeFd(this.fd);
-      throw err;
-    }
   }
 
   /** Start delivering to sink; events read before attach wait in the queue. */

@@ -1,0 +1,107 @@
+// Daemon lifecycle and pressure: shutdown with pending permission events,
+// a client too slow to read, and many watches at once.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { expect } from 'chai';
+import { connect, sh, sleep, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
+
+describe('e2e: lifecycle and pressure', function () {
+  this.timeout(120_000);
+  const dirs: string[] = [];
+  const mkdir = () => {
+    const d = tempDir();
+    dirs.push(d);
+    return d;
+  };
+  afterEach(() => {
+    for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+  });
+
+  it('on SIGTERM answers pending permission events, ends streams and exits 0', async () => {
+    const dir = mkdir();
+    for (let i = 0; i < 3; i++) fs.writeFileSync(path.join(dir, `f${i}`), 'x');
+    const daemon = await startDaemon();
+    const client = connect(daemon.address);
+    try {
+      const s = new WatchStream(client, {
+        group_class: 'GROUP_CLASS_CONTENT',
+        verdict_timeout_ms: 60_000,
+        timeout_decision: 'DECISION_DENY',
+        marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }],
+      });
+      await s.subscribed();
+      const openers = [0, 1, 2].map((i) => sh(`cat ${dir}/f${i}`, 30_000));
+      await s.until(() => s.events.length >= 3, 10_000, '3 pending permission events');
+      const code = await daemon.stop();
+      expect(code).to.equal(0);
+      for (const r of await Promise.all(openers.map((o) => o.done))) {
+        // ALLOW on shutdown, although timeout_decision was DENY.
+        expect(r.code).to.equal(0);
+        expect(r.stdout).to.equal('x');
+      }
+      const st = await s.ended();
+      expect(st.code).to.not.equal(0);
+      expect(daemon.logs.some((l) => l.includes('"msg":"stopped"'))).to.equal(true);
+    } finally {
+      client.close();
+      await daemon.stop();
+    }
+  });
+
+  it('drops notifications for a client that does not read, counts them and says so', async () => {
+    const dir = mkdir();
+    const daemon = await startDaemon(['--queue-capacity', '64']);
+    const client = connect(daemon.address);
+    try {
+      const s = new WatchStream(client, { max_batch_events: 16, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] }] });
+      await s.subscribed();
+      s.call.pause();
+      // One open per file: the kernel merges identical events still in its
+      // queue, so distinct files make the count of events exact.
+      const N = 20_000;
+      for (let i = 0; i < N; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
+      const r = await sh(`for f in ${dir}/f*; do : < $f; done`, 60_000).done;
+      expect(r.code).to.equal(0);
+      await sleep(500);
+      s.call.resume();
+      const dropped = () =>
+        s.responses.filter((m) => m.overflow && m.overflow.source === 'OVERFLOW_SOURCE_CLIENT').reduce((n, m) => n + Number(m.overflow.dropped), 0);
+      // Every event the kernel produced is either delivered or counted as dropped.
+      await s.until(() => s.events.length + dropped() >= N, 20_000, 'all events accounted for');
+      expect(dropped()).to.be.greaterThan(0);
+      expect(s.events.length + dropped()).to.equal(N);
+      const last = s.responses.filter((m) => m.overflow).pop().overflow;
+      expect(Number(last.total)).to.equal(dropped());
+      s.cancel();
+    } finally {
+      client.close();
+      expect(await daemon.stop()).to.equal(0);
+    }
+  });
+
+  it('serves 100 concurrent watches, each with its own events', async () => {
+    const daemon = await startDaemon();
+    const client = connect(daemon.address);
+    const streams: WatchStream[] = [];
+    try {
+      const watchDirs = Array.from({ length: 100 }, () => mkdir());
+      for (const d of watchDirs) {
+        fs.writeFileSync(path.join(d, 'a'), 'x');
+        fs.writeFileSync(path.join(d, 'b'), 'x');
+        streams.push(new WatchStream(client, { marks: [{ path: d, on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] }] }));
+      }
+      await Promise.all(streams.map((s) => s.subscribed(30_000)));
+      const script = watchDirs.map((d) => `: < ${d}/a; : < ${d}/b`).join('; ');
+      expect((await sh(script, 30_000).done).code).to.equal(0);
+      await Promise.all(streams.map((s, i) => s.until(() => s.events.length >= 2, 20_000, `events on watch ${i}`)));
+      streams.forEach((s, i) => {
+        expect(s.events.length).to.equal(2);
+        expect(s.events.map((ev) => ev.path)).to.deep.equal([path.join(watchDirs[i], 'a'), path.join(watchDirs[i], 'b')]);
+      });
+    } finally {
+      for (const s of streams) s.cancel();
+      client.close();
+      expect(await daemon.stop()).to.equal(0);
+    }
+  });
+});

@@ -1,0 +1,261 @@
+// The built daemon as a child process, driven over its unix socket by a
+// grpc-js client made from proto/. Every permission mark is on a directory
+// this test created; every opener is a child with a time limit.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { connect, fdCount, runChild, sh, startDaemon, tempDir, WatchStream, type Client, type Daemon } from '../fixtures/harness';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+describe('e2e: Watch over a unix socket', function () {
+  this.timeout(60_000);
+  let daemon: Daemon;
+  let client: Client;
+  let dir: string;
+  const streams: WatchStream[] = [];
+
+  const watch = (subscribe: any) => {
+    const s = new WatchStream(client, subscribe);
+    streams.push(s);
+    return s;
+  };
+
+  before(async () => {
+    daemon = await startDaemon(['--verdict-timeout-ms', '5000']);
+    client = connect(daemon.address);
+  });
+  after(async () => {
+    client?.close();
+    const code = await daemon?.stop();
+    expect(code).to.equal(0);
+  });
+  beforeEach(() => {
+    dir = tempDir();
+  });
+  afterEach(() => {
+    for (const s of streams.splice(0)) s.cancel();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reports open, modify, close-write, close-nowrite and access with path, pid and comm', async () => {
+    const file = path.join(dir, 'f.txt');
+    fs.writeFileSync(file, 'hello\n');
+    const s = watch({
+      marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN', 'EVENT_TYPE_MODIFY', 'EVENT_TYPE_CLOSE_WRITE', 'EVENT_TYPE_CLOSE_NOWRITE', 'EVENT_TYPE_ACCESS'] }],
+    });
+    const sub = await s.subscribed();
+    expect(sub.report_mode).to.equal('REPORT_MODE_FD');
+    // The openers stay alive until their events are seen: /proc describes
+    // only live processes, and a notification may be read after a short-lived
+    // process is gone (then the pid alone is reported).
+    const reader = sh(`while read l; do :; done < ${file}; sleep 20`, 30_000);
+    const writer = sh(`echo more >> ${file}; sleep 20`, 30_000);
+    try {
+      const seen = (pid: number, type: string) => s.events.find((e) => e.process.pid === pid && e.types.includes(type));
+      for (const [pid, t] of [
+        [reader.pid, 'EVENT_TYPE_OPEN'],
+        [reader.pid, 'EVENT_TYPE_ACCESS'],
+        [reader.pid, 'EVENT_TYPE_CLOSE_NOWRITE'],
+        [writer.pid, 'EVENT_TYPE_MODIFY'],
+        [writer.pid, 'EVENT_TYPE_CLOSE_WRITE'],
+      ] as Array<[number, string]>) {
+        const ev = await s.until(() => seen(pid, t), 5000, t);
+        expect(ev.path).to.equal(file);
+        expect(ev.needs_verdict).to.equal(false);
+        expect(ev.process.details).to.equal(true);
+        expect(ev.process.comm).to.equal('sh');
+        expect(ev.process.ppid).to.equal(process.pid);
+        expect(ev.process.cmdline[0]).to.equal('/bin/sh');
+        expect(ev.process.exe).to.match(/sh$/);
+      }
+    } finally {
+      reader.kill();
+      writer.kill();
+    }
+    const ids = s.events.map((e) => BigInt(e.id));
+    expect(ids).to.deep.equal([...ids].sort((a, b) => (a < b ? -1 : 1)), 'ids increase in kernel order');
+  });
+
+  it('keeps a non-UTF-8 file name exact in path_bytes', async () => {
+    const name = Buffer.from([0x66, 0xff, 0xfe, 0x2e, 0x62, 0x69, 0x6e]); // "f\xff\xfe.bin"
+    const full = Buffer.concat([Buffer.from(dir + '/'), name]);
+    fs.writeFileSync(full, 'x');
+    const s = watch({ marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] }] });
+    await s.subscribed();
+    const r = await sh(`exec cat ${dir}/f*.bin`).done;
+    expect(r.code).to.equal(0);
+    const ev = await s.until(() => s.events.find((e) => e.process.pid === r.pid));
+    expect(Buffer.compare(ev.path_bytes, full)).to.equal(0);
+    expect(ev.path).to.include('\ufffd');
+  });
+
+  it('says when the file was deleted', async () => {
+    const file = path.join(dir, 'gone');
+    fs.writeFileSync(file, 'x');
+    const s = watch({ marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] }] });
+    await s.subscribed();
+    const r = await sh(`exec 3<${file}; rm ${file}; exec 3<&-`).done;
+    expect(r.code).to.equal(0);
+    const ev = await s.until(() => s.events.find((e) => e.process.pid === r.pid));
+    expect(ev.deleted).to.equal(true);
+    expect(ev.path).to.equal(file);
+  });
+
+  it('reports create, delete and rename with directory and name (FID mode)', async () => {
+    const s = watch({
+      marks: [{ path: dir, events: ['EVENT_TYPE_CREATE', 'EVENT_TYPE_DELETE', 'EVENT_TYPE_RENAME', 'EVENT_TYPE_MOVED_FROM', 'EVENT_TYPE_MOVED_TO'] }],
+    });
+    const sub = await s.subscribed();
+    expect(sub.report_mode).to.equal('REPORT_MODE_DFID_NAME');
+    expect(sub.init_flag_names).to.include.members(['FAN_REPORT_FID', 'FAN_REPORT_DIR_FID', 'FAN_REPORT_NAME']);
+    const r = await sh(`touch ${dir}/a && mv ${dir}/a ${dir}/b && rm ${dir}/b`).done;
+    expect(r.code).to.equal(0);
+    const byType = (t: string) => s.events.find((e) => e.types.includes(t));
+    const created = await s.until(() => byType('EVENT_TYPE_CREATE'), 5000, 'CREATE');
+    expect(created.entry.dir).to.equal(dir);
+    expect(created.entry.name).to.equal('a');
+    expect(created.path).to.equal(path.join(dir, 'a'));
+    expect(created.process.pid).to.be.greaterThan(0);
+    const renamed = await s.until(() => byType('EVENT_TYPE_RENAME'), 5000, 'RENAME');
+    expect(renamed.old_entry.name).to.equal('a');
+    expect(renamed.new_entry.name).to.equal('b');
+    expect(renamed.old_entry.dir).to.equal(dir);
+    expect(renamed.new_entry.dir).to.equal(dir);
+    const deleted = await s.until(() => byType('EVENT_TYPE_DELETE'), 5000, 'DELETE');
+    expect(deleted.entry.name).to.equal('b');
+    expect(deleted.entry.handle.length).to.be.greaterThan(0);
+    expect(deleted.entry.fsid.length).to.equal(8);
+  });
+
+  it('denies one file with EPERM and allows the others', async () => {
+    fs.writeFileSync(path.join(dir, 'secret'), 's');
+    fs.writeFileSync(path.join(dir, 'public'), 'p');
+    const s = watch({ group_class: 'GROUP_CLASS_CONTENT', marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] });
+    s.onEvent = (ev) => {
+      if (ev.needs_verdict) s.verdict(ev.id, ev.path.endsWith('/secret') ? 'DECISION_DENY' : 'DECISION_ALLOW');
+    };
+    const sub = await s.subscribed();
+    const denied = await runChild('cat', [`${dir}/secret`]).done;
+    const allowed = await runChild('cat', [`${dir}/public`]).done;
+    expect(denied.code).to.not.equal(0);
+    expect(denied.stderr).to.match(/Operation not permitted/);
+    expect(allowed.code).to.equal(0);
+    expect(allowed.stdout).to.equal('p');
+    const ev = s.events.find((e) => e.path.endsWith('/secret'));
+    expect(ev.needs_verdict).to.equal(true);
+    expect(ev.types).to.deep.equal(['EVENT_TYPE_OPEN_PERM']);
+    expect(ev.process.pid).to.equal(denied.pid);
+    // The opener waits in the kernel, so /proc still describes it; with a
+    // pidfd (5.15+) the daemon confirms the pid was not reused meanwhile.
+    expect(ev.process.comm).to.equal('cat');
+    expect(ev.process.pid_verified).to.equal(sub.init_flag_names.includes('FAN_REPORT_PIDFD'));
+  });
+
+  it('applies timeout_decision when no verdict comes in time', async () => {
+    fs.writeFileSync(path.join(dir, 'f'), 'x');
+    const s = watch({
+      group_class: 'GROUP_CLASS_CONTENT',
+      verdict_timeout_ms: 300,
+      timeout_decision: 'DECISION_DENY',
+      marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }],
+    });
+    const sub = await s.subscribed();
+    expect(sub.verdict_timeout_ms).to.equal(300);
+    const r = await sh(`cat ${dir}/f`).done;
+    expect(r.code).to.not.equal(0);
+    expect(r.stderr).to.match(/Operation not permitted/);
+    expect(r.ms).to.be.within(250, 4000);
+    // A late verdict for the answered id is ignored, not fatal: the stream
+    // goes on and the next event is answered by the client as usual.
+    const first = s.events[0].id;
+    s.verdict(first, 'DECISION_ALLOW');
+    s.onEvent = (ev) => ev.needs_verdict && s.verdict(ev.id, 'DECISION_ALLOW');
+    const again = await sh(`cat ${dir}/f`).done;
+    expect(again.code).to.equal(0); // timeout_decision is DENY: only the verdict can allow it
+    expect(s.status).to.equal(undefined);
+    expect(s.events.length).to.equal(2);
+  });
+
+  it('releases every pending opener at once when the client cancels', async () => {
+    for (let i = 0; i < 5; i++) fs.writeFileSync(path.join(dir, `f${i}`), 'x');
+    const s = watch({
+      group_class: 'GROUP_CLASS_CONTENT',
+      verdict_timeout_ms: 30_000,
+      timeout_decision: 'DECISION_ALLOW',
+      marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }],
+    });
+    await s.subscribed();
+    const openers = [0, 1, 2, 3, 4].map((i) => sh(`cat ${dir}/f${i}`, 20_000));
+    await s.until(() => s.events.length >= 5, 10_000, '5 permission events');
+    const t0 = Date.now();
+    s.cancel();
+    const results = await Promise.all(openers.map((o) => o.done));
+    for (const r of results) expect(r.code).to.equal(0);
+    expect(Date.now() - t0).to.be.below(3000);
+  });
+
+  it('ends the stream with a clear status for bad requests and keeps serving others', async () => {
+    const healthy = watch({ marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] }] });
+    await healthy.subscribed();
+    const cases: Array<[any, grpc.status, RegExp]> = [
+      [{ verdicts: { verdicts: [{ id: '1', decision: 'DECISION_ALLOW' }] } }, grpc.status.FAILED_PRECONDITION, /before Subscribe/],
+      [{ subscribe: { marks: [] } }, grpc.status.INVALID_ARGUMENT, /marks is empty/],
+      [{ subscribe: { marks: [{ path: 'rel/x', events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /relative/],
+      [{ subscribe: { marks: [{ path: dir, events: [] }] } }, grpc.status.INVALID_ARGUMENT, /events is empty/],
+      [{ subscribe: { marks: [{ path: dir, events: ['EVENT_TYPE_OPEN_PERM'] }] } }, grpc.status.INVALID_ARGUMENT, /permission event/],
+      [{ subscribe: { marks: [{ path: `${dir}/missing`, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.NOT_FOUND, /ENOENT/],
+      [{ subscribe: { group_class: 7, marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /group_class/],
+      [{}, grpc.status.INVALID_ARGUMENT, /neither subscribe nor verdicts/],
+    ];
+    for (const [req, code, msg] of cases) {
+      const s = new WatchStream(client);
+      streams.push(s);
+      s.call.write(req);
+      const st = await s.ended();
+      expect(grpc.status[st.code], JSON.stringify(req)).to.equal(grpc.status[code]);
+      expect(st.details).to.match(msg);
+    }
+    const twice = watch({ marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] });
+    await twice.subscribed();
+    twice.call.write({ subscribe: { marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } });
+    expect((await twice.ended()).code).to.equal(grpc.status.FAILED_PRECONDITION);
+
+    fs.writeFileSync(path.join(dir, 'ok'), 'x');
+    const r = await runChild('cat', [`${dir}/ok`]).done;
+    const ev = await healthy.until(() => healthy.events.find((e) => e.process.pid === r.pid), 5000, 'event on the healthy watch');
+    expect(ev.path).to.equal(path.join(dir, 'ok'));
+  });
+
+  it('answers GetInfo with the probed kernel features', async () => {
+    const info: any = await new Promise((resolve, reject) => client.GetInfo({}, (e: Error | null, r: any) => (e ? reject(e) : resolve(r))));
+    expect(info.kernel_release).to.equal(fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim());
+    expect(info.group_classes).to.include('GROUP_CLASS_NOTIF');
+    expect(info.event_types).to.include('EVENT_TYPE_OPEN');
+    expect(Number(info.kernel_limits.max_user_groups)).to.equal(Number(fs.readFileSync('/proc/sys/fs/fanotify/max_user_groups', 'utf8')));
+    expect(info.limits.default_verdict_timeout_ms).to.equal(5000);
+  });
+
+  it('closes every event fd: no leak after 10,000 events', async () => {
+    fs.writeFileSync(path.join(dir, 'f'), 'x');
+    const s = watch({
+      group_class: 'GROUP_CLASS_CONTENT',
+      // Permission events only: the kernel never merges them, so the count is exact.
+      marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }],
+    });
+    let answered = 0;
+    s.onEvent = (ev) => {
+      if (ev.needs_verdict) {
+        answered++;
+        s.verdict(ev.id, 'DECISION_ALLOW');
+      }
+    };
+    await s.subscribed();
+    const before = fdCount(daemon.proc.pid!);
+    const r = await sh(`i=0; while [ $i -lt 10000 ]; do : < ${dir}/f; i=$((i+1)); done`, 60_000).done;
+    expect(r.code).to.equal(0);
+    await s.until(() => s.events.length >= 10_000, 20_000, '10,000 events');
+    expect(answered).to.equal(10_000);
+    expect(fdCount(daemon.proc.pid!)).to.equal(before);
+  });
+});
