@@ -153,8 +153,13 @@ export class ProcessCache {
   }
 }
 
+/** A process known by its pid alone. */
+export function unknownProcess(pid: number): ProcessInfo {
+  return { pid, ppid: 0, uid: 0, gid: 0, comm: '', exe: '', cmdline: [], details: false, verified: false };
+}
+
 export function readProcess(pid: number, pidfd?: number): ProcessInfo {
-  const info: ProcessInfo = { pid, ppid: 0, uid: 0, gid: 0, comm: '', exe: '', cmdline: [], details: false, verified: false };
+  const info = unknownProcess(pid);
   if (pid <= 0) return info;
   try {
     const status = fs.readFileSync(`/proc/${pid}/status`, 'latin1');
@@ -191,21 +196,27 @@ export function readProcess(pid: number, pidfd?: number): ProcessInfo {
   return info;
 }
 
-/** Build an FsEvent from a decoded record (fd-mode path or FID-mode entries). */
-export function enrich(raw: RawEvent, resolver: HandleResolver | undefined, procs: ProcessCache, now: number): FsEvent {
-  const ev: FsEvent = {
+/** The event with nothing looked up: what is delivered when enrichment fails. */
+export function bareEvent(raw: RawEvent, now: number): FsEvent {
+  return {
     mask: raw.mask,
     pid: raw.pid,
     fd: raw.fd,
     deleted: false,
     isDir: (raw.mask & K.FAN_ONDIR) !== 0,
-    process: procs.lookup(raw.pid, raw.pidfd, now),
+    process: unknownProcess(raw.pid),
     timeMs: now,
     error: raw.error,
     range: raw.range,
     mntId: raw.mntId,
     malformed: raw.malformed,
   };
+}
+
+/** Build an FsEvent from a decoded record (fd-mode path or FID-mode entries). */
+export function enrich(raw: RawEvent, resolver: HandleResolver | undefined, procs: ProcessCache, now: number): FsEvent {
+  const ev = bareEvent(raw, now);
+  ev.process = procs.lookup(raw.pid, raw.pidfd, now);
   if (raw.fd >= 0) {
     const { path, deleted } = fdPath(raw.fd);
     ev.path = path;

@@ -8,7 +8,7 @@
 // when the daemon's own process caused it.
 import * as K from '../kernel/constants';
 import { decodeEvents, type RawEvent } from '../kernel/decoder';
-import { enrich, HandleResolver, ProcessCache, type FsEvent } from '../kernel/enrich';
+import { bareEvent, enrich, HandleResolver, ProcessCache, type FsEvent } from '../kernel/enrich';
 import * as ffi from '../kernel/ffi';
 import type { EventPump, PumpClient } from '../kernel/pump';
 import type { Logger } from '../daemon/log';
@@ -212,7 +212,14 @@ export class Watch implements PumpClient {
       this.release(raw);
       return;
     }
-    const ev = enrich(raw, this.resolver, this.procs, now);
+    let ev: FsEvent;
+    try {
+      ev = enrich(raw, this.resolver, this.procs, now);
+    } catch (err) {
+      // Enrichment is best effort; the event itself (and its verdict) is not.
+      this.log.warn('event enrichment failed; delivering the bare event', { watch: this.id, error: err });
+      ev = bareEvent(raw, now);
+    }
     if (raw.pidfd !== undefined && raw.pidfd >= 0) ffi.closeFd(raw.pidfd);
     if (!isPerm && raw.fd >= 0) {
       ffi.closeFd(raw.fd);
