@@ -56,7 +56,7 @@ async function main(argv: string[]): Promise<number> {
   });
   server.addService(fanotifyService(), service.implementation());
   const health = addHealth(server);
-  addReflection(server);
+  addReflection(server, ['fanotify.v1.Fanotify', 'grpc.health.v1.Health']);
 
   let bound: string[];
   try {
