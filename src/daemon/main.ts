@@ -58,6 +58,31 @@ async function main(argv: string[]): Promise<number> {
   const health = addHealth(server);
   addReflection(server, ['fanotify.v1.Fanotify', 'grpc.health.v1.Health']);
 
+  // Signal handlers go in before anything is announced: a supervisor may
+  // send SIGTERM the moment it reads "serving".
+  let resolveExit!: (code: number) => void;
+  const exited = new Promise<number>((resolve) => (resolveExit = resolve));
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('shutting down', { signal, watches: service.activeWatches });
+    health.setStatus('', 'NOT_SERVING');
+    // Answer the kernel first: no process on the host may wait on a
+    // daemon that is going away.
+    service.shutdown();
+    const timer = setTimeout(() => server.forceShutdown(), 2_000);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      void pump.close().then(() => {
+        log.info('stopped');
+        resolveExit(0);
+      });
+    });
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+
   let bound: string[];
   try {
     bound = await bindAll(server, cfg.listen);
@@ -65,6 +90,7 @@ async function main(argv: string[]): Promise<number> {
     log.error('cannot listen', { error: err });
     return 1;
   }
+  if (stopping) return exited;
   log.info('serving', {
     listen: bound,
     kernel: kernel.release,
@@ -72,29 +98,7 @@ async function main(argv: string[]): Promise<number> {
     classes: kernel.classes,
     kernel_limits: kernel.limits,
   });
-
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      log.info('shutting down', { signal, watches: service.activeWatches });
-      health.setStatus('', 'NOT_SERVING');
-      // Answer the kernel first: no process on the host may wait on a
-      // daemon that is going away.
-      service.shutdown();
-      const timer = setTimeout(() => server.forceShutdown(), 2_000);
-      server.tryShutdown(() => {
-        clearTimeout(timer);
-        void pump.close().then(() => {
-          log.info('stopped');
-          resolve(0);
-        });
-      });
-    };
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGTERM', () => stop('SIGTERM'));
-  });
+  return exited;
 }
 
 main(process.argv.slice(2)).then(
