@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import * as protobuf from 'protobufjs';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const descriptor = require('protobufjs/ext/descriptor');
-import { startDaemon, type Daemon } from '../fixtures/harness';
+import { bytesClient, startDaemon, type Daemon } from '../fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const REQUEST = new protobuf.Type('ServerReflectionRequest')
@@ -23,24 +23,6 @@ const RESPONSE = new protobuf.Type('ServerReflectionResponse')
   .add(new protobuf.Field('list_services_response', 6, 'ListServiceResponse'))
   .add(new protobuf.Field('error_response', 7, 'ErrorResponse'));
 new protobuf.Root().add(REQUEST).add(SERVICE).add(LIST).add(FILES).add(ERROR).add(RESPONSE);
-
-function bytesClient(address: string, path: string, stream: boolean) {
-  const Ctor = grpc.makeGenericClientConstructor(
-    {
-      call: {
-        path,
-        requestStream: stream,
-        responseStream: stream,
-        requestSerialize: (b: Buffer) => b,
-        requestDeserialize: (b: Buffer) => b,
-        responseSerialize: (b: Buffer) => b,
-        responseDeserialize: (b: Buffer) => b,
-      },
-    },
-    'Raw',
-  );
-  return new Ctor(address, grpc.credentials.createInsecure()) as any;
-}
 
 async function reflect(address: string, version: 'v1' | 'v1alpha', req: object): Promise<any> {
   const client = bytesClient(address, `/grpc.reflection.${version}.ServerReflection/ServerReflectionInfo`, true);

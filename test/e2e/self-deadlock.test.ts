@@ -7,9 +7,8 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { connect, runChild, startDaemon, tempDir, WatchStream, type Daemon } from '../fixtures/harness';
+import { bytesClient, connect, runChild, startDaemon, tempDir, WatchStream, type Daemon } from '../fixtures/harness';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 /** Only what the daemon runs with: build-time tools stay behind. */
@@ -30,23 +29,9 @@ function withDeadline<T>(p: Promise<T>, ms: number, what: string, onTimeout: () 
 
 /** One ServerReflectionInfo exchange asking list_services, encoded by hand (field 7, string "*"). */
 function listServicesRaw(address: string): Promise<Buffer> {
-  const Ctor = grpc.makeGenericClientConstructor(
-    {
-      info: {
-        path: '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo',
-        requestStream: true,
-        responseStream: true,
-        requestSerialize: (b: Buffer) => b,
-        requestDeserialize: (b: Buffer) => b,
-        responseSerialize: (b: Buffer) => b,
-        responseDeserialize: (b: Buffer) => b,
-      },
-    },
-    'Reflection',
-  );
-  const c = new Ctor(address, grpc.credentials.createInsecure()) as unknown as grpc.Client & { info(): grpc.ClientDuplexStream<Buffer, Buffer> };
+  const c = bytesClient(address, '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo', true);
   return new Promise((resolve, reject) => {
-    const call = c.info();
+    const call = c.call();
     call.on('data', (b: Buffer) => {
       resolve(b);
       call.end();
