@@ -87,7 +87,8 @@ export function parseSubscribe(msg: any, limits: SubscribeLimits, kernel: Kernel
   const invalid = (text: string) => new ApiError(grpc.status.INVALID_ARGUMENT, `Subscribe: ${text}`);
   const unsupported = (text: string) => new ApiError(grpc.status.FAILED_PRECONDITION, `Subscribe: ${text}`);
 
-  const groupClass = GROUP_CLASSES[msg?.group_class as string];
+  // A field left out reads as its zero value, as in proto3.
+  const groupClass = GROUP_CLASSES[(msg?.group_class ?? 'GROUP_CLASS_UNSPECIFIED') as string];
   if (!groupClass) throw invalid(`group_class ${String(msg?.group_class)} is unknown`);
   if (!kernel.classes[groupClass]) throw unsupported(`this kernel (${kernel.release}) does not support ${msg.group_class}`);
 
@@ -121,7 +122,7 @@ function parseMark(m: any, where: string, groupClass: GroupClass, kernel: Kernel
   if (typeof path !== 'string' || path === '') throw invalid('path is missing; give an absolute path');
   if (!path.startsWith('/')) throw invalid(`path "${path}" is relative; give an absolute path`);
   if (path.includes('\0')) throw invalid('path contains a NUL byte');
-  const scope = MARK_SCOPES[m.scope as string];
+  const scope = MARK_SCOPES[(m.scope ?? 'MARK_SCOPE_UNSPECIFIED') as string];
   if (!scope) throw invalid(`scope ${String(m.scope)} is unknown`);
   if (!kernel.scopes[scope]) {
     throw new ApiError(grpc.status.FAILED_PRECONDITION, `Subscribe: ${where}: this kernel (${kernel.release}) does not support ${m.scope}`);

@@ -1,0 +1,44 @@
+import { expect } from 'chai';
+import { ConfigError, isLoopback, parseAddress, parseConfig, type Config } from '../../src/daemon/config';
+import { DEFAULTS } from '../../src/daemon/defaults';
+
+describe('unit: config', () => {
+  it('starts from the defaults', () => {
+    const c = parseConfig([]) as Config;
+    expect(c.listen).to.deep.equal(['unix:/run/fanotifyd/fanotifyd.sock']);
+    expect(c.defaultVerdictTimeoutMs).to.equal(DEFAULTS.defaultVerdictTimeoutMs);
+    expect(c.logLevel).to.equal('info');
+  });
+
+  it('takes repeated --listen and numeric flags', () => {
+    const c = parseConfig(['--listen', 'unix:/tmp/a.sock', '--listen', '[::1]:5000', '--queue-capacity', '10', '--log-level', 'debug']) as Config;
+    expect(c.listen).to.deep.equal(['unix:/tmp/a.sock', '[::1]:5000']);
+    expect(c.queueCapacity).to.equal(10);
+    expect(c.logLevel).to.equal('debug');
+    expect(parseConfig(['--help'])).to.equal('help');
+    expect(parseConfig(['--version'])).to.equal('version');
+  });
+
+  const bad: Array<[string[], RegExp]> = [
+    [['--listen', '10.0.0.1:80'], /--listen 10\.0\.0\.1:80: plain TCP is allowed only on loopback/],
+    [['--listen', 'unix:relative.sock'], /must be absolute/],
+    [['--listen', 'nonsense'], /expected unix:\/path or HOST:PORT/],
+    [['--listen', '127.0.0.1:70000'], /port 70000 is out of range/],
+    [['--verdict-timeout-ms=-5'], /--verdict-timeout-ms: "-5" is not a positive integer/],
+    [['--max-watches', '1.5'], /--max-watches: "1.5"/],
+    [['--verdict-timeout-ms', '90000'], /--verdict-timeout-ms \(90000\) exceeds --max-verdict-timeout-ms \(60000\)/],
+    [['--log-level', 'loud'], /--log-level: "loud"/],
+    [['--bogus'], /Unknown option '--bogus'/],
+  ];
+  for (const [argv, re] of bad) {
+    it(`refuses ${argv.join(' ')}`, () => {
+      expect(() => parseConfig(argv)).to.throw(ConfigError, re);
+    });
+  }
+
+  it('knows loopback addresses', () => {
+    expect(['127.0.0.1', '127.1.2.3', '::1', 'localhost'].map(isLoopback)).to.deep.equal([true, true, true, true]);
+    expect(['0.0.0.0', '10.1.1.1', '::', 'example.com'].map(isLoopback)).to.deep.equal([false, false, false, false]);
+    expect(parseAddress('[::1]:9')).to.deep.equal({ kind: 'tcp', host: '::1', port: 9 });
+  });
+});

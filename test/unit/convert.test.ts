@@ -1,0 +1,124 @@
+// proto <-> domain conversion and Subscribe validation, without a kernel.
+import * as grpc from '@grpc/grpc-js';
+import { expect } from 'chai';
+import * as K from '../../src/kernel/constants';
+import { joinEntry, unknownProcess } from '../../src/kernel/enrich';
+import type { KernelFeatures } from '../../src/kernel/probe';
+import { EVENT_TYPES, eventToProto, maskToTypes, parseSubscribe, parseVerdicts, typeToBit } from '../../src/service/convert';
+import { ApiError } from '../../src/service/errors';
+
+const LIMITS = { defaultVerdictTimeoutMs: 5000, maxVerdictTimeoutMs: 60000, defaultMaxBatchEvents: 256, maxBatchEvents: 4096, maxMarksPerWatch: 4 };
+
+function kernel(overrides: Partial<KernelFeatures> = {}): KernelFeatures {
+  return {
+    release: 'test',
+    fanotify: true,
+    classes: { notif: true, content: true, pre_content: true },
+    initFlags: new Map(K.INIT_FLAG_NAMES.map(([bit]) => [bit, true])),
+    scopes: { inode: true, mount: true, filesystem: true },
+    events: new Map(EVENT_TYPES.map(([, bit]) => [bit, true])),
+    limits: { maxQueuedEvents: 16384, maxUserGroups: 128, maxUserMarks: 8192 },
+    ...overrides,
+  };
+}
+
+function rejects(fn: () => unknown, status: grpc.status, msg: RegExp): void {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).to.be.instanceOf(ApiError);
+    expect(grpc.status[(err as ApiError).status]).to.equal(grpc.status[status]);
+    expect((err as Error).message).to.match(msg);
+    return;
+  }
+  expect.fail('expected an ApiError');
+}
+
+const mark = (extra: object = {}) => ({ path: '/tmp', events: ['EVENT_TYPE_OPEN'], ...extra });
+
+describe('unit: convert', () => {
+  it('maps every EventType to one mask bit and back', () => {
+    const bits = new Set<number>();
+    for (const [name, bit] of EVENT_TYPES) {
+      expect(maskToTypes(bit)).to.deep.equal([name]);
+      bits.add(bit);
+      if (bit !== K.FAN_Q_OVERFLOW) expect(typeToBit(name, 'x')).to.equal(bit);
+    }
+    expect(bits.size).to.equal(EVENT_TYPES.length);
+    expect(maskToTypes(K.FAN_OPEN | K.FAN_CLOSE_NOWRITE | K.FAN_ONDIR)).to.deep.equal(['EVENT_TYPE_CLOSE_NOWRITE', 'EVENT_TYPE_OPEN']);
+  });
+
+  it('refuses Q_OVERFLOW, UNSPECIFIED and unknown values as mark events', () => {
+    for (const v of ['EVENT_TYPE_Q_OVERFLOW', 'EVENT_TYPE_UNSPECIFIED', 99, 'EVENT_TYPE_NOPE']) {
+      rejects(() => typeToBit(v, 'marks[0]'), grpc.status.INVALID_ARGUMENT, /not an event type that can be marked/);
+    }
+  });
+
+  it('accepts a good Subscribe and fills in the defaults', () => {
+    const r = parseSubscribe({ group_class: 'GROUP_CLASS_UNSPECIFIED', marks: [mark({ scope: 'MARK_SCOPE_UNSPECIFIED', on_child: true })], verdict_timeout_ms: 0, timeout_decision: 'DECISION_UNSPECIFIED', max_batch_events: 0 }, LIMITS, kernel());
+    expect(r.group.groupClass).to.equal('notif');
+    expect(r.group.marks).to.deep.equal([{ path: '/tmp', scope: 'inode', mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD }]);
+    expect(r.verdictTimeoutMs).to.equal(5000);
+    expect(r.maxBatchEvents).to.equal(256);
+    expect(r.timeoutDecision).to.equal('allow');
+    const p = parseSubscribe({ group_class: 'GROUP_CLASS_CONTENT', marks: [mark({ events: ['EVENT_TYPE_OPEN_PERM'], on_dir: true, scope: 'MARK_SCOPE_FILESYSTEM' })], verdict_timeout_ms: 100, timeout_decision: 'DECISION_DENY', max_batch_events: 7 }, LIMITS, kernel());
+    expect(p.group.marks[0]).to.deep.equal({ path: '/tmp', scope: 'filesystem', mask: K.FAN_OPEN_PERM | K.FAN_ONDIR });
+    expect([p.verdictTimeoutMs, p.timeoutDecision, p.maxBatchEvents]).to.deep.equal([100, 'deny', 7]);
+  });
+
+  const bad: Array<[string, object, grpc.status, RegExp, KernelFeatures?]> = [
+    ['no marks', { marks: [] }, grpc.status.INVALID_ARGUMENT, /marks is empty/],
+    ['too many marks', { marks: [mark(), mark(), mark(), mark(), mark()] }, grpc.status.RESOURCE_EXHAUSTED, /5 marks exceed the limit of 4/],
+    ['missing path', { marks: [{ events: ['EVENT_TYPE_OPEN'] }] }, grpc.status.INVALID_ARGUMENT, /marks\[0\]: path is missing/],
+    ['relative path', { marks: [mark({ path: 'tmp/x' })] }, grpc.status.INVALID_ARGUMENT, /"tmp\/x" is relative/],
+    ['NUL in path', { marks: [mark({ path: '/tmp/a\0b' })] }, grpc.status.INVALID_ARGUMENT, /NUL byte/],
+    ['unknown class', { group_class: 99, marks: [mark()] }, grpc.status.INVALID_ARGUMENT, /group_class 99 is unknown/],
+    ['unknown scope', { marks: [mark({ scope: 42 })] }, grpc.status.INVALID_ARGUMENT, /scope 42 is unknown/],
+    ['no events', { marks: [mark({ events: [] })] }, grpc.status.INVALID_ARGUMENT, /events is empty/],
+    ['UNSPECIFIED event', { marks: [mark({ events: ['EVENT_TYPE_UNSPECIFIED'] })] }, grpc.status.INVALID_ARGUMENT, /EVENT_TYPE_UNSPECIFIED is not/],
+    ['permission event on NOTIF', { marks: [mark({ events: ['EVENT_TYPE_OPEN_PERM'] })] }, grpc.status.INVALID_ARGUMENT, /GROUP_CLASS_CONTENT or GROUP_CLASS_PRE_CONTENT/],
+    ['PRE_ACCESS on CONTENT', { group_class: 'GROUP_CLASS_CONTENT', marks: [mark({ events: ['EVENT_TYPE_PRE_ACCESS'] })] }, grpc.status.INVALID_ARGUMENT, /needs group_class GROUP_CLASS_PRE_CONTENT/],
+    ['timeout above the maximum', { verdict_timeout_ms: 2 ** 32 - 1, marks: [mark()] }, grpc.status.INVALID_ARGUMENT, /exceeds the daemon's maximum of 60000/],
+    ['batch above the maximum', { max_batch_events: 5000, marks: [mark()] }, grpc.status.INVALID_ARGUMENT, /max_batch_events 5000 exceeds/],
+    ['unknown timeout decision', { timeout_decision: 9, marks: [mark()] }, grpc.status.INVALID_ARGUMENT, /timeout_decision 9 is unknown/],
+    ['event the kernel lacks', { marks: [mark()] }, grpc.status.FAILED_PRECONDITION, /does not support EVENT_TYPE_OPEN/, kernel({ events: new Map([[K.FAN_OPEN, false]]) })],
+    ['class the kernel lacks', { group_class: 'GROUP_CLASS_PRE_CONTENT', marks: [mark()] }, grpc.status.FAILED_PRECONDITION, /does not support GROUP_CLASS_PRE_CONTENT/, kernel({ classes: { notif: true, content: true, pre_content: false } })],
+    ['scope the kernel lacks', { marks: [mark({ scope: 'MARK_SCOPE_FILESYSTEM' })] }, grpc.status.FAILED_PRECONDITION, /does not support MARK_SCOPE_FILESYSTEM/, kernel({ scopes: { inode: true, mount: true, filesystem: false } })],
+  ];
+  for (const [what, msg, status, re, k] of bad) {
+    it(`refuses a Subscribe with ${what}`, () => {
+      rejects(() => parseSubscribe({ group_class: 'GROUP_CLASS_NOTIF', ...msg }, LIMITS, k ?? kernel()), status, re);
+    });
+  }
+
+  it('parses verdicts and refuses an UNSPECIFIED decision', () => {
+    expect(parseVerdicts({ verdicts: [{ id: '12', decision: 'DECISION_DENY' }, { id: '3', decision: 'DECISION_ALLOW' }] })).to.deep.equal([
+      { id: 12, decision: 'deny' },
+      { id: 3, decision: 'allow' },
+    ]);
+    rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_UNSPECIFIED' }] }), grpc.status.INVALID_ARGUMENT, /verdicts\[0\]: decision DECISION_UNSPECIFIED/);
+  });
+
+  it('converts an event: lossy UTF-8 path, exact bytes, time', () => {
+    const bytes = Buffer.from([0x2f, 0x61, 0xff]);
+    const p = eventToProto({
+      id: 9,
+      permission: true,
+      needsVerdict: true,
+      ev: { mask: K.FAN_OPEN_PERM, pid: 5, fd: 4, path: bytes, deleted: false, isDir: false, process: unknownProcess(5), timeMs: 1_700_000_000_123 },
+    });
+    expect(p.path).to.equal('/a\ufffd');
+    expect(p.path_bytes).to.deep.equal(bytes);
+    expect(p.types).to.deep.equal(['EVENT_TYPE_OPEN_PERM']);
+    expect(p.time).to.deep.equal({ seconds: 1_700_000_000, nanos: 123_000_000 });
+    expect(p.process).to.include({ pid: 5, details: false });
+    expect(p.entry).to.equal(null);
+  });
+
+  it('joins a directory and an entry name', () => {
+    expect(joinEntry(Buffer.from('/'), Buffer.from('etc')).toString()).to.equal('/etc');
+    expect(joinEntry(Buffer.from('/srv'), Buffer.from('x')).toString()).to.equal('/srv/x');
+    expect(joinEntry(Buffer.from('/srv'), Buffer.from('.')).toString()).to.equal('/srv');
+    expect(joinEntry(Buffer.from('/srv'), Buffer.alloc(0)).toString()).to.equal('/srv');
+  });
+});
