@@ -105,3 +105,50 @@ describe('e2e: lifecycle and pressure', function () {
     }
   });
 });
+
+describe('e2e: kernel queue overflow', function () {
+  this.timeout(60_000);
+  const SYSCTL = '/proc/sys/fs/fanotify/max_queued_events';
+
+  it('reports a kernel FAN_Q_OVERFLOW as Overflow{KERNEL} and keeps going', async () => {
+    const dir = tempDir();
+    const saved = fs.readFileSync(SYSCTL, 'utf8').trim();
+    const daemon = await startDaemon();
+    const client = connect(daemon.address);
+    try {
+      // The queue size is read when a group is created: shrink it for this
+      // one group only, then put it back at once.
+      fs.writeFileSync(SYSCTL, '64');
+      const s = new WatchStream(client, { marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] }] });
+      try {
+        await s.subscribed();
+      } finally {
+        fs.writeFileSync(SYSCTL, saved);
+      }
+      for (let i = 0; i < 500; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
+      // Stop the daemon so the kernel queue fills, then let it read again.
+      daemon.proc.kill('SIGSTOP');
+      const r = await sh(`for f in ${dir}/f*; do : < $f; done`, 30_000).done;
+      daemon.proc.kill('SIGCONT');
+      expect(r.code).to.equal(0);
+      const overflow = await s.until(() => s.responses.find((m) => m.overflow)?.overflow, 10_000, 'Overflow');
+      expect(overflow.source).to.equal('OVERFLOW_SOURCE_KERNEL');
+      expect(Number(overflow.total)).to.equal(1);
+      // The queue held 64 events; they arrive, then the overflow notice.
+      await s.until(() => s.events.length >= 64, 10_000, 'the queued events');
+      expect(s.events.length).to.equal(64);
+      const order = s.responses.filter((m) => m.overflow || m.events).map((m) => (m.overflow ? 'overflow' : 'events'));
+      expect(order[order.length - 1]).to.equal('overflow');
+      // Still serving after the overflow.
+      const again = await sh(`: < ${dir}/f1; sleep 0.2`).done;
+      expect(again.code).to.equal(0);
+      await s.until(() => s.events.length > 64, 10_000, 'an event after the overflow');
+      s.cancel();
+    } finally {
+      fs.writeFileSync(SYSCTL, saved);
+      client.close();
+      expect(await daemon.stop()).to.equal(0);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
