@@ -81,7 +81,7 @@ export function fdPath(fd: number): { path?: Buffer; deleted: boolean } {
  * the filesystem that reported the handle (matched by fsid).
  */
 export class HandleResolver {
-  private constructor(private readonly mountFds: Map<string, number>) {}
+  private readonly mountFds = new Map<string, number>();
 
   /**
    * One fd per filesystem of the given paths. open_by_handle_at refuses
@@ -90,21 +90,26 @@ export class HandleResolver {
    * free to answer the daemon's own event.
    */
   static async open(paths: string[]): Promise<HandleResolver> {
-    const fds = new Map<string, number>();
+    const r = new HandleResolver();
     try {
-      for (const p of paths) {
-        const key = ffi.fsidOf(p).toString('hex');
-        if (fds.has(key)) continue;
-        const st = await fs.promises.stat(p);
-        const target = st.isDirectory() ? p : path.dirname(p);
-        // fs.open (not fs.promises.open): a raw fd, which no wrapper closes behind our back.
-        fds.set(key, await openAsync(target, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NONBLOCK | ffi.O_CLOEXEC));
-      }
+      for (const p of paths) await r.add(p);
     } catch (err) {
-      for (const fd of fds.values()) ffi.closeFd(fd);
+      r.close();
       throw err;
     }
-    return new HandleResolver(fds);
+    return r;
+  }
+
+  /** Make handles from path's filesystem resolvable. */
+  async add(p: string): Promise<void> {
+    const key = ffi.fsidOf(p).toString('hex');
+    if (this.mountFds.has(key)) return;
+    const st = await fs.promises.stat(p);
+    const target = st.isDirectory() ? p : path.dirname(p);
+    // fs.open (not fs.promises.open): a raw fd, which no wrapper closes behind our back.
+    const fd = await openAsync(target, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NONBLOCK | ffi.O_CLOEXEC);
+    if (this.mountFds.has(key)) ffi.closeFd(fd);
+    else this.mountFds.set(key, fd);
   }
 
   resolve(id: FileId): Buffer | undefined {

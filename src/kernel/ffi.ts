@@ -57,10 +57,10 @@ export function fanotifyInit(flags: number, eventFFlags: number): number {
   return check(c.fanotify_init(flags >>> 0, eventFFlags >>> 0), 'fanotify_init');
 }
 
-/** dirfd AT_FDCWD: path is absolute in every use here. */
 const AT_FDCWD = -100;
-export function fanotifyMark(fd: number, flags: number, mask: number, path: string | null): void {
-  check(c.fanotify_mark(fd, flags >>> 0, BigInt(mask), AT_FDCWD, path), 'fanotify_mark', path ?? undefined);
+/** fanotify_mark(2) on an absolute path, or (path null) on the object dirfd refers to. */
+export function fanotifyMark(fd: number, flags: number, mask: number, path: string | null, dirfd = AT_FDCWD): void {
+  check(c.fanotify_mark(fd, flags >>> 0, BigInt(mask), dirfd, path), 'fanotify_mark', path ?? undefined);
 }
 
 export const EPOLL_CTL_ADD = 1;

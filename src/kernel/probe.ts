@@ -14,6 +14,8 @@ export interface KernelFeatures {
   /** init flag bit -> accepted */
   initFlags: Map<number, boolean>;
   scopes: { inode: boolean; mount: boolean; filesystem: boolean };
+  /** FAN_MARK_* flag bit -> accepted */
+  markFlags: Map<number, boolean>;
   /** event bit -> accepted by fanotify_mark in a group suited to it */
   events: Map<number, boolean>;
   limits: { maxQueuedEvents: number; maxUserGroups: number; maxUserMarks: number };
@@ -81,6 +83,14 @@ export function probeKernel(): KernelFeatures {
       mount: tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_MOUNT, K.FAN_OPEN, dir),
       filesystem: tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_FILESYSTEM, K.FAN_OPEN, dir),
     };
+    const markFlags = new Map<number, boolean>([
+      [K.FAN_MARK_DONT_FOLLOW, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_DONT_FOLLOW, K.FAN_OPEN, dir)],
+      [K.FAN_MARK_ONLYDIR, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_ONLYDIR, K.FAN_OPEN, dir)],
+      [K.FAN_MARK_EVICTABLE, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_EVICTABLE, K.FAN_OPEN, dir)],
+      // The kernel takes an ignore mark on a directory only with IGNORED_SURV_MODIFY (else EISDIR).
+      [K.FAN_MARK_IGNORE, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_IGNORE | K.FAN_MARK_IGNORED_SURV_MODIFY, K.FAN_OPEN | K.FAN_ONDIR, dir)],
+      [K.FAN_MARK_IGNORED_SURV_MODIFY, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_IGNORED_MASK | K.FAN_MARK_IGNORED_SURV_MODIFY, K.FAN_OPEN, dir)],
+    ]);
     const events = new Map<number, boolean>();
     const fidFlags = K.FAN_REPORT_FID | K.FAN_REPORT_DFID_NAME;
     for (const bit of PROBED_EVENTS) {
@@ -98,6 +108,7 @@ export function probeKernel(): KernelFeatures {
       classes,
       initFlags,
       scopes,
+      markFlags,
       events,
       limits: {
         maxQueuedEvents: readSysctl('max_queued_events'),

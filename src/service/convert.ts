@@ -1,6 +1,7 @@
 // proto <-> domain conversion. Requests arrive as proto-loader objects
 // (enums as names, 64-bit integers as decimal strings); everything here
 // checks shape and range before the domain layer sees it.
+import { constants as osConstants } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import * as K from '../kernel/constants';
 import type { KernelFeatures } from '../kernel/probe';
@@ -97,7 +98,9 @@ export function parseSubscribe(msg: any, limits: SubscribeLimits, kernel: Kernel
   if (marksIn.length > limits.maxMarksPerWatch) {
     throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `Subscribe: ${marksIn.length} marks exceed the limit of ${limits.maxMarksPerWatch} per watch`);
   }
-  const marks: MarkSpec[] = marksIn.map((m, i) => parseMark(m, `marks[${i}]`, groupClass, kernel));
+  const marks: MarkSpec[] = marksIn.map((m, i) => parseMark(m, `Subscribe: marks[${i}]`, groupClass, kernel));
+  const audit = msg.enable_audit === true;
+  if (audit && !kernel.initFlags.get(K.FAN_ENABLE_AUDIT)) throw unsupported(`this kernel (${kernel.release}) does not support enable_audit`);
 
   let verdictTimeoutMs = Number(msg.verdict_timeout_ms ?? 0);
   if (verdictTimeoutMs === 0) verdictTimeoutMs = limits.defaultVerdictTimeoutMs;
@@ -113,11 +116,21 @@ export function parseSubscribe(msg: any, limits: SubscribeLimits, kernel: Kernel
   if (maxBatchEvents > limits.maxBatchEvents) {
     throw invalid(`max_batch_events ${maxBatchEvents} exceeds the daemon's maximum of ${limits.maxBatchEvents}`);
   }
-  return { group: { groupClass, marks }, verdictTimeoutMs, timeoutDecision, maxBatchEvents };
+  return { group: { groupClass, marks, audit }, verdictTimeoutMs, timeoutDecision, maxBatchEvents };
 }
 
-function parseMark(m: any, where: string, groupClass: GroupClass, kernel: KernelFeatures): MarkSpec {
-  const invalid = (text: string) => new ApiError(grpc.status.INVALID_ARGUMENT, `Subscribe: ${where}: ${text}`);
+const MARK_FLAG_FIELDS: ReadonlyArray<[string, number]> = [
+  ['dont_follow', K.FAN_MARK_DONT_FOLLOW],
+  ['only_dir', K.FAN_MARK_ONLYDIR],
+  ['evictable', K.FAN_MARK_EVICTABLE],
+  ['ignore', K.FAN_MARK_IGNORE],
+  ['ignore_survives_modify', K.FAN_MARK_IGNORED_SURV_MODIFY],
+];
+
+/** A Mark message, validated for a watch of the given class. `where` prefixes every message. */
+export function parseMark(m: any, where: string, groupClass: GroupClass, kernel: KernelFeatures): MarkSpec {
+  const invalid = (text: string) => new ApiError(grpc.status.INVALID_ARGUMENT, `${where}: ${text}`);
+  if (!m || typeof m !== 'object') throw invalid('mark is missing');
   const path = m?.path;
   if (typeof path !== 'string' || path === '') throw invalid('path is missing; give an absolute path');
   if (!path.startsWith('/')) throw invalid(`path "${path}" is relative; give an absolute path`);
@@ -125,7 +138,7 @@ function parseMark(m: any, where: string, groupClass: GroupClass, kernel: Kernel
   const scope = MARK_SCOPES[(m.scope ?? 'MARK_SCOPE_UNSPECIFIED') as string];
   if (!scope) throw invalid(`scope ${String(m.scope)} is unknown`);
   if (!kernel.scopes[scope]) {
-    throw new ApiError(grpc.status.FAILED_PRECONDITION, `Subscribe: ${where}: this kernel (${kernel.release}) does not support ${m.scope}`);
+    throw new ApiError(grpc.status.FAILED_PRECONDITION, `${where}: this kernel (${kernel.release}) does not support ${m.scope}`);
   }
   const events: unknown[] = Array.isArray(m.events) ? m.events : [];
   if (events.length === 0) throw invalid('events is empty; name at least one EventType');
@@ -133,7 +146,7 @@ function parseMark(m: any, where: string, groupClass: GroupClass, kernel: Kernel
   for (const e of events) {
     const bit = typeToBit(e, where);
     if (kernel.events.get(bit) === false) {
-      throw new ApiError(grpc.status.FAILED_PRECONDITION, `Subscribe: ${where}: this kernel (${kernel.release}) does not support ${String(e)}`);
+      throw new ApiError(grpc.status.FAILED_PRECONDITION, `${where}: this kernel (${kernel.release}) does not support ${String(e)}`);
     }
     if (bit & K.FAN_PERMISSION_EVENTS && groupClass === 'notif') {
       throw invalid(`${String(e)} is a permission event; subscribe with group_class GROUP_CLASS_CONTENT or GROUP_CLASS_PRE_CONTENT`);
@@ -145,20 +158,59 @@ function parseMark(m: any, where: string, groupClass: GroupClass, kernel: Kernel
   }
   if (m.on_child) mask |= K.FAN_EVENT_ON_CHILD;
   if (m.on_dir) mask |= K.FAN_ONDIR;
-  return { path, scope, mask };
+  let flags = 0;
+  for (const [field, bit] of MARK_FLAG_FIELDS) {
+    if (!m[field]) continue;
+    if (kernel.markFlags.get(bit) === false) {
+      throw new ApiError(grpc.status.FAILED_PRECONDITION, `${where}: this kernel (${kernel.release}) does not support ${field}`);
+    }
+    flags |= bit;
+  }
+  return { path, scope, mask, flags };
 }
 
-/** Verdicts of a VerdictBatch, validated. */
-export function parseVerdicts(msg: any): Array<{ id: number; decision: Decision }> {
+/** The errnos the kernel accepts in FAN_DENY_ERRNO (measured on 6.18; docs/architecture.md). */
+export const DENY_ERRNOS: ReadonlySet<string> = new Set(['EPERM', 'EIO', 'EBUSY', 'ETXTBSY', 'EAGAIN', 'ENOSPC', 'EDQUOT']);
+const ERRNO_NAME = new Map(Object.entries(osConstants.errno).map(([n, v]) => [v as number, n]));
+
+export interface VerdictRequest {
+  id: number;
+  decision: Decision;
+  cache: boolean;
+  /** 0, or the errno for FAN_DENY_ERRNO. */
+  errno: number;
+  audit: boolean;
+}
+
+/** Verdicts of a VerdictBatch, validated against the watch they are for. */
+export function parseVerdicts(msg: any, watch: { groupClass: GroupClass; audit: boolean } = { groupClass: 'content', audit: false }): VerdictRequest[] {
   const list: any[] = Array.isArray(msg?.verdicts) ? msg.verdicts : [];
   return list.map((v, i) => {
+    const invalid = (text: string) => new ApiError(grpc.status.INVALID_ARGUMENT, `verdicts[${i}]: ${text}`);
     const decision = DECISIONS[v?.decision as string];
-    if (!decision) {
-      throw new ApiError(grpc.status.INVALID_ARGUMENT, `verdicts[${i}]: decision ${String(v?.decision)} is not DECISION_ALLOW or DECISION_DENY`);
+    if (!decision) throw invalid(`decision ${String(v?.decision)} is not DECISION_ALLOW or DECISION_DENY`);
+    const cache = v.cache === true;
+    if (cache && decision !== 'allow') throw invalid('cache applies to DECISION_ALLOW only: the kernel allows what it ignores');
+    const errno = Number(v.errno ?? 0);
+    if (errno !== 0) {
+      if (decision !== 'deny') throw invalid('errno applies to DECISION_DENY only');
+      if (watch.groupClass !== 'pre_content') throw invalid('errno needs a GROUP_CLASS_PRE_CONTENT watch; the kernel refuses it for other classes');
+      const name = ERRNO_NAME.get(errno);
+      if (!name || !DENY_ERRNOS.has(name)) {
+        throw invalid(`errno ${errno}${name ? ` (${name})` : ''} is not one the kernel accepts; use one of ${[...DENY_ERRNOS].map((n) => `${n}=${osConstants.errno[n as keyof typeof osConstants.errno]}`).join(', ')}`);
+      }
     }
+    const audit = v.audit === true;
+    if (audit && !watch.audit) throw invalid('audit needs a watch subscribed with enable_audit');
     // Ids are below 2^53 for the life of any watch; a larger one matches nothing.
-    return { id: Number(v.id), decision };
+    return { id: Number(v.id), decision, cache, errno, audit };
   });
+}
+
+export function parseFlushScope(msg: any): MarkScope {
+  const scope = MARK_SCOPES[(msg?.scope ?? 'MARK_SCOPE_UNSPECIFIED') as string];
+  if (!scope) throw new ApiError(grpc.status.INVALID_ARGUMENT, `FlushMarks: scope ${String(msg?.scope)} is unknown`);
+  return scope;
 }
 /* eslint-enable @typescript-eslint/no-explicit-any */
 

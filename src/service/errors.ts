@@ -21,6 +21,8 @@ const ERRNO_STATUS: Record<string, grpc.status> = {
   EINVAL: grpc.status.INVALID_ARGUMENT,
   ENAMETOOLONG: grpc.status.INVALID_ARGUMENT,
   ELOOP: grpc.status.INVALID_ARGUMENT,
+  EISDIR: grpc.status.INVALID_ARGUMENT,
+  EEXIST: grpc.status.ALREADY_EXISTS,
   EPERM: grpc.status.PERMISSION_DENIED,
   EACCES: grpc.status.PERMISSION_DENIED,
   EMFILE: grpc.status.RESOURCE_EXHAUSTED,

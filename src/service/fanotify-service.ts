@@ -11,6 +11,7 @@ import { HandleResolver } from '../kernel/enrich';
 import { checkPermissionTarget, chooseReportMode } from '../watch/group';
 import { Watch, type WatchSink } from '../watch/watch';
 import * as convert from './convert';
+import { SyscallError } from '../kernel/ffi';
 import { ApiError, toStatus } from './errors';
 
 export interface ServiceLimits extends convert.SubscribeLimits {
@@ -96,7 +97,10 @@ export class FanotifyService {
         return;
       }
       const id = `w${++this.seq}`;
-      const features = { reportPidfd: this.kernel.initFlags.get(K.FAN_REPORT_PIDFD) === true };
+      const features = {
+        reportPidfd: this.kernel.initFlags.get(K.FAN_REPORT_PIDFD) === true,
+        evictable: this.kernel.markFlags.get(K.FAN_MARK_EVICTABLE) === true,
+      };
       const opts = {
         verdictTimeoutMs: req.verdictTimeoutMs,
         timeoutDecision: req.timeoutDecision,
@@ -138,13 +142,26 @@ export class FanotifyService {
       w.attach(sink);
     };
 
+    const requireWatch = (what: string): Watch => {
+      if (watch) return watch;
+      throw new ApiError(
+        grpc.status.FAILED_PRECONDITION,
+        subscribing ? `${what} sent before Subscribed was received; wait for it` : `${what} sent before Subscribe; send Subscribe first`,
+      );
+    };
+
     call.on('data', (req: any) => {
       if (ended) return;
       try {
         if (req?.subscribe) subscribe(req.subscribe).catch(finish);
         else if (req?.verdicts) {
-          if (!watch) throw new ApiError(grpc.status.FAILED_PRECONDITION, subscribing ? 'verdicts sent before Subscribed was received; wait for it' : 'verdicts sent before Subscribe; send Subscribe first');
-          for (const v of convert.parseVerdicts(req.verdicts)) watch.verdict(v.id, v.decision);
+          const w = requireWatch('verdicts');
+          for (const v of convert.parseVerdicts(req.verdicts, w)) w.verdict(v.id, v.decision, v);
+        } else if (req?.add_mark || req?.remove_mark || req?.flush_marks) {
+          const w = requireWatch('mark requests');
+          void this.markRequest(w, req).then((result) => {
+            if (!ended && !w.isClosed) call.write({ mark_result: result });
+          });
         } else {
           throw new ApiError(grpc.status.INVALID_ARGUMENT, 'WatchRequest has neither subscribe nor verdicts set');
         }
@@ -156,6 +173,27 @@ export class FanotifyService {
     call.on('cancelled', () => finish());
     call.on('error', () => finish());
     call.on('close', () => finish());
+  }
+
+  /** Carry out one mark request; failures become the result, never the end of the stream. */
+  private async markRequest(w: Watch, req: any): Promise<unknown> {
+    const r = req.add_mark ?? req.remove_mark ?? req.flush_marks;
+    const requestId = r?.request_id ?? '0';
+    try {
+      if (req.flush_marks) {
+        w.flushMarks(convert.parseFlushScope(req.flush_marks));
+      } else {
+        const where = req.add_mark ? 'AddMark' : 'RemoveMark';
+        const mark = convert.parseMark(r.mark, `${where}.mark`, w.groupClass, this.kernel);
+        if (w.groupClass !== 'notif' && req.add_mark) checkPermissionTarget(mark.path);
+        if (req.add_mark) await w.addMark(mark);
+        else w.removeMark(mark);
+      }
+      return { request_id: requestId, code: grpc.status.OK, message: '', errno: '' };
+    } catch (err) {
+      const status = toStatus(err);
+      return { request_id: requestId, code: status.code, message: status.details, errno: err instanceof SyscallError ? err.code : '' };
+    }
   }
 
   private write(call: WatchCall, w: Watch, msg: unknown): boolean {

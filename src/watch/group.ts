@@ -13,16 +13,22 @@ export interface MarkSpec {
   scope: MarkScope;
   /** FAN_* event bits, plus FAN_EVENT_ON_CHILD / FAN_ONDIR when asked for. */
   mask: number;
+  /** Extra FAN_MARK_* flags: DONT_FOLLOW, ONLYDIR, EVICTABLE, IGNORE, IGNORED_SURV_MODIFY. */
+  flags: number;
 }
 
 export interface GroupSpec {
   groupClass: GroupClass;
   marks: MarkSpec[];
+  /** FAN_ENABLE_AUDIT, so verdicts may carry FAN_AUDIT. */
+  audit?: boolean;
 }
 
 /** What the running kernel accepted when probed; decides optional flags. */
 export interface GroupFeatures {
   reportPidfd: boolean;
+  /** FAN_MARK_EVICTABLE, for the ignore marks that cache verdicts. */
+  evictable: boolean;
 }
 
 const CLASS_FLAGS: Record<GroupClass, number> = {
@@ -73,6 +79,7 @@ export function initFlags(spec: GroupSpec, features: GroupFeatures): { flags: nu
   let flags = K.FAN_CLOEXEC | K.FAN_NONBLOCK | CLASS_FLAGS[spec.groupClass];
   if (reportMode === 'dfid_name') flags |= K.FAN_REPORT_FID | K.FAN_REPORT_DFID_NAME;
   if (features.reportPidfd) flags |= K.FAN_REPORT_PIDFD;
+  if (spec.audit) flags |= K.FAN_ENABLE_AUDIT;
   return { flags, reportMode };
 }
 
@@ -94,7 +101,49 @@ export function openGroup(spec: GroupSpec, features: GroupFeatures): { fd: numbe
 }
 
 export function addMark(fd: number, m: MarkSpec): void {
-  ffi.fanotifyMark(fd, K.FAN_MARK_ADD | SCOPE_FLAGS[m.scope], m.mask, m.path);
+  let flags = m.flags;
+  // The kernel refuses an ignore mark on a directory (EISDIR) unless it
+  // survives modification, which for a directory changes nothing: add it.
+  if (flags & K.FAN_MARK_IGNORE && m.scope === 'inode' && isDirectory(m.path, flags)) flags |= K.FAN_MARK_IGNORED_SURV_MODIFY;
+  ffi.fanotifyMark(fd, K.FAN_MARK_ADD | SCOPE_FLAGS[m.scope] | flags, m.mask, m.path);
+}
+
+function isDirectory(p: string, flags: number): boolean {
+  try {
+    // stat opens nothing, so no permission mark can make it wait.
+    return (flags & K.FAN_MARK_DONT_FOLLOW ? fs.lstatSync(p) : fs.statSync(p)).isDirectory();
+  } catch {
+    return false; // fanotify_mark reports the real error
+  }
+}
+
+export function removeMark(fd: number, m: MarkSpec): void {
+  // Only the flags that select which mark are meaningful on removal.
+  const select = m.flags & (K.FAN_MARK_DONT_FOLLOW | K.FAN_MARK_ONLYDIR | K.FAN_MARK_IGNORE);
+  ffi.fanotifyMark(fd, K.FAN_MARK_REMOVE | SCOPE_FLAGS[m.scope] | select, m.mask, m.path);
+}
+
+export function flushMarks(fd: number, scope: MarkScope): void {
+  ffi.fanotifyMark(fd, K.FAN_MARK_FLUSH | SCOPE_FLAGS[scope], 0, null);
+}
+
+/**
+ * Cache a verdict in the kernel: an ignore mask for these event bits on the
+ * inode of an event fd. Without FAN_MARK_IGNORED_SURV_MODIFY the kernel
+ * clears it when the file is modified, so a changed file is asked about again.
+ */
+export function addIgnoreForFd(fd: number, eventFd: number, mask: number, evictable: boolean): void {
+  const base = K.FAN_MARK_ADD | K.FAN_MARK_IGNORED_MASK;
+  if (evictable) {
+    try {
+      // Evictable: caching a million files must not pin a million inodes.
+      ffi.fanotifyMark(fd, base | K.FAN_MARK_EVICTABLE, mask, null, eventFd);
+      return;
+    } catch {
+      // EEXIST when the inode already has a non-evictable mark of this group.
+    }
+  }
+  ffi.fanotifyMark(fd, base, mask, null, eventFd);
 }
 
 const PROC_SUPER_MAGIC = 0x9fa0;

@@ -12,7 +12,20 @@ import { bareEvent, enrich, HandleResolver, ProcessCache, type FsEvent } from '.
 import * as ffi from '../kernel/ffi';
 import type { EventPump, PumpClient } from '../kernel/pump';
 import type { Logger } from '../daemon/log';
-import { openGroup, type GroupFeatures, type GroupSpec, type ReportMode } from './group';
+import {
+  addIgnoreForFd,
+  addMark,
+  flushMarks,
+  GroupSpecError,
+  openGroup,
+  removeMark,
+  type GroupClass,
+  type GroupFeatures,
+  type GroupSpec,
+  type MarkScope,
+  type MarkSpec,
+  type ReportMode,
+} from './group';
 
 export type Decision = 'allow' | 'deny';
 export type DecidedBy = 'client' | 'timeout' | 'disconnect' | 'shutdown' | 'self';
@@ -46,6 +59,24 @@ export interface WatchSink {
   sendOverflow(notice: OverflowNotice): boolean;
 }
 
+export interface VerdictOptions {
+  /** Cache an ALLOW in the kernel with an ignore mark until the file is modified. */
+  cache?: boolean;
+  /** FAN_DENY_ERRNO: the errno a DENY fails the operation with. */
+  errno?: number;
+  /** FAN_AUDIT: ask the kernel for an audit record. */
+  audit?: boolean;
+}
+
+/** The watch closed while a mark request was in flight. */
+export class WatchClosedError extends Error {
+  readonly code = 'ECLOSED';
+  constructor() {
+    super('the watch closed');
+    this.name = 'WatchClosedError';
+  }
+}
+
 export interface WatchStats {
   eventsRead: number;
   eventsSent: number;
@@ -55,6 +86,10 @@ export interface WatchStats {
   malformedRecords: number;
   unknownVerdicts: number;
   responseErrors: number;
+  /** Responses the kernel refused with extra bits (errno, audit) and took as plain ALLOW/DENY. */
+  responseFallbacks: number;
+  cachedVerdicts: number;
+  cacheErrors: number;
   decisions: Record<DecidedBy, number>;
   pending: number;
   queued: number;
@@ -69,6 +104,8 @@ export class Watch implements PumpClient {
   readonly fd: number;
   readonly initFlags: number;
   readonly reportMode: ReportMode;
+  readonly groupClass: GroupClass;
+  readonly audit: boolean;
   private readonly procs = new ProcessCache();
   private readonly pending = new Map<number, { item: WatchEvent; deadline: number }>();
   private queue: QueueItem[] = [];
@@ -91,6 +128,9 @@ export class Watch implements PumpClient {
     malformedRecords: 0,
     unknownVerdicts: 0,
     responseErrors: 0,
+    responseFallbacks: 0,
+    cachedVerdicts: 0,
+    cacheErrors: 0,
     decisions: { client: 0, timeout: 0, disconnect: 0, shutdown: 0, self: 0 },
     pending: 0,
     queued: 0,
@@ -99,7 +139,7 @@ export class Watch implements PumpClient {
   constructor(
     readonly id: string,
     spec: GroupSpec,
-    features: GroupFeatures,
+    private readonly features: GroupFeatures,
     readonly options: WatchOptions,
     private readonly pump: EventPump,
     private readonly log: Logger,
@@ -108,6 +148,8 @@ export class Watch implements PumpClient {
     private readonly onClose?: (w: Watch) => void,
   ) {
     const group = openGroup(spec, features);
+    this.groupClass = spec.groupClass;
+    this.audit = spec.audit === true;
     this.fd = group.fd;
     this.initFlags = group.flags;
     this.reportMode = group.reportMode;
@@ -128,14 +170,52 @@ export class Watch implements PumpClient {
   }
 
   /** Apply a client verdict. False when the id is unknown or already answered. */
-  verdict(id: number, decision: Decision): boolean {
+  verdict(id: number, decision: Decision, opts: VerdictOptions = {}): boolean {
     const p = this.pending.get(id);
     if (!p) {
       this.stats.unknownVerdicts++;
       return false;
     }
-    this.answer(id, p.item, RESPONSE[decision], 'client');
+    if (opts.cache && decision === 'allow') {
+      try {
+        addIgnoreForFd(this.fd, p.item.ev.fd, p.item.ev.mask & K.FAN_PERMISSION_EVENTS, this.features.evictable);
+        this.stats.cachedVerdicts++;
+      } catch (err) {
+        this.stats.cacheErrors++;
+        this.log.warn('caching a verdict failed; the kernel will ask again', { watch: this.id, error: err });
+      }
+    }
+    let response = RESPONSE[decision];
+    if (opts.errno && decision === 'deny') response |= (opts.errno & 0xff) << 24;
+    if (opts.audit) response |= K.FAN_AUDIT;
+    this.answer(id, p.item, response >>> 0, 'client');
     return true;
+  }
+
+  /** Add a mark to the live group. */
+  async addMark(m: MarkSpec): Promise<void> {
+    this.checkMark(m);
+    if (this.resolver) await this.resolver.add(m.path);
+    if (this.closed) throw new WatchClosedError();
+    addMark(this.fd, m);
+  }
+
+  removeMark(m: MarkSpec): void {
+    this.checkMark(m);
+    removeMark(this.fd, m);
+  }
+
+  flushMarks(scope: MarkScope): void {
+    flushMarks(this.fd, scope);
+  }
+
+  private checkMark(m: MarkSpec): void {
+    if (this.reportMode === 'fd' && m.mask & K.FAN_DIRENT_EVENTS) {
+      throw new GroupSpecError(
+        'directory-entry events need the file-handle report mode, which is chosen at Subscribe; ' +
+          'this watch reports by fd: open another watch for them',
+      );
+    }
   }
 
   /**
@@ -287,13 +367,26 @@ export class Watch implements PumpClient {
   }
 
   private respond(fd: number, response: number): void {
+    if (this.write(fd, response)) return;
+    // The kernel refused an extended response (an errno or FAN_AUDIT it
+    // does not take): the event is still pending, so answer it plainly.
+    const plain = response & (K.FAN_ALLOW | K.FAN_DENY);
+    if (plain !== response && this.write(fd, plain)) {
+      this.stats.responseFallbacks++;
+      return;
+    }
+    this.stats.responseErrors++;
+  }
+
+  private write(fd: number, response: number): boolean {
     this.responseBuf.writeInt32LE(fd, 0);
-    this.responseBuf.writeUInt32LE(response, 4);
+    this.responseBuf.writeUInt32LE(response >>> 0, 4);
     try {
       ffi.writeAll(this.fd, this.responseBuf, K.FAN_RESPONSE_LEN);
+      return true;
     } catch (err) {
-      this.stats.responseErrors++;
-      this.log.error('writing a permission response failed', { watch: this.id, error: err });
+      this.log.error('writing a permission response failed', { watch: this.id, response, error: err });
+      return false;
     }
   }
 

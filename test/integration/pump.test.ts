@@ -13,7 +13,7 @@ const OPTIONS = { verdictTimeoutMs: 5000, timeoutDecision: 'allow' as const, max
 
 function openWatch(pump: EventPump, dir: string, mask: number, groupClass: 'notif' | 'content' = 'notif') {
   const events: WatchEvent[] = [];
-  const w = new Watch(`t-${path.basename(dir)}`, { groupClass, marks: [{ path: dir, scope: 'inode', mask: mask | K.FAN_EVENT_ON_CHILD }] }, { reportPidfd: true }, OPTIONS, pump, silentLogger);
+  const w = new Watch(`t-${path.basename(dir)}`, { groupClass, marks: [{ path: dir, scope: 'inode', mask: mask | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, OPTIONS, pump, silentLogger);
   w.attach({
     sendEvents: (batch) => {
       events.push(...batch);

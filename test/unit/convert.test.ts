@@ -16,6 +16,7 @@ function kernel(overrides: Partial<KernelFeatures> = {}): KernelFeatures {
     classes: { notif: true, content: true, pre_content: true },
     initFlags: new Map(K.INIT_FLAG_NAMES.map(([bit]) => [bit, true])),
     scopes: { inode: true, mount: true, filesystem: true },
+    markFlags: new Map(),
     events: new Map(EVENT_TYPES.map(([, bit]) => [bit, true])),
     limits: { maxQueuedEvents: 16384, maxUserGroups: 128, maxUserMarks: 8192 },
     ...overrides,
@@ -57,12 +58,12 @@ describe('unit: convert', () => {
   it('accepts a good Subscribe and fills in the defaults', () => {
     const r = parseSubscribe({ group_class: 'GROUP_CLASS_UNSPECIFIED', marks: [mark({ scope: 'MARK_SCOPE_UNSPECIFIED', on_child: true })], verdict_timeout_ms: 0, timeout_decision: 'DECISION_UNSPECIFIED', max_batch_events: 0 }, LIMITS, kernel());
     expect(r.group.groupClass).to.equal('notif');
-    expect(r.group.marks).to.deep.equal([{ path: '/tmp', scope: 'inode', mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD }]);
+    expect(r.group.marks).to.deep.equal([{ path: '/tmp', scope: 'inode', mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD, flags: 0 }]);
     expect(r.verdictTimeoutMs).to.equal(5000);
     expect(r.maxBatchEvents).to.equal(256);
     expect(r.timeoutDecision).to.equal('allow');
     const p = parseSubscribe({ group_class: 'GROUP_CLASS_CONTENT', marks: [mark({ events: ['EVENT_TYPE_OPEN_PERM'], on_dir: true, scope: 'MARK_SCOPE_FILESYSTEM' })], verdict_timeout_ms: 100, timeout_decision: 'DECISION_DENY', max_batch_events: 7 }, LIMITS, kernel());
-    expect(p.group.marks[0]).to.deep.equal({ path: '/tmp', scope: 'filesystem', mask: K.FAN_OPEN_PERM | K.FAN_ONDIR });
+    expect(p.group.marks[0]).to.deep.equal({ path: '/tmp', scope: 'filesystem', mask: K.FAN_OPEN_PERM | K.FAN_ONDIR, flags: 0 });
     expect([p.verdictTimeoutMs, p.timeoutDecision, p.maxBatchEvents]).to.deep.equal([100, 'deny', 7]);
   });
 
@@ -92,11 +93,21 @@ describe('unit: convert', () => {
   }
 
   it('parses verdicts and refuses an UNSPECIFIED decision', () => {
-    expect(parseVerdicts({ verdicts: [{ id: '12', decision: 'DECISION_DENY' }, { id: '3', decision: 'DECISION_ALLOW' }] })).to.deep.equal([
-      { id: 12, decision: 'deny' },
-      { id: 3, decision: 'allow' },
+    expect(parseVerdicts({ verdicts: [{ id: '12', decision: 'DECISION_DENY' }, { id: '3', decision: 'DECISION_ALLOW', cache: true }] })).to.deep.equal([
+      { id: 12, decision: 'deny', cache: false, errno: 0, audit: false },
+      { id: 3, decision: 'allow', cache: true, errno: 0, audit: false },
     ]);
     rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_UNSPECIFIED' }] }), grpc.status.INVALID_ARGUMENT, /verdicts\[0\]: decision DECISION_UNSPECIFIED/);
+  });
+
+  it('checks verdict options against the watch', () => {
+    const pre = { groupClass: 'pre_content' as const, audit: false };
+    expect(parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_DENY', errno: 5 }] }, pre)[0].errno).to.equal(5);
+    rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_DENY', errno: 2 }] }, pre), grpc.status.INVALID_ARGUMENT, /errno 2 \(ENOENT\) is not one the kernel accepts/);
+    rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_DENY', errno: 5 }] }, { groupClass: 'content', audit: false }), grpc.status.INVALID_ARGUMENT, /needs a GROUP_CLASS_PRE_CONTENT watch/);
+    rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_ALLOW', errno: 5 }] }, pre), grpc.status.INVALID_ARGUMENT, /DECISION_DENY only/);
+    rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_DENY', cache: true }] }, pre), grpc.status.INVALID_ARGUMENT, /cache applies to DECISION_ALLOW only/);
+    rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_ALLOW', audit: true }] }, pre), grpc.status.INVALID_ARGUMENT, /enable_audit/);
   });
 
   it('converts an event: lossy UTF-8 path, exact bytes, time', () => {

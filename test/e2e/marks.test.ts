@@ -1,0 +1,142 @@
+// The fanotify surface beyond Subscribe: marks changed on a live stream,
+// ignore marks, verdicts cached in the kernel, and extended responses.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { connect, runChild, sh, startDaemon, tempDir, WatchStream, type Client, type Daemon } from '../fixtures/harness';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+describe('e2e: marks and responses', function () {
+  this.timeout(60_000);
+  let daemon: Daemon;
+  let client: Client;
+  let dir: string;
+  const streams: WatchStream[] = [];
+  const watch = (subscribe: any) => {
+    const s = new WatchStream(client, subscribe);
+    streams.push(s);
+    return s;
+  };
+  const result = (s: WatchStream, id: string) => s.until(() => s.responses.find((m) => m.mark_result?.request_id === id)?.mark_result, 10_000, `MarkResult ${id}`);
+  const catFile = async (p: string) => (await runChild('cat', [p]).done).code;
+
+  before(async () => {
+    daemon = await startDaemon();
+    client = connect(daemon.address);
+  });
+  after(async () => {
+    client.close();
+    expect(await daemon.stop()).to.equal(0);
+  });
+  beforeEach(() => {
+    dir = tempDir();
+    for (const sub of ['a', 'b']) {
+      fs.mkdirSync(path.join(dir, sub));
+      fs.writeFileSync(path.join(dir, sub, 'f'), 'x');
+    }
+  });
+  afterEach(() => {
+    for (const s of streams.splice(0)) s.cancel();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('adds, removes and flushes marks on a live stream, each answered by a MarkResult', async () => {
+    const s = watch({ marks: [{ path: path.join(dir, 'a'), on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] }] });
+    await s.subscribed();
+    const seen = (sub: string) => s.events.filter((e) => e.path === path.join(dir, sub, 'f')).length;
+
+    s.call.write({ add_mark: { request_id: '1', mark: { path: path.join(dir, 'b'), on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] } } });
+    expect(await result(s, '1')).to.include({ code: grpc.status.OK, message: '', errno: '' });
+    await catFile(path.join(dir, 'b', 'f'));
+    await s.until(() => seen('b') === 1, 5000, 'event under the added mark');
+
+    s.call.write({ remove_mark: { request_id: '2', mark: { path: path.join(dir, 'b'), on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] } } });
+    expect((await result(s, '2')).code).to.equal(grpc.status.OK);
+    s.call.write({ flush_marks: { request_id: '3', scope: 'MARK_SCOPE_INODE' } });
+    expect((await result(s, '3')).code).to.equal(grpc.status.OK);
+    await catFile(path.join(dir, 'b', 'f'));
+    await catFile(path.join(dir, 'a', 'f'));
+    // A marker after the flush: a fresh mark on a third directory proves
+    // the stream still delivers, and that nothing came from a and b.
+    fs.mkdirSync(path.join(dir, 'c'));
+    fs.writeFileSync(path.join(dir, 'c', 'f'), 'x');
+    s.call.write({ add_mark: { request_id: '4', mark: { path: path.join(dir, 'c'), on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] } } });
+    expect((await result(s, '4')).code).to.equal(grpc.status.OK);
+    await catFile(path.join(dir, 'c', 'f'));
+    await s.until(() => seen('c') === 1, 5000, 'event under the new mark');
+    expect([seen('a'), seen('b')]).to.deep.equal([0, 1]);
+  });
+
+  it('reports a failed mark request in its MarkResult and keeps the stream', async () => {
+    const s = watch({ marks: [{ path: path.join(dir, 'a'), events: ['EVENT_TYPE_OPEN'] }] });
+    await s.subscribed();
+    s.call.write({ add_mark: { request_id: '7', mark: { path: path.join(dir, 'missing'), events: ['EVENT_TYPE_OPEN'] } } });
+    const r = await result(s, '7');
+    expect(r.code).to.equal(grpc.status.NOT_FOUND);
+    expect(r.errno).to.equal('ENOENT');
+    s.call.write({ add_mark: { request_id: '8', mark: { path: path.join(dir, 'a', 'f'), only_dir: true, events: ['EVENT_TYPE_OPEN'] } } });
+    const r8 = await result(s, '8');
+    expect(r8.errno).to.equal('ENOTDIR');
+    s.call.write({ add_mark: { request_id: '9', mark: { path: path.join(dir, 'b'), events: ['EVENT_TYPE_CREATE'] } } });
+    const r9 = await result(s, '9');
+    expect(r9.code).to.equal(grpc.status.INVALID_ARGUMENT);
+    expect(r9.message).to.match(/report mode/);
+    s.call.write({ add_mark: { request_id: '10', mark: { path: 'relative', events: ['EVENT_TYPE_OPEN'] } } });
+    expect((await result(s, '10')).message).to.match(/AddMark\.mark: path "relative" is relative/);
+    expect(s.status).to.equal(undefined);
+  });
+
+  it('ignores events under an ignore mark (FAN_MARK_IGNORE)', async () => {
+    const s = watch({
+      marks: [
+        { path: dir, scope: 'MARK_SCOPE_FILESYSTEM', events: ['EVENT_TYPE_CLOSE_NOWRITE'] },
+        { path: path.join(dir, 'b'), ignore: true, on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] },
+      ],
+    });
+    await s.subscribed();
+    const r = await sh(`exec 3<${dir}/b/f; exec 3<&-; exec 3<${dir}/a/f; exec 3<&-; sleep 0.3`).done;
+    expect(r.code).to.equal(0);
+    await s.until(() => s.events.some((e) => e.path === path.join(dir, 'a', 'f')), 5000, 'event outside the ignored directory');
+    expect(s.events.filter((e) => e.path.startsWith(path.join(dir, 'b')))).to.deep.equal([]);
+  });
+
+  it('caches an ALLOW in the kernel until the file is modified', async () => {
+    const file = path.join(dir, 'a', 'f');
+    const s = watch({ group_class: 'GROUP_CLASS_CONTENT', marks: [{ path: path.join(dir, 'a'), on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] });
+    s.onEvent = (ev) => ev.needs_verdict && s.call.write({ verdicts: { verdicts: [{ id: ev.id, decision: 'DECISION_ALLOW', cache: true }] } });
+    await s.subscribed();
+    const opensOfFile = () => s.events.filter((e) => e.path === file).length;
+    expect(await catFile(file)).to.equal(0);
+    expect(opensOfFile()).to.equal(1);
+    // Unchanged: the kernel does not ask again.
+    expect(await catFile(file)).to.equal(0);
+    expect(await catFile(file)).to.equal(0);
+    // The append's open is still covered by the cache; its write clears it,
+    // so the next open is asked about again.
+    expect((await sh(`echo more >> ${file}`).done).code).to.equal(0);
+    expect(opensOfFile()).to.equal(1);
+    expect(await catFile(file)).to.equal(0);
+    expect(opensOfFile()).to.equal(2);
+  });
+
+  it('denies with a chosen errno in a pre-content watch, and refuses an errno the kernel does not take', async () => {
+    const file = path.join(dir, 'a', 'f');
+    const s = watch({ group_class: 'GROUP_CLASS_PRE_CONTENT', marks: [{ path: path.join(dir, 'a'), on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] });
+    s.onEvent = (ev) => ev.needs_verdict && s.call.write({ verdicts: { verdicts: [{ id: ev.id, decision: 'DECISION_DENY', errno: 16 }] } });
+    await s.subscribed();
+    const r = await runChild('cat', [file]).done;
+    expect(r.code).to.not.equal(0);
+    expect(r.stderr).to.match(/Device or resource busy/);
+
+    const bad = watch({ group_class: 'GROUP_CLASS_PRE_CONTENT', marks: [{ path: path.join(dir, 'b'), on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] });
+    bad.onEvent = (ev) => ev.needs_verdict && bad.call.write({ verdicts: { verdicts: [{ id: ev.id, decision: 'DECISION_DENY', errno: 2 }] } });
+    await bad.subscribed();
+    const opener = runChild('cat', [path.join(dir, 'b', 'f')]);
+    const st = await bad.ended();
+    expect(st.code).to.equal(grpc.status.INVALID_ARGUMENT);
+    expect(st.details).to.match(/errno 2 \(ENOENT\) is not one the kernel accepts/);
+    // The stream ended: its pending event got the timeout decision (ALLOW).
+    expect((await opener.done).code).to.equal(0);
+  });
+});
