@@ -93,6 +93,8 @@ export const FAN_PERMISSION_EVENTS = FAN_OPEN_PERM | FAN_ACCESS_PERM | FAN_OPEN_
 /** Events that exist only in a FID report mode (EINVAL in fd mode). */
 export const FAN_DIRENT_EVENTS =
   FAN_ATTRIB | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_CREATE | FAN_DELETE | FAN_DELETE_SELF | FAN_MOVE_SELF | FAN_RENAME;
+/** Events the kernel reports only to groups with file handles (FAN_REPORT_FID). */
+export const FAN_FID_ONLY_EVENTS = FAN_DIRENT_EVENTS | FAN_FS_ERROR;
 
 // struct fanotify_response.response
 export const FAN_ALLOW = 0x01;

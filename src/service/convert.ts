@@ -265,6 +265,9 @@ export function eventToProto(w: WatchEvent) {
     entry: entryToProto(ev.entry),
     old_entry: entryToProto(ev.oldEntry),
     new_entry: entryToProto(ev.newEntry),
+    range: ev.range ? { offset: ev.range.offset.toString(), count: ev.range.count.toString() } : null,
+    fs_error: ev.error ? { error: Math.abs(ev.error.error), count: ev.error.count } : null,
+    malformed: ev.malformed ?? '',
   };
 }
 

@@ -64,10 +64,10 @@ export function eventBits(spec: GroupSpec): number {
  */
 export function chooseReportMode(spec: GroupSpec): ReportMode {
   const bits = eventBits(spec);
-  if ((bits & K.FAN_DIRENT_EVENTS) === 0) return 'fd';
+  if ((bits & K.FAN_FID_ONLY_EVENTS) === 0) return 'fd';
   if (bits & K.FAN_PERMISSION_EVENTS) {
     throw new GroupSpecError(
-      'directory-entry events (CREATE, DELETE, MOVED_*, RENAME, ATTRIB, *_SELF) need a file-handle report mode, ' +
+      'directory-entry events (CREATE, DELETE, MOVED_*, RENAME, ATTRIB, *_SELF) and FS_ERROR need a file-handle report mode, ' +
         'which the kernel refuses together with permission events: open one watch for each',
     );
   }

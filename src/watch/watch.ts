@@ -210,7 +210,7 @@ export class Watch implements PumpClient {
   }
 
   private checkMark(m: MarkSpec): void {
-    if (this.reportMode === 'fd' && m.mask & K.FAN_DIRENT_EVENTS) {
+    if (this.reportMode === 'fd' && m.mask & K.FAN_FID_ONLY_EVENTS) {
       throw new GroupSpecError(
         'directory-entry events need the file-handle report mode, which is chosen at Subscribe; ' +
           'this watch reports by fd: open another watch for them',

@@ -140,3 +140,36 @@ describe('e2e: marks and responses', function () {
     expect((await opener.done).code).to.equal(0);
   });
 });
+
+describe('e2e: pre-content events', function () {
+  this.timeout(30_000);
+  it('reports the byte range of a FAN_PRE_ACCESS read and lets the client deny it', async function () {
+    const daemon = await startDaemon();
+    const client = connect(daemon.address);
+    const dir = tempDir();
+    try {
+      const info: any = await new Promise((resolve, reject) => client.GetInfo({}, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))));
+      if (!info.event_types.includes('EVENT_TYPE_PRE_ACCESS')) {
+        console.log(`      skipped: kernel ${info.kernel_release} has no FAN_PRE_ACCESS on ${dir}'s filesystem`);
+        this.skip();
+      }
+      const file = path.join(dir, 'data');
+      fs.writeFileSync(file, Buffer.alloc(8192, 0x61));
+      const s = new WatchStream(client, { group_class: 'GROUP_CLASS_PRE_CONTENT', marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_PRE_ACCESS'] }] });
+      s.onEvent = (ev) => ev.needs_verdict && s.call.write({ verdicts: { verdicts: [{ id: ev.id, decision: 'DECISION_DENY', errno: 5 }] } });
+      await s.subscribed();
+      const r = await runChild('dd', [`if=${file}`, 'of=/dev/null', 'bs=4096', 'skip=1', 'count=1']).done;
+      expect(r.code).to.not.equal(0);
+      expect(r.stderr).to.match(/Input\/output error/);
+      const ev = s.events.find((e) => e.types.includes('EVENT_TYPE_PRE_ACCESS'));
+      expect(ev.path).to.equal(file);
+      expect(Number(ev.range.offset)).to.equal(4096);
+      expect(Number(ev.range.count)).to.be.greaterThan(0);
+      s.cancel();
+    } finally {
+      client.close();
+      expect(await daemon.stop()).to.equal(0);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

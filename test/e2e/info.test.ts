@@ -1,0 +1,69 @@
+// GetInfo says what the kernel supports; the kernel must agree. Every event
+// type GetInfo lists is subscribed for real, in a group of the class and
+// report mode it needs, on a directory this test owns.
+import * as fs from 'node:fs';
+import { expect } from 'chai';
+import { connect, startDaemon, tempDir, WatchStream, type Client, type Daemon } from '../fixtures/harness';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+const PERMISSION = new Set(['EVENT_TYPE_OPEN_PERM', 'EVENT_TYPE_ACCESS_PERM', 'EVENT_TYPE_OPEN_EXEC_PERM']);
+
+describe('e2e: GetInfo matches the kernel', function () {
+  this.timeout(60_000);
+  let daemon: Daemon;
+  let client: Client;
+  let info: any;
+  let dir: string;
+  before(async () => {
+    daemon = await startDaemon();
+    client = connect(daemon.address);
+    info = await new Promise((resolve, reject) => client.GetInfo({}, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))));
+    dir = tempDir();
+  });
+  after(async () => {
+    client.close();
+    expect(await daemon.stop()).to.equal(0);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reports the release, the sysctls and the limits', () => {
+    expect(info.kernel_release).to.equal(fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim());
+    for (const [field, file] of [['max_queued_events', 'max_queued_events'], ['max_user_groups', 'max_user_groups'], ['max_user_marks', 'max_user_marks']]) {
+      expect(Number(info.kernel_limits[field]), field).to.equal(Number(fs.readFileSync(`/proc/sys/fs/fanotify/${file}`, 'utf8')));
+    }
+    expect(info.daemon_version).to.equal(JSON.parse(fs.readFileSync(`${__dirname}/../../../package.json`, 'utf8')).version);
+    expect(info.init_flags).to.include('FAN_CLASS_CONTENT');
+  });
+
+  it('every listed event type can be subscribed for real', async () => {
+    const types: string[] = info.event_types.filter((t: string) => t !== 'EVENT_TYPE_Q_OVERFLOW');
+    expect(types.length).to.be.greaterThan(10);
+    for (const t of types) {
+      const sub: any = {
+        group_class: t === 'EVENT_TYPE_PRE_ACCESS' ? 'GROUP_CLASS_PRE_CONTENT' : PERMISSION.has(t) ? 'GROUP_CLASS_CONTENT' : 'GROUP_CLASS_NOTIF',
+        marks: [{ path: dir, scope: t === 'EVENT_TYPE_FS_ERROR' ? 'MARK_SCOPE_FILESYSTEM' : 'MARK_SCOPE_INODE', events: [t] }],
+      };
+      const s = new WatchStream(client, sub);
+      try {
+        const r = await Promise.race([s.subscribed(), s.ended()]).catch((e: Error) => e.message);
+        expect(r, `${t}: ${JSON.stringify(r)}`).to.have.property('watch_id');
+      } finally {
+        s.cancel();
+      }
+    }
+  });
+
+  it('every listed class and scope can be used', async () => {
+    for (const cls of info.group_classes) {
+      for (const scope of info.mark_scopes) {
+        const s = new WatchStream(client, { group_class: cls, marks: [{ path: dir, scope, events: ['EVENT_TYPE_OPEN'] }] });
+        try {
+          const r = await Promise.race([s.subscribed(), s.ended()]).catch((e: Error) => e.message);
+          expect(r, `${cls} ${scope}: ${JSON.stringify(r)}`).to.have.property('watch_id');
+        } finally {
+          s.cancel();
+        }
+      }
+    }
+  });
+});
