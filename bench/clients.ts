@@ -1,0 +1,124 @@
+// Benchmark peers, each run as its own process so the daemon and the
+// client never share a CPU by accident:
+//   policy ADDR DIR           answers every OPEN_PERM under DIR with ALLOW at once
+//   telemetry ADDR DIR        counts OPEN notifications under DIR
+//   pingpong-server SOCK      bare grpc-js bidirectional echo (the transport's limit)
+//   pingpong-client SOCK N    N round trips against it
+// Each prints "ready" when set up and one JSON line of counts when done
+// (SIGTERM for the first two).
+import * as grpc from '@grpc/grpc-js';
+import { connect } from '../test/fixtures/harness';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+const [mode, addr, arg] = process.argv.slice(2);
+
+function onTerm(report: () => object): void {
+  process.on('SIGTERM', () => {
+    process.stdout.write(JSON.stringify(report()) + '\n', () => process.exit(0));
+  });
+}
+
+function watch(subscribe: object, onMessage: (msg: any, call: grpc.ClientDuplexStream<any, any>) => void): void {
+  const call = connect(addr).Watch();
+  call.on('data', (msg: any) => {
+    if (msg.subscribed) console.log('ready');
+    onMessage(msg, call);
+  });
+  call.on('error', (e: Error) => {
+    console.error(`watch failed: ${e.message}`);
+    process.exit(1);
+  });
+  call.write({ subscribe });
+}
+
+function policy(): void {
+  let answered = 0;
+  const subscribe = { group_class: 'GROUP_CLASS_CONTENT', max_batch_events: 1024, marks: [{ path: arg, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] };
+  // One VerdictBatch per EventBatch: verdicts are batched like events.
+  watch(subscribe, (msg, call) => {
+    const evs = msg.events?.events;
+    if (!evs) return;
+    const verdicts = evs.filter((e: any) => e.needs_verdict).map((e: any) => ({ id: e.id, decision: 'DECISION_ALLOW' }));
+    answered += verdicts.length;
+    if (verdicts.length) call.write({ verdicts: { verdicts } });
+  });
+  onTerm(() => ({ answered }));
+}
+
+function telemetry(): void {
+  const c = { events: 0, withPath: 0, withComm: 0, droppedClient: 0, kernelOverflows: 0 };
+  watch({ max_batch_events: 1024, marks: [{ path: arg, on_child: true, events: ['EVENT_TYPE_OPEN'] }] }, (msg) => {
+    for (const e of msg.events?.events ?? []) {
+      c.events++;
+      if (e.path) c.withPath++;
+      if (e.process?.comm) c.withComm++;
+    }
+    if (msg.overflow?.source === 'OVERFLOW_SOURCE_CLIENT') c.droppedClient += Number(msg.overflow.dropped);
+    if (msg.overflow?.source === 'OVERFLOW_SOURCE_KERNEL') c.kernelOverflows++;
+  });
+  onTerm(() => c);
+}
+
+const ECHO = {
+  echo: {
+    path: '/bench.Echo/Echo',
+    requestStream: true,
+    responseStream: true,
+    requestSerialize: (b: Buffer) => b,
+    requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (b: Buffer) => b,
+    responseDeserialize: (b: Buffer) => b,
+  },
+};
+
+function pingpongServer(): void {
+  const server = new grpc.Server();
+  server.addService(ECHO, {
+    echo: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+      call.on('data', (b: Buffer) => call.write(b));
+      call.on('end', () => call.end());
+    },
+  });
+  server.bindAsync(`unix:${addr}`, grpc.ServerCredentials.createInsecure(), (err) => {
+    if (err) throw err;
+    console.log('ready');
+  });
+  onTerm(() => ({}));
+}
+
+function pingpongClient(): void {
+  const n = Number(arg);
+  const Ctor = grpc.makeGenericClientConstructor(ECHO, 'Echo');
+  const c = new Ctor(`unix:${addr}`, grpc.credentials.createInsecure()) as any;
+  const call = c.echo();
+  // A message the size of a one-event batch.
+  const msg = Buffer.alloc(200, 1);
+  const lat: number[] = [];
+  let t0 = 0n;
+  let start = 0n;
+  call.on('data', () => {
+    const t = process.hrtime.bigint();
+    lat.push(Number(t - t0) / 1000);
+    if (lat.length === n) {
+      const secs = Number(t - start) / 1e9;
+      lat.sort((a, b) => a - b);
+      console.log(JSON.stringify({ ops: n, ops_per_s: n / secs, p50_us: lat[n >> 1], p99_us: lat[Math.floor(n * 0.99)] }));
+      call.end();
+      c.close();
+      return;
+    }
+    t0 = process.hrtime.bigint();
+    call.write(msg);
+  });
+  console.log('ready');
+  start = process.hrtime.bigint();
+  t0 = start;
+  call.write(msg);
+}
+
+const modes: Record<string, () => void> = { policy, telemetry, 'pingpong-server': pingpongServer, 'pingpong-client': pingpongClient };
+if (!modes[mode]) {
+  console.error(`unknown mode ${mode}`);
+  process.exit(2);
+}
+modes[mode]();

@@ -1,0 +1,235 @@
+// npm run bench: fanotifyd against the kernel's own limits, in one run.
+// Every daemon figure stands beside its baseline from the same run, as a
+// ratio, because absolute numbers drift between machines and runs.
+//   node dist/bench/run.js [--quick] [--reps N]
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { startDaemon, tempDir, type Daemon } from '../test/fixtures/harness';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const BUILD = path.join(ROOT, 'bench', 'build');
+const CLIENTS = path.join(__dirname, 'clients.js');
+const args = process.argv.slice(2);
+const QUICK = args.includes('--quick');
+const REPS = Number(args[args.indexOf('--reps') + 1]) || (QUICK ? 1 : 5);
+const PERM_OPS = QUICK ? 2_000 : 20_000;
+const NOTIFY_SECONDS = QUICK ? 0.2 : 2;
+const RATES = QUICK ? [25_000] : [25_000, 50_000, 100_000, 200_000, 400_000];
+const NFILES = 1000;
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type Json = Record<string, any>;
+
+function buildC(): void {
+  fs.mkdirSync(BUILD, { recursive: true });
+  for (const name of ['load', 'responder', 'reader']) {
+    execFileSync('cc', ['-O2', '-Wall', '-o', path.join(BUILD, name), path.join(ROOT, 'bench', 'c', `${name}.c`)]);
+  }
+}
+
+/** Start a process and resolve once it prints "ready". */
+function startReady(cmd: string, argv: string[]): Promise<{ proc: ChildProcess; result: Promise<Json> }> {
+  const proc = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${path.basename(cmd)} ${argv[0]} not ready in 20 s`)), 20_000);
+    proc.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('ready\n')) {
+        clearTimeout(timer);
+        const result = new Promise<Json>((res) => proc.on('close', () => res(JSON.parse(out.split('ready\n')[1].trim() || '{}'))));
+        resolve({ proc, result });
+      }
+    });
+    proc.on('exit', (code) => reject(new Error(`${cmd} ${argv.join(' ')} exited ${code}`)));
+  });
+}
+
+async function stopReady(p: { proc: ChildProcess; result: Promise<Json> }): Promise<Json> {
+  p.proc.kill('SIGTERM');
+  return p.result;
+}
+
+/** Run the C load generator; several at once when parallel > 1. */
+async function load(dir: string, n: number, opts: { rate?: number; parallel?: number } = {}): Promise<Json> {
+  const par = opts.parallel ?? 1;
+  const runs = await Promise.all(
+    Array.from({ length: par }, () => {
+      const argv = [dir, String(NFILES), String(Math.floor(n / par)), String(opts.rate ? opts.rate / par : 0)];
+      return new Promise<Json>((resolve, reject) => {
+        const p = spawn('timeout', ['120', path.join(BUILD, 'load'), ...argv], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        p.stdout.on('data', (d) => (out += d));
+        p.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`load exited ${code}`))));
+      });
+    }),
+  );
+  const ops = runs.reduce((s, r) => s + r.ops, 0);
+  const secs = Math.max(...runs.map((r) => r.secs));
+  return {
+    ops,
+    ops_per_s: ops / secs,
+    p50_us: median(runs.map((r) => r.p50_us)),
+    p99_us: Math.max(...runs.map((r) => r.p99_us)),
+    errors: runs.reduce((s, r) => s + r.errors, 0),
+  };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+function stats(xs: number[]) {
+  return { median: median(xs), min: Math.min(...xs), max: Math.max(...xs) };
+}
+
+function procStat(pid: number): { cpuMs: number; rssMb: number } {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  const ticks = Number(stat[11]) + Number(stat[12]);
+  const rss = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
+  return { cpuMs: (ticks * 1000) / 100, rssMb: rss / 1024 };
+}
+
+async function permissionCase(daemon: Daemon, dir: string, parallel: number): Promise<Json> {
+  const out: Json = { none: [], c: [], daemon: [] };
+  for (let rep = 0; rep < REPS; rep++) {
+    out.none.push(await load(dir, PERM_OPS, { parallel }));
+    const c = await startReady(path.join(BUILD, 'responder'), [dir]);
+    out.c.push(await load(dir, PERM_OPS, { parallel }));
+    await stopReady(c);
+    const pol = await startReady(process.execPath, [CLIENTS, 'policy', daemon.address, dir]);
+    out.daemon.push(await load(dir, PERM_OPS, { parallel }));
+    await stopReady(pol);
+  }
+  return out;
+}
+
+async function pingPong(): Promise<Json[]> {
+  const runs: Json[] = [];
+  for (let rep = 0; rep < REPS; rep++) {
+    const sock = path.join(tempDir('fanotifyd-bench-'), 'echo.sock');
+    const server = await startReady(process.execPath, [CLIENTS, 'pingpong-server', sock]);
+    const client = await startReady(process.execPath, [CLIENTS, 'pingpong-client', sock, String(PERM_OPS)]);
+    runs.push(await client.result);
+    await stopReady(server);
+    fs.rmSync(path.dirname(sock), { recursive: true, force: true });
+  }
+  return runs;
+}
+
+async function notifyCase(daemon: Daemon, dir: string): Promise<Json[]> {
+  const rows: Json[] = [];
+  for (const rate of RATES) {
+    const n = Math.floor(rate * NOTIFY_SECONDS);
+    const before = procStat(daemon.proc.pid!);
+    const tel = await startReady(process.execPath, [CLIENTS, 'telemetry', daemon.address, dir]);
+    const l = await load(dir, n, { rate });
+    await new Promise((r) => setTimeout(r, 1000));
+    const got = await stopReady(tel);
+    const after = procStat(daemon.proc.pid!);
+    const reader = await startReady(path.join(BUILD, 'reader'), [dir]);
+    const lc = await load(dir, n, { rate });
+    await new Promise((r) => setTimeout(r, 500));
+    const c = await stopReady(reader);
+    rows.push({
+      rate,
+      opens: n,
+      achieved_rate: l.ops_per_s,
+      daemon_delivered: got.events,
+      daemon_with_path: got.withPath,
+      daemon_dropped_client: got.droppedClient,
+      daemon_kernel_overflows: got.kernelOverflows,
+      daemon_lossless: got.events === n,
+      daemon_cpu_us_per_event: got.events ? ((after.cpuMs - before.cpuMs) * 1000) / got.events : null,
+      daemon_rss_mb: after.rssMb,
+      c_achieved_rate: lc.ops_per_s,
+      c_events: c.events,
+      c_overflows: c.overflows,
+      c_lossless: c.events === n,
+    });
+  }
+  return rows;
+}
+
+async function main(): Promise<void> {
+  buildC();
+  const dir = tempDir('fanotifyd-bench-');
+  for (let i = 0; i < NFILES; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
+  const daemon = await startDaemon();
+  const results: Json = {
+    date: new Date().toISOString(),
+    commit: (() => {
+      try {
+        return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+      } catch {
+        return 'unknown';
+      }
+    })(),
+    machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, memGiB: Math.round(os.totalmem() / 2 ** 30) },
+    kernel: os.release(),
+    node: process.version,
+    quick: QUICK,
+    reps: REPS,
+  };
+  try {
+    results.permission_1 = await permissionCase(daemon, dir, 1);
+    results.permission_8 = await permissionCase(daemon, dir, 8);
+    results.pingpong = await pingPong();
+    results.rss_after_permission_mb = procStat(daemon.proc.pid!).rssMb;
+    results.notify = await notifyCase(daemon, dir);
+    const idleS = QUICK ? 1 : 10;
+    const a = procStat(daemon.proc.pid!);
+    await new Promise((r) => setTimeout(r, idleS * 1000));
+    const b = procStat(daemon.proc.pid!);
+    results.idle = { seconds: idleS, cpu_ms: b.cpuMs - a.cpuMs, rss_mb: b.rssMb };
+  } finally {
+    await daemon.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  report(results);
+  const outDir = path.join(ROOT, 'bench', 'results');
+  fs.mkdirSync(outDir, { recursive: true });
+  const file = path.join(outDir, `${results.date.replace(/[:.]/g, '-')}${QUICK ? '-quick' : ''}.json`);
+  fs.writeFileSync(file, JSON.stringify(results, null, 2));
+  console.log(`\nwrote ${path.relative(ROOT, file)}`);
+}
+
+function report(r: Json): void {
+  const f = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
+  const row = (name: string, runs: Json[], key: string) => {
+    const s = stats(runs.map((x) => x[key]));
+    return `${name.padEnd(34)} ${f(s.median).padStart(9)}  (${f(s.min)}-${f(s.max)})`;
+  };
+  console.log(`fanotifyd bench  commit ${r.commit}  kernel ${r.kernel}  ${r.machine.cpus} CPUs  reps ${r.reps}${r.quick ? '  QUICK' : ''}`);
+  for (const [label, key] of [['1 opener', 'permission_1'], ['8 openers', 'permission_8']] as const) {
+    const c = r[key];
+    console.log(`\nPermission round trip, ${label} (open() latency, us; decisions/s)`);
+    for (const m of ['p50_us', 'p99_us', 'ops_per_s']) {
+      console.log(row(`  no fanotify ${m}`, c.none, m));
+      console.log(row(`  C responder ${m}`, c.c, m));
+      console.log(row(`  fanotifyd + remote client ${m}`, c.daemon, m));
+    }
+    const added = (runs: Json[]) => median(runs.map((x) => x.p50_us)) - median(c.none.map((x: Json) => x.p50_us));
+    console.log(`  added p50: C ${f(added(c.c))} us, fanotifyd ${f(added(c.daemon))} us; daemon/C decisions/s ${(median(c.daemon.map((x: Json) => x.ops_per_s)) / median(c.c.map((x: Json) => x.ops_per_s))).toFixed(2)}x`);
+    if (key === 'permission_1') {
+      const pp = median(r.pingpong.map((x: Json) => x.p50_us));
+      console.log(`  bare grpc-js ping-pong p50 ${f(pp)} us; fanotifyd added p50 / ping-pong p50 = ${(added(c.daemon) / pp).toFixed(2)}x (target <= 1.5x)`);
+    }
+  }
+  console.log('\nNotifications at fixed rates (opens -> events at a remote client)');
+  console.log('  rate/s    achieved   fanotifyd delivered  dropped  kernel-ovf  cpu us/ev  rss MB | C reader events  ovf');
+  for (const n of r.notify) {
+    console.log(
+      `  ${String(n.rate).padEnd(8)} ${f(n.achieved_rate).padStart(9)}   ${String(n.daemon_delivered).padStart(9)}/${n.opens}${n.daemon_lossless ? ' ok' : '   '} ${String(n.daemon_dropped_client).padStart(8)} ${String(n.daemon_kernel_overflows).padStart(10)} ${n.daemon_cpu_us_per_event === null ? '-' : f(n.daemon_cpu_us_per_event)}`.padEnd(86) +
+        `${f(n.daemon_rss_mb).padStart(6)} | ${String(n.c_events).padStart(9)}/${n.opens}${n.c_lossless ? ' ok' : '   '} ${n.c_overflows}`,
+    );
+  }
+  console.log(`\nIdle: ${r.idle.cpu_ms} ms CPU in ${r.idle.seconds} s; RSS ${f(r.idle.rss_mb)} MB`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
