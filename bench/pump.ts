@@ -1,0 +1,71 @@
+// The event pump alone, in process: fanotifyd's read path (epoll pump,
+// decoder, enrichment, response) answering ALLOW at once, against the C
+// responder, same opener, same run. No gRPC: this isolates the choice of
+// pump from the transport. node dist/bench/pump.js [ops] [reps]
+import { execFileSync, spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as K from '../src/kernel/constants';
+import { EventPump } from '../src/kernel/pump';
+import { silentLogger } from '../src/daemon/log';
+import { Watch } from '../src/watch/watch';
+import { tempDir } from '../test/fixtures/harness';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const BUILD = path.join(ROOT, 'bench', 'build');
+const OPS = Number(process.argv[2]) || 20_000;
+const REPS = Number(process.argv[3]) || 5;
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+function run(cmd: string, argv: string[]): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('timeout', ['60', cmd, ...argv], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.on('close', (code) => (code === 0 ? resolve(JSON.parse(out.split('\n').filter(Boolean).pop()!)) : reject(new Error(`${cmd} exited ${code}`))));
+  });
+}
+
+async function main(): Promise<void> {
+  fs.mkdirSync(BUILD, { recursive: true });
+  for (const name of ['load', 'responder']) execFileSync('cc', ['-O2', '-o', path.join(BUILD, name), path.join(ROOT, 'bench', 'c', `${name}.c`)]);
+  const dir = tempDir('fanotifyd-pump-');
+  for (let i = 0; i < 100; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
+  const load = () => run(path.join(BUILD, 'load'), [dir, '100', String(OPS)]);
+  const rows: Record<string, any[]> = { c: [], pump: [] };
+  let cpuPerEvent = 0;
+  for (let rep = 0; rep < REPS; rep++) {
+    const c = spawn(path.join(BUILD, 'responder'), [dir], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise((r) => c.stdout.once('data', r));
+    rows.c.push(await load());
+    c.kill('SIGTERM');
+    await new Promise((r) => c.on('close', r));
+
+    const pump = new EventPump();
+    const w = new Watch('bench', { groupClass: 'content', marks: [{ path: dir, scope: 'inode', mask: K.FAN_OPEN_PERM | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: 1 << 20 }, pump, silentLogger);
+    w.attach({
+      sendEvents: (batch) => {
+        for (const e of batch) if (e.needsVerdict) w.verdict(e.id, 'allow');
+        return true;
+      },
+      sendOverflow: () => true,
+    });
+    const cpu0 = process.cpuUsage();
+    rows.pump.push(await load());
+    const cpu = process.cpuUsage(cpu0);
+    cpuPerEvent = (cpu.user + cpu.system) / OPS;
+    w.close('disconnect');
+    await pump.close();
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  const summary = (k: string) => ({ ops_per_s: med(rows[k].map((r) => r.ops_per_s)), p50_us: med(rows[k].map((r) => r.p50_us)), p99_us: med(rows[k].map((r) => r.p99_us)) });
+  const c = summary('c');
+  const p = summary('pump');
+  console.log(JSON.stringify({ ops: OPS, reps: REPS, c, pump: p, ratio_ops: p.ops_per_s / c.ops_per_s, pump_cpu_us_per_event: cpuPerEvent }, null, 2));
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
