@@ -104,8 +104,13 @@ export class HandleResolver {
   async add(p: string): Promise<void> {
     const key = ffi.fsidOf(p).toString('hex');
     if (this.mountFds.has(key)) return;
+    // Prefer the parent: an fd held on the marked directory itself would
+    // keep it alive after deletion, and its handle would never go stale.
+    // The parent serves only if it is on the same filesystem (not across a
+    // mount point).
+    const parent = path.dirname(p);
     const st = await fs.promises.stat(p);
-    const target = st.isDirectory() ? p : path.dirname(p);
+    const target = parent !== p && ffi.fsidOf(parent).toString('hex') === key ? parent : st.isDirectory() ? p : parent;
     // fs.open (not fs.promises.open): a raw fd, which no wrapper closes behind our back.
     const fd = await openAsync(target, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NONBLOCK | ffi.O_CLOEXEC);
     if (this.mountFds.has(key)) ffi.closeFd(fd);

@@ -173,3 +173,40 @@ describe('e2e: pre-content events', function () {
     }
   });
 });
+
+describe('e2e: directory handles', function () {
+  this.timeout(30_000);
+  it('reports a handle it cannot resolve (the directory is gone) with fsid, handle and name, flagged unresolved', async () => {
+    const daemon = await startDaemon();
+    const client = connect(daemon.address);
+    const dir = tempDir();
+    try {
+      const sub = path.join(dir, 'sub');
+      fs.mkdirSync(sub);
+      fs.writeFileSync(path.join(sub, 'f'), 'x');
+      const s = new WatchStream(client, { marks: [{ path: sub, events: ['EVENT_TYPE_DELETE', 'EVENT_TYPE_DELETE_SELF'], on_dir: true }] });
+      await s.subscribed();
+      // Stop the daemon from reading until the directory is gone, so its
+      // handle is stale by the time the event is resolved.
+      daemon.proc.kill('SIGSTOP');
+      const r = await sh(`rm -r ${sub}`).done;
+      daemon.proc.kill('SIGCONT');
+      expect(r.code).to.equal(0);
+      const del = await s.until(() => s.events.find((e) => e.types.includes('EVENT_TYPE_DELETE')), 5000, 'DELETE');
+      expect(del.entry.unresolved).to.equal(true);
+      expect(del.entry.dir).to.equal('');
+      expect(del.entry.name).to.equal('f');
+      expect(del.entry.fsid.length).to.equal(8);
+      expect(del.entry.handle.length).to.be.greaterThan(0);
+      expect(del.path).to.equal('');
+      const self = await s.until(() => s.events.find((e) => e.types.includes('EVENT_TYPE_DELETE_SELF')), 5000, 'DELETE_SELF');
+      expect(self.is_dir).to.equal(true);
+      expect(self.entry.unresolved).to.equal(true);
+      s.cancel();
+    } finally {
+      client.close();
+      expect(await daemon.stop()).to.equal(0);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
