@@ -13,7 +13,7 @@ export interface KernelFeatures {
   classes: { notif: boolean; content: boolean; pre_content: boolean };
   /** init flag bit -> accepted */
   initFlags: Map<number, boolean>;
-  scopes: { inode: boolean; mount: boolean; filesystem: boolean };
+  scopes: { inode: boolean; mount: boolean; filesystem: boolean; mount_namespace: boolean };
   /** FAN_MARK_* flag bit -> accepted */
   markFlags: Map<number, boolean>;
   /** event bit -> accepted by fanotify_mark in a group suited to it */
@@ -26,7 +26,7 @@ export const PROBED_EVENTS: number[] = [
   K.FAN_ACCESS, K.FAN_MODIFY, K.FAN_CLOSE_WRITE, K.FAN_CLOSE_NOWRITE, K.FAN_OPEN, K.FAN_OPEN_EXEC,
   K.FAN_ATTRIB, K.FAN_CREATE, K.FAN_DELETE, K.FAN_DELETE_SELF, K.FAN_MOVED_FROM, K.FAN_MOVED_TO,
   K.FAN_MOVE_SELF, K.FAN_RENAME, K.FAN_FS_ERROR, K.FAN_OPEN_PERM, K.FAN_ACCESS_PERM,
-  K.FAN_OPEN_EXEC_PERM, K.FAN_PRE_ACCESS,
+  K.FAN_OPEN_EXEC_PERM, K.FAN_PRE_ACCESS, K.FAN_MNT_ATTACH, K.FAN_MNT_DETACH,
 ];
 
 function tryInit(flags: number): number | undefined {
@@ -82,6 +82,7 @@ export function probeKernel(): KernelFeatures {
       inode: classes.notif,
       mount: tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_MOUNT, K.FAN_OPEN, dir),
       filesystem: tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_FILESYSTEM, K.FAN_OPEN, dir),
+      mount_namespace: tryGroup(K.FAN_REPORT_MNT, K.FAN_MARK_MNTNS, K.FAN_MNT_ATTACH, '/proc/self/ns/mnt'),
     };
     const markFlags = new Map<number, boolean>([
       [K.FAN_MARK_DONT_FOLLOW, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_DONT_FOLLOW, K.FAN_OPEN, dir)],
@@ -95,7 +96,8 @@ export function probeKernel(): KernelFeatures {
     const fidFlags = K.FAN_REPORT_FID | K.FAN_REPORT_DFID_NAME;
     for (const bit of PROBED_EVENTS) {
       let ok: boolean;
-      if (bit === K.FAN_PRE_ACCESS) ok = tryGroup(K.FAN_CLASS_PRE_CONTENT, K.FAN_MARK_INODE, bit, dir);
+      if (bit & (K.FAN_MNT_ATTACH | K.FAN_MNT_DETACH)) ok = tryGroup(K.FAN_REPORT_MNT, K.FAN_MARK_MNTNS, bit, '/proc/self/ns/mnt');
+      else if (bit === K.FAN_PRE_ACCESS) ok = tryGroup(K.FAN_CLASS_PRE_CONTENT, K.FAN_MARK_INODE, bit, dir);
       else if (bit & K.FAN_PERMISSION_EVENTS) ok = tryGroup(K.FAN_CLASS_CONTENT, K.FAN_MARK_INODE, bit, dir);
       else if (bit === K.FAN_FS_ERROR) ok = tryGroup(K.FAN_REPORT_FID, K.FAN_MARK_FILESYSTEM, bit, dir);
       else if (bit & K.FAN_DIRENT_EVENTS) ok = tryGroup(fidFlags, K.FAN_MARK_INODE, bit, dir);

@@ -31,6 +31,8 @@ export const EVENT_TYPES: ReadonlyArray<[string, number]> = [
   ['EVENT_TYPE_OPEN_EXEC_PERM', K.FAN_OPEN_EXEC_PERM],
   ['EVENT_TYPE_PRE_ACCESS', K.FAN_PRE_ACCESS],
   ['EVENT_TYPE_Q_OVERFLOW', K.FAN_Q_OVERFLOW],
+  ['EVENT_TYPE_MNT_ATTACH', K.FAN_MNT_ATTACH],
+  ['EVENT_TYPE_MNT_DETACH', K.FAN_MNT_DETACH],
 ];
 const EVENT_BIT = new Map(EVENT_TYPES);
 
@@ -64,6 +66,7 @@ const MARK_SCOPES: Record<string, MarkScope> = {
   MARK_SCOPE_INODE: 'inode',
   MARK_SCOPE_MOUNT: 'mount',
   MARK_SCOPE_FILESYSTEM: 'filesystem',
+  MARK_SCOPE_MOUNT_NAMESPACE: 'mount_namespace',
 };
 const DECISIONS: Record<string, Decision> = { DECISION_ALLOW: 'allow', DECISION_DENY: 'deny' };
 
@@ -156,6 +159,10 @@ export function parseMark(m: any, where: string, groupClass: GroupClass, kernel:
     }
     mask |= bit;
   }
+  const mntEvents = mask & (K.FAN_MNT_ATTACH | K.FAN_MNT_DETACH);
+  if ((scope === 'mount_namespace') !== (mntEvents !== 0) || (mntEvents && mask !== mntEvents)) {
+    throw invalid('EVENT_TYPE_MNT_ATTACH and EVENT_TYPE_MNT_DETACH go with MARK_SCOPE_MOUNT_NAMESPACE (a path like /proc/PID/ns/mnt), and only they');
+  }
   if (m.on_child) mask |= K.FAN_EVENT_ON_CHILD;
   if (m.on_dir) mask |= K.FAN_ONDIR;
   let flags = 0;
@@ -214,7 +221,7 @@ export function parseFlushScope(msg: any): MarkScope {
 }
 /* eslint-enable @typescript-eslint/no-explicit-any */
 
-const REPORT_MODES: Record<ReportMode, string> = { fd: 'REPORT_MODE_FD', dfid_name: 'REPORT_MODE_DFID_NAME' };
+const REPORT_MODES: Record<ReportMode, string> = { fd: 'REPORT_MODE_FD', dfid_name: 'REPORT_MODE_DFID_NAME', mnt: 'REPORT_MODE_MNT' };
 export function reportModeName(mode: ReportMode): string {
   return REPORT_MODES[mode];
 }
@@ -268,6 +275,7 @@ export function eventToProto(w: WatchEvent) {
     range: ev.range ? { offset: ev.range.offset.toString(), count: ev.range.count.toString() } : null,
     fs_error: ev.error ? { error: Math.abs(ev.error.error), count: ev.error.count } : null,
     malformed: ev.malformed ?? '',
+    mnt_id: ev.mntId?.toString() ?? '0',
   };
 }
 

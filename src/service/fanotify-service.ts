@@ -213,6 +213,7 @@ export class FanotifyService {
     if (k.scopes.inode) scopes.push('MARK_SCOPE_INODE');
     if (k.scopes.mount) scopes.push('MARK_SCOPE_MOUNT');
     if (k.scopes.filesystem) scopes.push('MARK_SCOPE_FILESYSTEM');
+    if (k.scopes.mount_namespace) scopes.push('MARK_SCOPE_MOUNT_NAMESPACE');
     const events = convert.EVENT_TYPES.filter(([, bit]) => bit === K.FAN_Q_OVERFLOW || k.events.get(bit)).map(([n]) => n);
     const initFlags = K.INIT_FLAG_NAMES.filter(([bit]) => k.initFlags.get(bit)).map(([, n]) => n);
     const l = this.limits;

@@ -5,8 +5,8 @@ import * as K from '../kernel/constants';
 import * as ffi from '../kernel/ffi';
 
 export type GroupClass = 'notif' | 'content' | 'pre_content';
-export type MarkScope = 'inode' | 'mount' | 'filesystem';
-export type ReportMode = 'fd' | 'dfid_name';
+export type MarkScope = 'inode' | 'mount' | 'filesystem' | 'mount_namespace';
+export type ReportMode = 'fd' | 'dfid_name' | 'mnt';
 
 export interface MarkSpec {
   path: string;
@@ -40,6 +40,7 @@ const SCOPE_FLAGS: Record<MarkScope, number> = {
   inode: K.FAN_MARK_INODE,
   mount: K.FAN_MARK_MOUNT,
   filesystem: K.FAN_MARK_FILESYSTEM,
+  mount_namespace: K.FAN_MARK_MNTNS,
 };
 
 /** Error for a subscription the kernel cannot serve as asked; the message says what to change. */
@@ -64,6 +65,11 @@ export function eventBits(spec: GroupSpec): number {
  */
 export function chooseReportMode(spec: GroupSpec): ReportMode {
   const bits = eventBits(spec);
+  const mnt = bits & (K.FAN_MNT_ATTACH | K.FAN_MNT_DETACH);
+  if (mnt) {
+    if (bits !== mnt) throw new GroupSpecError('mount events (MNT_ATTACH, MNT_DETACH) need a watch of their own: the kernel reports them in a mode of their own');
+    return 'mnt';
+  }
   if ((bits & K.FAN_FID_ONLY_EVENTS) === 0) return 'fd';
   if (bits & K.FAN_PERMISSION_EVENTS) {
     throw new GroupSpecError(
@@ -78,7 +84,8 @@ export function initFlags(spec: GroupSpec, features: GroupFeatures): { flags: nu
   const reportMode = chooseReportMode(spec);
   let flags = K.FAN_CLOEXEC | K.FAN_NONBLOCK | CLASS_FLAGS[spec.groupClass];
   if (reportMode === 'dfid_name') flags |= K.FAN_REPORT_FID | K.FAN_REPORT_DFID_NAME;
-  if (features.reportPidfd) flags |= K.FAN_REPORT_PIDFD;
+  if (reportMode === 'mnt') flags |= K.FAN_REPORT_MNT;
+  else if (features.reportPidfd) flags |= K.FAN_REPORT_PIDFD;
   if (spec.audit) flags |= K.FAN_ENABLE_AUDIT;
   return { flags, reportMode };
 }

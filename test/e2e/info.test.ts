@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { connect, startDaemon, tempDir, WatchStream, type Client, type Daemon } from '../fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
+const MNT_EVENTS = new Set(['EVENT_TYPE_MNT_ATTACH', 'EVENT_TYPE_MNT_DETACH']);
 const PERMISSION = new Set(['EVENT_TYPE_OPEN_PERM', 'EVENT_TYPE_ACCESS_PERM', 'EVENT_TYPE_OPEN_EXEC_PERM']);
 
 describe('e2e: GetInfo matches the kernel', function () {
@@ -41,7 +42,12 @@ describe('e2e: GetInfo matches the kernel', function () {
     for (const t of types) {
       const sub: any = {
         group_class: t === 'EVENT_TYPE_PRE_ACCESS' ? 'GROUP_CLASS_PRE_CONTENT' : PERMISSION.has(t) ? 'GROUP_CLASS_CONTENT' : 'GROUP_CLASS_NOTIF',
-        marks: [{ path: dir, scope: t === 'EVENT_TYPE_FS_ERROR' ? 'MARK_SCOPE_FILESYSTEM' : 'MARK_SCOPE_INODE', events: [t] }],
+        marks: [
+          MNT_EVENTS.has(t)
+            ? // A notification mark on the daemon's own mount namespace: harmless, and always there.
+              { path: '/proc/self/ns/mnt', scope: 'MARK_SCOPE_MOUNT_NAMESPACE', events: [t] }
+            : { path: dir, scope: t === 'EVENT_TYPE_FS_ERROR' ? 'MARK_SCOPE_FILESYSTEM' : 'MARK_SCOPE_INODE', events: [t] },
+        ],
       };
       const s = new WatchStream(client, sub);
       try {
@@ -56,7 +62,10 @@ describe('e2e: GetInfo matches the kernel', function () {
   it('every listed class and scope can be used', async () => {
     for (const cls of info.group_classes) {
       for (const scope of info.mark_scopes) {
-        const s = new WatchStream(client, { group_class: cls, marks: [{ path: dir, scope, events: ['EVENT_TYPE_OPEN'] }] });
+        const mark =
+          scope === 'MARK_SCOPE_MOUNT_NAMESPACE' ? { path: '/proc/self/ns/mnt', scope, events: ['EVENT_TYPE_MNT_ATTACH'] } : { path: dir, scope, events: ['EVENT_TYPE_OPEN'] };
+        if (scope === 'MARK_SCOPE_MOUNT_NAMESPACE' && cls !== 'GROUP_CLASS_NOTIF') continue; // mount events are notifications
+        const s = new WatchStream(client, { group_class: cls, marks: [mark] });
         try {
           const r = await Promise.race([s.subscribed(), s.ended()]).catch((e: Error) => e.message);
           expect(r, `${cls} ${scope}: ${JSON.stringify(r)}`).to.have.property('watch_id');

@@ -1,5 +1,6 @@
 // The fanotify surface beyond Subscribe: marks changed on a live stream,
 // ignore marks, verdicts cached in the kernel, and extended responses.
+import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -204,6 +205,43 @@ describe('e2e: directory handles', function () {
       expect(self.entry.unresolved).to.equal(true);
       s.cancel();
     } finally {
+      client.close();
+      expect(await daemon.stop()).to.equal(0);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('e2e: mount events', function () {
+  this.timeout(30_000);
+  it('reports MNT_ATTACH and MNT_DETACH with the mount id, in a fresh mount namespace', async function () {
+    const daemon = await startDaemon();
+    const client = connect(daemon.address);
+    const dir = tempDir();
+    // A shell in its own mount namespace that mounts a tmpfs when told to.
+    const child = spawn('timeout', ['20', 'unshare', '-m', '--propagation', 'private', 'sh', '-c', `echo ready; read x; mount -t tmpfs fanotifyd-test ${dir}; umount ${dir}; echo done`], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
+    try {
+      const info: any = await new Promise((resolve, reject) => client.GetInfo({}, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))));
+      if (!info.mark_scopes.includes('MARK_SCOPE_MOUNT_NAMESPACE')) {
+        console.log(`      skipped: kernel ${info.kernel_release} has no FAN_MARK_MNTNS (6.14+)`);
+        this.skip();
+      }
+      await new Promise((r) => child.stdout.once('data', r));
+      // timeout(1) forks: the shell is its child, in the new namespace.
+      const shPid = Number(execFileSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).trim());
+      const s = new WatchStream(client, { marks: [{ path: `/proc/${shPid}/ns/mnt`, scope: 'MARK_SCOPE_MOUNT_NAMESPACE', events: ['EVENT_TYPE_MNT_ATTACH', 'EVENT_TYPE_MNT_DETACH'] }] });
+      const sub = await s.subscribed();
+      expect(sub.report_mode).to.equal('REPORT_MODE_MNT');
+      child.stdin.write('go\n');
+      const attach = await s.until(() => s.events.find((e) => e.types.includes('EVENT_TYPE_MNT_ATTACH')), 10_000, 'MNT_ATTACH');
+      const detach = await s.until(() => s.events.find((e) => e.types.includes('EVENT_TYPE_MNT_DETACH')), 10_000, 'MNT_DETACH');
+      expect(Number(attach.mnt_id), JSON.stringify(attach)).to.be.greaterThan(0);
+      expect(detach.mnt_id).to.equal(attach.mnt_id);
+      s.cancel();
+    } finally {
+      child.kill('SIGKILL');
       client.close();
       expect(await daemon.stop()).to.equal(0);
       fs.rmSync(dir, { recursive: true, force: true });

@@ -15,7 +15,7 @@ function kernel(overrides: Partial<KernelFeatures> = {}): KernelFeatures {
     fanotify: true,
     classes: { notif: true, content: true, pre_content: true },
     initFlags: new Map(K.INIT_FLAG_NAMES.map(([bit]) => [bit, true])),
-    scopes: { inode: true, mount: true, filesystem: true },
+    scopes: { inode: true, mount: true, filesystem: true, mount_namespace: true },
     markFlags: new Map(),
     events: new Map(EVENT_TYPES.map(([, bit]) => [bit, true])),
     limits: { maxQueuedEvents: 16384, maxUserGroups: 128, maxUserMarks: 8192 },
@@ -81,10 +81,12 @@ describe('unit: convert', () => {
     ['PRE_ACCESS on CONTENT', { group_class: 'GROUP_CLASS_CONTENT', marks: [mark({ events: ['EVENT_TYPE_PRE_ACCESS'] })] }, grpc.status.INVALID_ARGUMENT, /needs group_class GROUP_CLASS_PRE_CONTENT/],
     ['timeout above the maximum', { verdict_timeout_ms: 2 ** 32 - 1, marks: [mark()] }, grpc.status.INVALID_ARGUMENT, /exceeds the daemon's maximum of 60000/],
     ['batch above the maximum', { max_batch_events: 5000, marks: [mark()] }, grpc.status.INVALID_ARGUMENT, /max_batch_events 5000 exceeds/],
+    ['mount events on an inode mark', { marks: [mark({ events: ['EVENT_TYPE_MNT_ATTACH'] })] }, grpc.status.INVALID_ARGUMENT, /go with MARK_SCOPE_MOUNT_NAMESPACE/],
+    ['file events on a mount namespace', { marks: [mark({ scope: 'MARK_SCOPE_MOUNT_NAMESPACE' })] }, grpc.status.INVALID_ARGUMENT, /go with MARK_SCOPE_MOUNT_NAMESPACE/],
     ['unknown timeout decision', { timeout_decision: 9, marks: [mark()] }, grpc.status.INVALID_ARGUMENT, /timeout_decision 9 is unknown/],
     ['event the kernel lacks', { marks: [mark()] }, grpc.status.FAILED_PRECONDITION, /does not support EVENT_TYPE_OPEN/, kernel({ events: new Map([[K.FAN_OPEN, false]]) })],
     ['class the kernel lacks', { group_class: 'GROUP_CLASS_PRE_CONTENT', marks: [mark()] }, grpc.status.FAILED_PRECONDITION, /does not support GROUP_CLASS_PRE_CONTENT/, kernel({ classes: { notif: true, content: true, pre_content: false } })],
-    ['scope the kernel lacks', { marks: [mark({ scope: 'MARK_SCOPE_FILESYSTEM' })] }, grpc.status.FAILED_PRECONDITION, /does not support MARK_SCOPE_FILESYSTEM/, kernel({ scopes: { inode: true, mount: true, filesystem: false } })],
+    ['scope the kernel lacks', { marks: [mark({ scope: 'MARK_SCOPE_FILESYSTEM' })] }, grpc.status.FAILED_PRECONDITION, /does not support MARK_SCOPE_FILESYSTEM/, kernel({ scopes: { inode: true, mount: true, filesystem: false, mount_namespace: true } })],
   ];
   for (const [what, msg, status, re, k] of bad) {
     it(`refuses a Subscribe with ${what}`, () => {
