@@ -21,6 +21,8 @@ export interface ProcessInfo {
   details: boolean;
   /** A pidfd from the kernel confirmed the details belong to this process. */
   verified: boolean;
+  /** With FAN_REPORT_TID: the thread; pid is then its thread group. */
+  tid?: number;
 }
 
 export interface ResolvedEntry {
@@ -163,6 +165,21 @@ export class ProcessCache {
   }
 }
 
+/** The thread group (process id) of a thread id, from /proc; undefined once it is gone. */
+export function threadGroupOf(tid: number): number | undefined {
+  try {
+    const m = /^Tgid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${tid}/status`, 'latin1'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether a thread id is one of this process's threads (a stat of procfs: opens nothing). */
+export function isOwnThread(tid: number): boolean {
+  return fs.existsSync(`/proc/self/task/${tid}`);
+}
+
 /** A process known by its pid alone. */
 export function unknownProcess(pid: number): ProcessInfo {
   return { pid, ppid: 0, uid: 0, gid: 0, comm: '', exe: '', cmdline: [], details: false, verified: false };
@@ -224,9 +241,16 @@ export function bareEvent(raw: RawEvent, now: number): FsEvent {
 }
 
 /** Build an FsEvent from a decoded record (fd-mode path or FID-mode entries). */
-export function enrich(raw: RawEvent, resolver: HandleResolver | undefined, procs: ProcessCache, now: number): FsEvent {
+export function enrich(raw: RawEvent, resolver: HandleResolver | undefined, procs: ProcessCache, now: number, reportTid = false): FsEvent {
   const ev = bareEvent(raw, now);
-  ev.process = procs.lookup(raw.pid, raw.pidfd, now);
+  if (reportTid) {
+    // The kernel gave a thread id: describe its thread group, and say which thread.
+    const tgid = threadGroupOf(raw.pid);
+    ev.pid = tgid ?? raw.pid;
+    ev.process = { ...procs.lookup(ev.pid, undefined, now), tid: raw.pid };
+  } else {
+    ev.process = procs.lookup(raw.pid, raw.pidfd, now);
+  }
   if (raw.fd >= 0) {
     const { path, deleted } = fdPath(raw.fd);
     ev.path = path;

@@ -119,7 +119,9 @@ export function parseSubscribe(msg: any, limits: SubscribeLimits, kernel: Kernel
   if (maxBatchEvents > limits.maxBatchEvents) {
     throw invalid(`max_batch_events ${maxBatchEvents} exceeds the daemon's maximum of ${limits.maxBatchEvents}`);
   }
-  return { group: { groupClass, marks, audit }, verdictTimeoutMs, timeoutDecision, maxBatchEvents };
+  const reportTid = msg.report_tid === true;
+  if (reportTid && !kernel.initFlags.get(K.FAN_REPORT_TID)) throw unsupported(`this kernel (${kernel.release}) does not support report_tid`);
+  return { group: { groupClass, marks, audit, reportTid }, verdictTimeoutMs, timeoutDecision, maxBatchEvents };
 }
 
 const MARK_FLAG_FIELDS: ReadonlyArray<[string, number]> = [
@@ -266,6 +268,7 @@ export function eventToProto(w: WatchEvent) {
       cmdline: p.cmdline,
       details: p.details,
       pid_verified: p.verified,
+      tid: p.tid ?? 0,
     },
     time: { seconds: Math.floor(ev.timeMs / 1000), nanos: (ev.timeMs % 1000) * 1e6 },
     deleted: ev.deleted,

@@ -22,6 +22,8 @@ export interface GroupSpec {
   marks: MarkSpec[];
   /** FAN_ENABLE_AUDIT, so verdicts may carry FAN_AUDIT. */
   audit?: boolean;
+  /** FAN_REPORT_TID: the event's pid field is a thread id. */
+  reportTid?: boolean;
 }
 
 /** What the running kernel accepted when probed; decides optional flags. */
@@ -85,6 +87,8 @@ export function initFlags(spec: GroupSpec, features: GroupFeatures): { flags: nu
   let flags = K.FAN_CLOEXEC | K.FAN_NONBLOCK | CLASS_FLAGS[spec.groupClass];
   if (reportMode === 'dfid_name') flags |= K.FAN_REPORT_FID | K.FAN_REPORT_DFID_NAME;
   if (reportMode === 'mnt') flags |= K.FAN_REPORT_MNT;
+  // The kernel refuses FAN_REPORT_PIDFD together with FAN_REPORT_TID.
+  else if (spec.reportTid) flags |= K.FAN_REPORT_TID;
   else if (features.reportPidfd) flags |= K.FAN_REPORT_PIDFD;
   if (spec.audit) flags |= K.FAN_ENABLE_AUDIT;
   return { flags, reportMode };

@@ -8,7 +8,7 @@
 // when the daemon's own process caused it.
 import * as K from '../kernel/constants';
 import { decodeEvents, type RawEvent } from '../kernel/decoder';
-import { bareEvent, enrich, HandleResolver, ProcessCache, type FsEvent } from '../kernel/enrich';
+import { bareEvent, enrich, HandleResolver, isOwnThread, ProcessCache, type FsEvent } from '../kernel/enrich';
 import * as ffi from '../kernel/ffi';
 import type { EventPump, PumpClient } from '../kernel/pump';
 import type { Logger } from '../daemon/log';
@@ -106,6 +106,7 @@ export class Watch implements PumpClient {
   readonly reportMode: ReportMode;
   readonly groupClass: GroupClass;
   readonly audit: boolean;
+  private readonly reportTid: boolean;
   private readonly procs = new ProcessCache();
   private readonly pending = new Map<number, { item: WatchEvent; deadline: number }>();
   private queue: QueueItem[] = [];
@@ -150,6 +151,7 @@ export class Watch implements PumpClient {
     const group = openGroup(spec, features);
     this.groupClass = spec.groupClass;
     this.audit = spec.audit === true;
+    this.reportTid = spec.reportTid === true;
     this.fd = group.fd;
     this.initFlags = group.flags;
     this.reportMode = group.reportMode;
@@ -273,7 +275,7 @@ export class Watch implements PumpClient {
       this.release(raw);
       return;
     }
-    if (isPerm && raw.pid === SELF_PID) {
+    if (isPerm && (raw.pid === SELF_PID || (this.reportTid && isOwnThread(raw.pid)))) {
       // The daemon's own access (a lazy module load, a log file): it must
       // never wait on a client, or on itself.
       this.respond(raw.fd, K.FAN_ALLOW);
@@ -294,7 +296,7 @@ export class Watch implements PumpClient {
     }
     let ev: FsEvent;
     try {
-      ev = enrich(raw, this.resolver, this.procs, now);
+      ev = enrich(raw, this.resolver, this.procs, now, this.reportTid);
     } catch (err) {
       // Enrichment is best effort; the event itself (and its verdict) is not.
       this.log.warn('event enrichment failed; delivering the bare event', { watch: this.id, error: err });

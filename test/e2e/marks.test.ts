@@ -248,3 +248,34 @@ describe('e2e: mount events', function () {
     }
   });
 });
+
+describe('e2e: thread ids', function () {
+  this.timeout(30_000);
+  it('with report_tid names the thread that opened the file and its process', async () => {
+    const daemon = await startDaemon();
+    const client = connect(daemon.address);
+    const dir = tempDir();
+    try {
+      const file = path.join(dir, 'f');
+      fs.writeFileSync(file, 'x');
+      const s = new WatchStream(client, { group_class: 'GROUP_CLASS_CONTENT', report_tid: true, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] });
+      s.onEvent = (ev) => ev.needs_verdict && s.verdict(ev.id, 'DECISION_ALLOW');
+      const sub = await s.subscribed();
+      expect(sub.init_flag_names).to.include('FAN_REPORT_TID');
+      const script = `import threading\ndef f():\n    print(threading.get_native_id())\n    open(${JSON.stringify(file)}).read()\nt = threading.Thread(target=f)\nt.start()\nt.join()\n`;
+      const r = await runChild('python3', ['-c', script]).done;
+      expect(r.code).to.equal(0);
+      const tid = Number(r.stdout.trim());
+      const ev = s.events.find((e) => e.path === file);
+      expect(ev.process.tid).to.equal(tid);
+      expect(ev.process.pid).to.equal(r.pid);
+      expect(tid).to.not.equal(r.pid);
+      expect(ev.process.comm).to.equal('python3');
+      s.cancel();
+    } finally {
+      client.close();
+      expect(await daemon.stop()).to.equal(0);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { bytesClient, connect, runChild, startDaemon, tempDir, WatchStream, type Daemon } from '../fixtures/harness';
+import { bytesClient, connect, runChild, sleep, startDaemon, tempDir, WatchStream, type Daemon } from '../fixtures/harness';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 /** Only what the daemon runs with: build-time tools stay behind. */
@@ -71,9 +71,13 @@ describe('e2e: no self-deadlock under a permission mark on the daemon\'s own fil
     const d = daemon;
     const kill = () => d.proc.kill('SIGKILL');
     const client = connect(d.address);
+    // report_tid: events name threads, so the daemon must recognise its own
+    // pool threads (not just its pid) as itself; on_dir: its directory opens
+    // are asked about too.
     const guard = new WatchStream(client, {
       group_class: 'GROUP_CLASS_CONTENT',
-      marks: [{ path: mnt, scope: 'MARK_SCOPE_FILESYSTEM', events: ['EVENT_TYPE_OPEN_PERM', 'EVENT_TYPE_OPEN_EXEC_PERM'] }],
+      report_tid: true,
+      marks: [{ path: mnt, scope: 'MARK_SCOPE_FILESYSTEM', on_dir: true, events: ['EVENT_TYPE_OPEN_PERM', 'EVENT_TYPE_OPEN_EXEC_PERM'] }],
     });
     guard.onEvent = (ev) => ev.needs_verdict && guard.verdict(ev.id, 'DECISION_ALLOW');
     await withDeadline(guard.subscribed(), 10_000, 'Subscribe', kill);
@@ -108,7 +112,14 @@ describe('e2e: no self-deadlock under a permission mark on the daemon\'s own fil
     second.cancel();
     // Nothing the daemon itself opened was sent to the client.
     expect(guard.events.filter((e) => e.process.pid === d.proc.pid)).to.deep.equal([]);
+    const guardId = (await guard.subscribed()).watch_id;
     guard.cancel();
+    // The daemon's own opens (the directory-entry watch's directory fd, from
+    // a pool thread) were answered by the daemon itself, never by the client.
+    const closedLog = () => d.logs.map((l) => JSON.parse(l)).find((l) => l.msg === 'watch closed' && l.watch === guardId);
+    for (let i = 0; i < 50 && !closedLog(); i++) await sleep(100);
+    const closed = closedLog();
+    expect(closed.stats.decisions.self).to.be.greaterThan(0);
     client.close();
     expect(await d.stop()).to.equal(0);
     daemon = undefined;
