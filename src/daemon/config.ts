@@ -14,6 +14,7 @@ export interface Config {
   maxWatches: number;
   maxMarksPerWatch: number;
   maxMessageBytes: number;
+  maxPendingPerWatch: number;
 }
 
 export class ConfigError extends Error {
@@ -40,6 +41,8 @@ Options:
   --max-watches N               concurrent watches (default ${DEFAULTS.maxWatches})
   --max-marks-per-watch N       marks in one Subscribe (default ${DEFAULTS.maxMarksPerWatch})
   --max-message-bytes N         largest gRPC message either way (default ${DEFAULTS.maxMessageBytes})
+  --max-pending-per-watch N     permission events awaiting a verdict per watch; past it
+                                they get the timeout decision at once (default ${DEFAULTS.maxPendingPerWatch})
   -h, --help                    this text
   --version                     print the version
 `;
@@ -53,6 +56,7 @@ const INT_FLAGS = {
   'max-watches': 'maxWatches',
   'max-marks-per-watch': 'maxMarksPerWatch',
   'max-message-bytes': 'maxMessageBytes',
+  'max-pending-per-watch': 'maxPendingPerWatch',
 } as const;
 
 export function parseConfig(argv: string[]): Config | 'help' | 'version' {
@@ -88,6 +92,7 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
     maxWatches: DEFAULTS.maxWatches,
     maxMarksPerWatch: DEFAULTS.maxMarksPerWatch,
     maxMessageBytes: DEFAULTS.maxMessageBytes,
+    maxPendingPerWatch: DEFAULTS.maxPendingPerWatch,
   };
   const level = v['log-level'];
   if (level !== undefined) {

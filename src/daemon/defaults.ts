@@ -12,6 +12,8 @@ export const DEFAULTS = {
   /** The kernel's default fs.fanotify.max_user_groups is 128. */
   maxWatches: 1_000,
   maxMarksPerWatch: 256,
+  /** Permission events awaiting a verdict per watch; past it they get the timeout decision at once. */
+  maxPendingPerWatch: 4_096,
   /** Largest gRPC message either way; a full batch of large events fits easily. */
   maxMessageBytes: 16 * 1024 * 1024,
   /** Libuv pool threads: one is held by the event pump's epoll_wait, the rest serve fs and dns. */

@@ -17,6 +17,7 @@ import { ApiError, toStatus } from './errors';
 export interface ServiceLimits extends convert.SubscribeLimits {
   queueCapacity: number;
   maxWatches: number;
+  maxPendingPerWatch: number;
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -106,6 +107,7 @@ export class FanotifyService {
         timeoutDecision: req.timeoutDecision,
         maxBatchEvents: req.maxBatchEvents,
         queueCapacity: this.limits.queueCapacity,
+        maxPending: this.limits.maxPendingPerWatch,
       };
       let w: Watch;
       try {
@@ -237,6 +239,7 @@ export class FanotifyService {
         queue_capacity: l.queueCapacity,
         max_watches: l.maxWatches,
         max_marks_per_watch: l.maxMarksPerWatch,
+        max_pending_per_watch: l.maxPendingPerWatch,
       },
       active_watches: this.watches.size,
     };

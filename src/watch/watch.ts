@@ -28,7 +28,7 @@ import {
 } from './group';
 
 export type Decision = 'allow' | 'deny';
-export type DecidedBy = 'client' | 'timeout' | 'disconnect' | 'shutdown' | 'self';
+export type DecidedBy = 'client' | 'timeout' | 'disconnect' | 'shutdown' | 'self' | 'limit';
 
 export interface WatchOptions {
   verdictTimeoutMs: number;
@@ -36,6 +36,13 @@ export interface WatchOptions {
   maxBatchEvents: number;
   /** Notification events held for a slow client before new ones are dropped. */
   queueCapacity: number;
+  /**
+   * Permission events awaiting a verdict at most; past it a new one is
+   * answered with the timeout decision at once (and still delivered, as
+   * needing no verdict), so a client that stops answering cannot make the
+   * daemon hold an unbounded number of blocked processes and fds.
+   */
+  maxPending?: number;
 }
 
 export interface WatchEvent {
@@ -132,7 +139,7 @@ export class Watch implements PumpClient {
     responseFallbacks: 0,
     cachedVerdicts: 0,
     cacheErrors: 0,
-    decisions: { client: 0, timeout: 0, disconnect: 0, shutdown: 0, self: 0 },
+    decisions: { client: 0, timeout: 0, disconnect: 0, shutdown: 0, self: 0, limit: 0 },
     pending: 0,
     queued: 0,
   };
@@ -308,7 +315,13 @@ export class Watch implements PumpClient {
       ev.fd = K.FAN_NOFD;
     }
     const item: WatchEvent = { id: this.nextId++, ev, permission: isPerm, needsVerdict: isPerm };
-    if (isPerm) {
+    if (isPerm && this.pending.size >= (this.options.maxPending ?? Infinity)) {
+      this.stats.decisions.limit++;
+      this.respond(ev.fd, RESPONSE[this.options.timeoutDecision]);
+      ffi.closeFd(ev.fd);
+      ev.fd = K.FAN_NOFD;
+      item.needsVerdict = false;
+    } else if (isPerm) {
       this.pending.set(item.id, { item, deadline: now + this.options.verdictTimeoutMs });
       if (!this.timer) this.armTimer(this.options.verdictTimeoutMs);
     } else {

@@ -152,3 +152,39 @@ describe('e2e: kernel queue overflow', function () {
     }
   });
 });
+
+describe('e2e: pending permission limit', function () {
+  this.timeout(60_000);
+  it('answers permission events past --max-pending-per-watch at once with the timeout decision', async () => {
+    const dir = tempDir();
+    for (let i = 0; i < 4; i++) fs.writeFileSync(path.join(dir, `f${i}`), 'x');
+    const daemon = await startDaemon(['--max-pending-per-watch', '2']);
+    const client = connect(daemon.address);
+    try {
+      const s = new WatchStream(client, {
+        group_class: 'GROUP_CLASS_CONTENT',
+        verdict_timeout_ms: 30_000,
+        timeout_decision: 'DECISION_ALLOW',
+        marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }],
+      });
+      await s.subscribed();
+      // This client never answers: the first two wait, the rest do not.
+      const waiting = [0, 1].map((i) => sh(`cat ${dir}/f${i}`, 40_000));
+      await s.until(() => s.events.length >= 2, 10_000, 'two pending events');
+      const past = await Promise.all([2, 3].map((i) => sh(`cat ${dir}/f${i}`, 10_000).done));
+      for (const r of past) expect(r.code).to.equal(0);
+      await s.until(() => s.events.length >= 4, 10_000, 'four events');
+      expect(s.events.map((e) => e.needs_verdict)).to.deep.equal([true, true, false, false]);
+      let firstDone = false;
+      void waiting[0].done.then(() => (firstDone = true));
+      await sleep(200);
+      expect(firstDone).to.equal(false);
+      s.cancel();
+      for (const r of await Promise.all(waiting.map((w) => w.done))) expect(r.code).to.equal(0);
+    } finally {
+      client.close();
+      expect(await daemon.stop()).to.equal(0);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
