@@ -12,7 +12,7 @@ process.env.UV_THREADPOOL_SIZE ??= '8';
 import * as grpc from '@grpc/grpc-js';
 import { probeKernel } from '../kernel/probe';
 import { EventPump } from '../kernel/pump';
-import { FanotifyService } from '../service/fanotify-service';
+import { FanotifyService, serviceDefinition } from '../service/fanotify-service';
 import { fanotifyService } from '../service/proto';
 import { addHealth, addReflection } from '../service/reflection';
 import { ConfigError, parseConfig, USAGE, type Config } from './config';
@@ -54,7 +54,7 @@ async function main(argv: string[]): Promise<number> {
     'grpc.max_receive_message_length': cfg.maxMessageBytes,
     'grpc.max_send_message_length': cfg.maxMessageBytes,
   });
-  server.addService(fanotifyService(), service.implementation());
+  server.addService(serviceDefinition(fanotifyService()), service.implementation());
   const health = addHealth(server);
   addReflection(server, ['fanotify.v1.Fanotify', 'grpc.health.v1.Health']);
 

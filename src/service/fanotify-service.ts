@@ -23,6 +23,38 @@ export interface ServiceLimits extends convert.SubscribeLimits {
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type WatchCall = grpc.ServerDuplexStream<any, any>;
 
+/** Marks a request frame that did not decode; the handler answers INVALID_ARGUMENT. */
+const UNDECODABLE = Symbol('undecodable');
+
+/**
+ * The service definition with request decoding that never throws: grpc-js
+ * answers a frame its deserializer rejects with INTERNAL and no reason, but
+ * a bad frame is the client's error, and the client should learn what it is.
+ */
+export function serviceDefinition(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<any, any>> = {};
+  for (const [name, m] of Object.entries(def)) {
+    out[name] = {
+      ...m,
+      requestDeserialize: (buf: Buffer) => {
+        try {
+          return m.requestDeserialize(buf);
+        } catch (err) {
+          return { [UNDECODABLE]: (err as Error).message };
+        }
+      },
+    };
+  }
+  return out as grpc.ServiceDefinition;
+}
+
+function undecodable(req: any, type: string): ApiError | undefined {
+  if (req && typeof req === 'object' && UNDECODABLE in req) {
+    return new ApiError(grpc.status.INVALID_ARGUMENT, `the request is not a valid ${type}: ${req[UNDECODABLE]}`);
+  }
+  return undefined;
+}
+
 export class FanotifyService {
   private readonly watches = new Map<string, Watch>();
   private seq = 0;
@@ -45,7 +77,11 @@ export class FanotifyService {
   implementation(): grpc.UntypedServiceImplementation {
     return {
       Watch: (call: WatchCall) => this.watch(call),
-      GetInfo: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => cb(null, this.info()),
+      GetInfo: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
+        const bad = undecodable(call.request, 'fanotify.v1.GetInfoRequest');
+        if (bad) cb({ code: bad.status, details: bad.message });
+        else cb(null, this.info());
+      },
     };
   }
 
@@ -155,6 +191,8 @@ export class FanotifyService {
     call.on('data', (req: any) => {
       if (ended) return;
       try {
+        const bad = undecodable(req, 'fanotify.v1.WatchRequest');
+        if (bad) throw bad;
         if (req?.subscribe) subscribe(req.subscribe).catch(finish);
         else if (req?.verdicts) {
           const w = requireWatch('verdicts');
