@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import * as protobuf from 'protobufjs';
 import { PROTO_DIR } from '../../src/service/proto';
-import { bytesClient, connect, runChild, startDaemon, tempDir, WatchStream, type Client, type Daemon } from '../fixtures/harness';
+import { bytesClient, type Client, connect, type Daemon, getInfo, runChild, seededRandom, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 describe('e2e: hostile input', function () {
@@ -59,13 +59,7 @@ describe('e2e: hostile input', function () {
   const subscribeFrame = (sub: object) => Buffer.from(WatchRequest.encode(WatchRequest.fromObject({ subscribe: sub })).finish());
 
   it('answers random, truncated and mutated frames with INVALID_ARGUMENT or a clean end (seeded)', async () => {
-    let seed = 0x1234567;
-    const rnd = () => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) / 2 ** 32;
-    };
+    const rnd = seededRandom(0x1234567);
     const valid = subscribeFrame({ group_class: 1, marks: [{ path: dir, events: [5] }] });
     const seen = new Map<string, number>();
     for (let i = 0; i < 150; i++) {
@@ -133,7 +127,7 @@ describe('e2e: hostile input', function () {
         }),
       );
     }
-    const info: any = await new Promise((resolve, reject) => client.GetInfo({}, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))));
+    const info: any = await getInfo(client);
     expect(info.active_watches).to.be.greaterThan(0);
   });
 });

@@ -3,7 +3,7 @@
 // report mode it needs, on a directory this test owns.
 import * as fs from 'node:fs';
 import { expect } from 'chai';
-import { connect, startDaemon, tempDir, WatchStream, type Client, type Daemon } from '../fixtures/harness';
+import { type Client, connect, type Daemon, getInfo, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const MNT_EVENTS = new Set(['EVENT_TYPE_MNT_ATTACH', 'EVENT_TYPE_MNT_DETACH']);
@@ -18,7 +18,7 @@ describe('e2e: GetInfo matches the kernel', function () {
   before(async () => {
     daemon = await startDaemon();
     client = connect(daemon.address);
-    info = await new Promise((resolve, reject) => client.GetInfo({}, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))));
+    info = await getInfo(client);
     dir = tempDir();
   });
   after(async () => {

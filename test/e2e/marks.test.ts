@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { connect, runChild, sh, startDaemon, tempDir, WatchStream, type Client, type Daemon } from '../fixtures/harness';
+import { type Client, connect, type Daemon, getInfo, runChild, sh, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 describe('e2e: marks and responses', function () {
@@ -149,7 +149,7 @@ describe('e2e: pre-content events', function () {
     const client = connect(daemon.address);
     const dir = tempDir();
     try {
-      const info: any = await new Promise((resolve, reject) => client.GetInfo({}, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))));
+      const info: any = await getInfo(client);
       if (!info.event_types.includes('EVENT_TYPE_PRE_ACCESS')) {
         console.log(`      skipped: kernel ${info.kernel_release} has no FAN_PRE_ACCESS on ${dir}'s filesystem`);
         this.skip();
@@ -223,7 +223,7 @@ describe('e2e: mount events', function () {
       stdio: ['pipe', 'pipe', 'inherit'],
     });
     try {
-      const info: any = await new Promise((resolve, reject) => client.GetInfo({}, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))));
+      const info: any = await getInfo(client);
       if (!info.mark_scopes.includes('MARK_SCOPE_MOUNT_NAMESPACE')) {
         console.log(`      skipped: kernel ${info.kernel_release} has no FAN_MARK_MNTNS (6.14+)`);
         this.skip();

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { bytesClient, connect, runChild, sleep, startDaemon, tempDir, WatchStream, type Daemon } from '../fixtures/harness';
+import { bytesClient, connect, getInfo, runChild, sleep, startDaemon, tempDir, WatchStream, type Daemon } from '../fixtures/harness';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 /** Only what the daemon runs with: build-time tools stay behind. */
@@ -92,7 +92,7 @@ describe('e2e: no self-deadlock under a permission mark on the daemon\'s own fil
     expect(reply.toString('latin1')).to.include('fanotify.v1.Fanotify');
 
     const info: any = await withDeadline(
-      new Promise((resolve, reject) => client.GetInfo({}, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r)))),
+      getInfo(client),
       10_000,
       'the first GetInfo',
       kill,

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { connect, fdCount, runChild, sh, startDaemon, tempDir, WatchStream, type Client, type Daemon } from '../fixtures/harness';
+import { type Client, connect, type Daemon, fdCount, getInfo, runChild, sh, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 describe('e2e: Watch over a unix socket', function () {
@@ -228,7 +228,7 @@ describe('e2e: Watch over a unix socket', function () {
   });
 
   it('answers GetInfo with the probed kernel features', async () => {
-    const info: any = await new Promise((resolve, reject) => client.GetInfo({}, (e: Error | null, r: any) => (e ? reject(e) : resolve(r))));
+    const info: any = await getInfo(client);
     expect(info.kernel_release).to.equal(fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim());
     expect(info.group_classes).to.include('GROUP_CLASS_NOTIF');
     expect(info.event_types).to.include('EVENT_TYPE_OPEN');

@@ -3,6 +3,7 @@
 import { expect } from 'chai';
 import * as K from '../../src/kernel/constants';
 import { DecodeError, decodeEvents } from '../../src/kernel/decoder';
+import { seededRandom } from '../fixtures/harness';
 import { errorInfo, fidInfo, metadata, mntInfo, pidfdInfo, rangeInfo, rawInfo } from '../fixtures/records';
 
 describe('unit: decoder', () => {
@@ -148,14 +149,7 @@ describe('unit: decoder', () => {
   });
 
   it('survives 20,000 seeded random and mutated buffers', () => {
-    // xorshift32: the same sequence on every run, so a failure reproduces.
-    let seed = 0x2545f491;
-    const rnd = () => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) / 2 ** 32;
-    };
+    const rnd = seededRandom(0x2545f491);
     const base = Buffer.concat([
       metadata({ mask: K.FAN_CREATE }, [fidInfo(K.FAN_EVENT_INFO_TYPE_DFID_NAME, { name: Buffer.from('x') }), errorInfo(1, 1)]),
       metadata({ mask: K.FAN_OPEN_PERM, fd: 6 }, [rangeInfo(0n, 1n), mntInfo(1n)]),
