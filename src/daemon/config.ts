@@ -15,6 +15,10 @@ export interface Config {
   maxMarksPerWatch: number;
   maxMessageBytes: number;
   maxPendingPerWatch: number;
+  /** PEM files for TLS with required client certificates on TCP listeners. */
+  tls?: { cert: string; key: string; clientCa: string };
+  /** Plain TCP on loopback, knowingly. */
+  insecure: boolean;
 }
 
 export class ConfigError extends Error {
@@ -31,7 +35,12 @@ Serves the Linux fanotify API over gRPC (service fanotify.v1.Fanotify).
 
 Options:
   --listen ADDR                 unix:/path or HOST:PORT; repeatable
-                                (default ${DEFAULTS.listen[0]}). TCP only on loopback.
+                                (default ${DEFAULTS.listen[0]}). TCP needs TLS, or
+                                --insecure on loopback.
+  --tls-cert FILE, --tls-key FILE, --tls-client-ca FILE
+                                TLS on TCP listeners; client certificates signed by the CA
+                                are required, and a client is named by its certificate
+  --insecure                    allow plain TCP on loopback (logs a warning)
   --log-level LEVEL             debug, info, warn or error (default ${DEFAULTS.logLevel})
   --verdict-timeout-ms N        default verdict timeout (default ${DEFAULTS.defaultVerdictTimeoutMs})
   --max-verdict-timeout-ms N    largest timeout a client may ask for (default ${DEFAULTS.maxVerdictTimeoutMs})
@@ -69,6 +78,10 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
       options: {
         listen: { type: 'string', multiple: true },
         'log-level': { type: 'string' },
+        'tls-cert': { type: 'string' },
+        'tls-key': { type: 'string' },
+        'tls-client-ca': { type: 'string' },
+        insecure: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
         ...Object.fromEntries(Object.keys(INT_FLAGS).map((k) => [k, { type: 'string' as const }])),
@@ -93,7 +106,16 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
     maxMarksPerWatch: DEFAULTS.maxMarksPerWatch,
     maxMessageBytes: DEFAULTS.maxMessageBytes,
     maxPendingPerWatch: DEFAULTS.maxPendingPerWatch,
+    insecure: v.insecure === true,
   };
+  const tlsFlags = ['tls-cert', 'tls-key', 'tls-client-ca'].filter((f) => v[f] !== undefined);
+  if (tlsFlags.length > 0) {
+    if (tlsFlags.length < 3) {
+      const missing = ['tls-cert', 'tls-key', 'tls-client-ca'].filter((f) => v[f] === undefined).map((f) => `--${f}`);
+      throw new ConfigError(`${missing.join(', ')}: TLS needs --tls-cert, --tls-key and --tls-client-ca together (client certificates are required)`);
+    }
+    cfg.tls = { cert: v['tls-cert'] as string, key: v['tls-key'] as string, clientCa: v['tls-client-ca'] as string };
+  }
   const level = v['log-level'];
   if (level !== undefined) {
     if (!['debug', 'info', 'warn', 'error'].includes(level as string)) {
@@ -116,7 +138,7 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
   if (cfg.defaultMaxBatchEvents > cfg.maxBatchEvents) {
     throw new ConfigError(`--batch-events (${cfg.defaultMaxBatchEvents}) exceeds --max-batch-events (${cfg.maxBatchEvents})`);
   }
-  for (const addr of cfg.listen) checkListenAddress(addr);
+  for (const addr of cfg.listen) checkListenAddress(addr, cfg);
   return cfg;
 }
 
@@ -140,12 +162,17 @@ export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-function checkListenAddress(addr: string): void {
+function checkListenAddress(addr: string, cfg: Config): void {
   const a = parseAddress(addr);
-  if (a.kind === 'tcp' && !isLoopback(a.host)) {
+  if (a.kind !== 'tcp' || cfg.tls) return;
+  if (!isLoopback(a.host)) {
     throw new ConfigError(
       `--listen ${addr}: plain TCP is allowed only on loopback (127.0.0.1, ::1, localhost); ` +
-        'anyone who reaches this port could see every file access and deny opens on this host',
+        'give --tls-cert, --tls-key and --tls-client-ca for other addresses: anyone who reaches ' +
+        'this port could see every file access and deny opens on this host',
     );
+  }
+  if (!cfg.insecure) {
+    throw new ConfigError(`--listen ${addr}: plain TCP needs --insecure (any local user could connect), or TLS with --tls-cert, --tls-key and --tls-client-ca`);
   }
 }

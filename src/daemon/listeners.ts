@@ -5,18 +5,31 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { ConfigError, parseAddress } from './config';
+import { ConfigError, parseAddress, type Config } from './config';
 
-export async function bindAll(server: grpc.Server, addrs: string[]): Promise<string[]> {
+/** Credentials for TCP listeners: TLS requiring a client certificate from the CA, or none (loopback, --insecure). */
+export function tcpCredentials(tls: Config['tls']): grpc.ServerCredentials {
+  if (!tls) return grpc.ServerCredentials.createInsecure();
+  const read = (flag: string, file: string) => {
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      throw new ConfigError(`--${flag} ${file}: ${(err as Error).message}`);
+    }
+  };
+  return grpc.ServerCredentials.createSsl(read('tls-client-ca', tls.clientCa), [{ cert_chain: read('tls-cert', tls.cert), private_key: read('tls-key', tls.key) }], true);
+}
+
+export async function bindAll(server: grpc.Server, addrs: string[], tcp: grpc.ServerCredentials): Promise<string[]> {
   const bound: string[] = [];
-  for (const addr of addrs) bound.push(await bindOne(server, addr));
+  for (const addr of addrs) bound.push(await bindOne(server, addr, tcp));
   return bound;
 }
 
-async function bindOne(server: grpc.Server, addr: string): Promise<string> {
+async function bindOne(server: grpc.Server, addr: string, tcp: grpc.ServerCredentials): Promise<string> {
   const a = parseAddress(addr);
   if (a.kind === 'tcp') {
-    const port = await bindAsync(server, addr);
+    const port = await bindAsync(server, addr, tcp);
     return a.host.includes(':') ? `[${a.host}]:${port}` : `${a.host}:${port}`;
   }
   fs.mkdirSync(path.dirname(a.path), { recursive: true, mode: 0o750 });
@@ -24,7 +37,7 @@ async function bindOne(server: grpc.Server, addr: string): Promise<string> {
   // Create the socket with its final mode: no window where it is wider.
   const old = process.umask(0o117);
   try {
-    await bindAsync(server, addr);
+    await bindAsync(server, addr, grpc.ServerCredentials.createInsecure());
   } finally {
     process.umask(old);
   }
@@ -32,9 +45,9 @@ async function bindOne(server: grpc.Server, addr: string): Promise<string> {
   return addr;
 }
 
-function bindAsync(server: grpc.Server, addr: string): Promise<number> {
+function bindAsync(server: grpc.Server, addr: string, creds: grpc.ServerCredentials): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(addr, grpc.ServerCredentials.createInsecure(), (err, port) => {
+    server.bindAsync(addr, creds, (err, port) => {
       if (err) reject(new ConfigError(`--listen ${addr}: ${err.message}`));
       else resolve(port);
     });

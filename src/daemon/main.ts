@@ -16,7 +16,7 @@ import { FanotifyService, serviceDefinition } from '../service/fanotify-service'
 import { fanotifyService } from '../service/proto';
 import { addHealth, addReflection } from '../service/reflection';
 import { ConfigError, parseConfig, USAGE, type Config } from './config';
-import { bindAll } from './listeners';
+import { bindAll, tcpCredentials } from './listeners';
 import { createLogger } from './log';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -83,9 +83,12 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
 
+  if (!cfg.tls && cfg.listen.some((a) => !a.startsWith('unix:'))) {
+    log.warn('plain TCP listener (--insecure): any local user can connect, see file accesses and deny opens');
+  }
   let bound: string[];
   try {
-    bound = await bindAll(server, cfg.listen);
+    bound = await bindAll(server, cfg.listen, tcpCredentials(cfg.tls));
   } catch (err) {
     log.error('cannot listen', { error: err });
     return 1;

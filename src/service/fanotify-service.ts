@@ -2,6 +2,7 @@
 // (src/watch) for its life: Subscribe opens it, verdicts flow into it,
 // batches flow out of it, and whatever ends the stream closes it, which
 // answers every pending permission event.
+import type { PeerCertificate } from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import * as K from '../kernel/constants';
 import type { KernelFeatures } from '../kernel/probe';
@@ -22,6 +23,20 @@ export interface ServiceLimits extends convert.SubscribeLimits {
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type WatchCall = grpc.ServerDuplexStream<any, any>;
+
+/**
+ * Who the client is: on TLS, its certificate's subject CN and SAN entries
+ * (a SPIFFE ID is a URI SAN); on the unix socket, "local" (the socket's
+ * mode and group decide who can connect); else "insecure" (loopback TCP).
+ */
+export function clientIdentity(call: { getAuthContext?: () => { sslPeerCertificate?: PeerCertificate }; getPeer(): string }): string {
+  const cert = call.getAuthContext?.().sslPeerCertificate;
+  if (cert) {
+    const names = [cert.subject?.CN ? `CN=${cert.subject.CN}` : '', ...(cert.subjectaltname ? cert.subjectaltname.split(', ') : [])].filter(Boolean);
+    return names.join(',') || 'certificate without names';
+  }
+  return call.getPeer().startsWith('unix:') ? 'local' : 'insecure';
+}
 
 /** Marks a request frame that did not decode; the handler answers INVALID_ARGUMENT. */
 const UNDECODABLE = Symbol('undecodable');
@@ -93,13 +108,14 @@ export class FanotifyService {
 
   private watch(call: WatchCall): void {
     const peer = call.getPeer();
+    const identity = clientIdentity(call);
     let watch: Watch | undefined;
     let subscribing = false;
     let ended = false;
     const onClose = (closed: Watch) => {
       this.watches.delete(closed.id);
       this.ignoredVerdicts += closed.stats.unknownVerdicts;
-      this.log.info('watch closed', { watch: closed.id, peer, stats: closed.snapshot() });
+      this.log.info('watch closed', { watch: closed.id, identity, peer, stats: closed.snapshot() });
       // Closed by shutdown (not by the stream): end the stream too.
       if (this.shuttingDown) finish(new ApiError(grpc.status.UNAVAILABLE, 'the daemon is shutting down'));
     };
@@ -156,6 +172,7 @@ export class FanotifyService {
       this.watches.set(id, w);
       this.log.info('watch opened', {
         watch: id,
+        identity,
         peer,
         class: req.group.groupClass,
         marks: req.group.marks.map((m) => ({ path: m.path, scope: m.scope, mask: m.mask })),

@@ -62,10 +62,11 @@ describe('e2e: listening', function () {
     expect(bad.stderr).to.match(/--verdict-timeout-ms: "soon" is not a positive integer/);
   });
 
-  it('serves on loopback TCP', async () => {
-    const d = await startDaemon(['--listen', '127.0.0.1:0']);
+  it('serves plain TCP on loopback only with --insecure, and warns', async () => {
+    const d = await startDaemon(['--listen', '127.0.0.1:0', '--insecure']);
     try {
       expect(d.logs.join('\n')).to.match(/"listen":\[[^\]]*"127\.0\.0\.1:\d+"/);
+      expect(d.logs.some((l) => l.includes('"level":"warn"') && l.includes('plain TCP listener'))).to.equal(true);
     } finally {
       expect(await d.stop()).to.equal(0);
     }

@@ -11,7 +11,7 @@ describe('unit: config', () => {
   });
 
   it('takes repeated --listen and numeric flags', () => {
-    const c = parseConfig(['--listen', 'unix:/tmp/a.sock', '--listen', '[::1]:5000', '--queue-capacity', '10', '--log-level', 'debug']) as Config;
+    const c = parseConfig(['--listen', 'unix:/tmp/a.sock', '--listen', '[::1]:5000', '--insecure', '--queue-capacity', '10', '--log-level', 'debug']) as Config;
     expect(c.listen).to.deep.equal(['unix:/tmp/a.sock', '[::1]:5000']);
     expect(c.queueCapacity).to.equal(10);
     expect(c.logLevel).to.equal('debug');
@@ -24,6 +24,9 @@ describe('unit: config', () => {
     [['--listen', 'unix:relative.sock'], /must be absolute/],
     [['--listen', 'nonsense'], /expected unix:\/path or HOST:PORT/],
     [['--listen', '127.0.0.1:70000'], /port 70000 is out of range/],
+    [['--listen', '127.0.0.1:7000'], /plain TCP needs --insecure/],
+    [['--listen', '10.0.0.1:80', '--insecure'], /only on loopback/],
+    [['--tls-cert', '/c.pem'], /--tls-key, --tls-client-ca: TLS needs/],
     [['--verdict-timeout-ms=-5'], /--verdict-timeout-ms: "-5" is not a positive integer/],
     [['--max-watches', '1.5'], /--max-watches: "1.5"/],
     [['--verdict-timeout-ms', '90000'], /--verdict-timeout-ms \(90000\) exceeds --max-verdict-timeout-ms \(60000\)/],
@@ -35,6 +38,11 @@ describe('unit: config', () => {
       expect(() => parseConfig(argv)).to.throw(ConfigError, re);
     });
   }
+
+  it('takes TLS files together, and then TCP on any address', () => {
+    const c = parseConfig(['--listen', '0.0.0.0:7000', '--tls-cert', '/c', '--tls-key', '/k', '--tls-client-ca', '/ca']) as Config;
+    expect(c.tls).to.deep.equal({ cert: '/c', key: '/k', clientCa: '/ca' });
+  });
 
   it('knows loopback addresses', () => {
     expect(['127.0.0.1', '127.1.2.3', '::1', 'localhost'].map(isLoopback)).to.deep.equal([true, true, true, true]);

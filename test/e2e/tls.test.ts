@@ -1,0 +1,99 @@
+// TCP with TLS: a client must present a certificate from the configured CA,
+// and is named by it. Every certificate here is made by the test.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { fanotifyClientConstructor } from '../../src/service/proto';
+import { startDaemon, tempDir, WatchStream, type Daemon } from '../fixtures/harness';
+
+function openssl(dir: string, ...args: string[]): void {
+  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** A CA, a server certificate for localhost, and client certificates good and bad. */
+function makeCerts(dir: string): void {
+  for (const ca of ['ca', 'otherca']) {
+    openssl(dir, 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${ca}.key`, '-out', `${ca}.crt`, '-days', '2', '-subj', `/CN=${ca}`);
+  }
+  const issue = (name: string, ca: string, subj: string, ext: string, dates?: [string, string]) => {
+    openssl(dir, 'req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subj);
+    fs.writeFileSync(path.join(dir, `${name}.ext`), ext);
+    if (!dates) {
+      openssl(dir, 'x509', '-req', '-in', `${name}.csr`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+      return;
+    }
+    // An expired certificate needs explicit dates, which only `openssl ca` takes.
+    fs.mkdirSync(path.join(dir, 'db'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'db', 'index.txt'), '');
+    fs.writeFileSync(path.join(dir, 'ca.cnf'), `[ca]\ndefault_ca=d\n[d]\ndir=db\ndatabase=db/index.txt\nnew_certs_dir=db\nserial=db/serial\ndefault_md=sha256\npolicy=p\nunique_subject=no\n[p]\ncommonName=supplied\n`);
+    fs.writeFileSync(path.join(dir, 'db', 'serial'), '1000\n');
+    openssl(dir, 'ca', '-batch', '-config', 'ca.cnf', '-cert', `${ca}.crt`, '-keyfile', `${ca}.key`, '-in', `${name}.csr`, '-out', `${name}.crt`, '-startdate', dates[0], '-enddate', dates[1], '-extfile', `${name}.ext`);
+  };
+  issue('server', 'ca', '/CN=localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  issue('client', 'ca', '/CN=policy-engine', 'subjectAltName=URI:spiffe://example.org/policy\nextendedKeyUsage=clientAuth\n');
+  issue('stranger', 'otherca', '/CN=stranger', 'extendedKeyUsage=clientAuth\n');
+  issue('expired', 'ca', '/CN=expired', 'extendedKeyUsage=clientAuth\n', ['20200101000000Z', '20200102000000Z']);
+}
+
+describe('e2e: TLS with client certificates', function () {
+  this.timeout(60_000);
+  let dir: string;
+  let daemon: Daemon;
+  let address: string;
+  const read = (f: string) => fs.readFileSync(path.join(dir, f));
+
+  before(async () => {
+    dir = tempDir('fanotifyd-tls-');
+    makeCerts(dir);
+    daemon = await startDaemon(['--listen', '127.0.0.1:0', '--tls-cert', path.join(dir, 'server.crt'), '--tls-key', path.join(dir, 'server.key'), '--tls-client-ca', path.join(dir, 'ca.crt')]);
+    const port = /"127\.0\.0\.1:(\d+)"/.exec(daemon.logs.join('\n'))![1];
+    address = `localhost:${port}`;
+  });
+  after(async () => {
+    expect(await daemon.stop()).to.equal(0);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const client = (key?: string): any => {
+    const Ctor = fanotifyClientConstructor();
+    const creds = key ? grpc.credentials.createSsl(read('ca.crt'), read(`${key}.key`), read(`${key}.crt`)) : grpc.credentials.createSsl(read('ca.crt'));
+    return new Ctor(address, creds);
+  };
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const info = (c: any): Promise<any> =>
+    new Promise((resolve) => c.GetInfo({}, { deadline: Date.now() + 5000 }, (e: grpc.ServiceError | null, r: unknown) => resolve(e ?? r)));
+
+  it('serves a client with a certificate from the CA, and names it by the certificate', async () => {
+    const c = client('client');
+    const r = await info(c);
+    expect(r.kernel_release).to.be.a('string');
+    const dirToWatch = tempDir();
+    try {
+      const s = new WatchStream(c, { marks: [{ path: dirToWatch, events: ['EVENT_TYPE_OPEN'] }] });
+      const sub = await s.subscribed();
+      s.cancel();
+      const opened = daemon.logs.map((l) => JSON.parse(l)).find((l) => l.msg === 'watch opened' && l.watch === sub.watch_id);
+      expect(opened.identity).to.equal('CN=policy-engine,URI:spiffe://example.org/policy');
+    } finally {
+      c.close();
+      fs.rmSync(dirToWatch, { recursive: true, force: true });
+    }
+  });
+
+  for (const [what, key] of [
+    ['no client certificate', undefined],
+    ['a certificate from another CA', 'stranger'],
+    ['an expired certificate', 'expired'],
+  ] as const) {
+    it(`refuses ${what} at the handshake`, async () => {
+      const c = client(key);
+      const r = await info(c);
+      c.close();
+      expect(r).to.be.instanceOf(Error);
+      expect(grpc.status[r.code]).to.equal('UNAVAILABLE');
+    });
+  }
+});
