@@ -19,6 +19,12 @@ export interface Config {
   tls?: { cert: string; key: string; clientCa: string };
   /** Plain TCP on loopback, knowingly. */
   insecure: boolean;
+  /** Authorization policy file (JSON); none: every client may do everything. */
+  policy?: string;
+  /** Group that owns the unix sockets (mode 0660). */
+  socketGroup?: string;
+  /** Connections idle this long are closed (slow clients that never send). */
+  idleTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -41,6 +47,10 @@ Options:
                                 TLS on TCP listeners; client certificates signed by the CA
                                 are required, and a client is named by its certificate
   --insecure                    allow plain TCP on loopback (logs a warning)
+  --policy FILE                 authorization rules (JSON; docs/security.md); re-read on SIGHUP.
+                                Without it every client that can connect may do everything
+  --socket-group GROUP          group owning the unix sockets (mode 0660)
+  --idle-timeout-ms N           close connections idle this long (default ${DEFAULTS.idleTimeoutMs})
   --log-level LEVEL             debug, info, warn or error (default ${DEFAULTS.logLevel})
   --verdict-timeout-ms N        default verdict timeout (default ${DEFAULTS.defaultVerdictTimeoutMs})
   --max-verdict-timeout-ms N    largest timeout a client may ask for (default ${DEFAULTS.maxVerdictTimeoutMs})
@@ -66,6 +76,7 @@ const INT_FLAGS = {
   'max-marks-per-watch': 'maxMarksPerWatch',
   'max-message-bytes': 'maxMessageBytes',
   'max-pending-per-watch': 'maxPendingPerWatch',
+  'idle-timeout-ms': 'idleTimeoutMs',
 } as const;
 
 export function parseConfig(argv: string[]): Config | 'help' | 'version' {
@@ -82,6 +93,8 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
         'tls-key': { type: 'string' },
         'tls-client-ca': { type: 'string' },
         insecure: { type: 'boolean' },
+        policy: { type: 'string' },
+        'socket-group': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
         ...Object.fromEntries(Object.keys(INT_FLAGS).map((k) => [k, { type: 'string' as const }])),
@@ -107,6 +120,9 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
     maxMessageBytes: DEFAULTS.maxMessageBytes,
     maxPendingPerWatch: DEFAULTS.maxPendingPerWatch,
     insecure: v.insecure === true,
+    policy: v.policy as string | undefined,
+    socketGroup: v['socket-group'] as string | undefined,
+    idleTimeoutMs: DEFAULTS.idleTimeoutMs,
   };
   const tlsFlags = ['tls-cert', 'tls-key', 'tls-client-ca'].filter((f) => v[f] !== undefined);
   if (tlsFlags.length > 0) {

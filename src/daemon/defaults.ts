@@ -16,6 +16,8 @@ export const DEFAULTS = {
   maxPendingPerWatch: 4_096,
   /** Largest gRPC message either way; a full batch of large events fits easily. */
   maxMessageBytes: 16 * 1024 * 1024,
+  /** A connection with no open stream for this long is closed: slow-loris clients hold nothing. */
+  idleTimeoutMs: 300_000,
   /** Libuv pool threads: one is held by the event pump's epoll_wait, the rest serve fs and dns. */
   threadpoolSize: 8,
 } as const;

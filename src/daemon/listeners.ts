@@ -20,19 +20,31 @@ export function tcpCredentials(tls: Config['tls']): grpc.ServerCredentials {
   return grpc.ServerCredentials.createSsl(read('tls-client-ca', tls.clientCa), [{ cert_chain: read('tls-cert', tls.cert), private_key: read('tls-key', tls.key) }], true);
 }
 
-export async function bindAll(server: grpc.Server, addrs: string[], tcp: grpc.ServerCredentials): Promise<string[]> {
+export async function bindAll(server: grpc.Server, addrs: string[], tcp: grpc.ServerCredentials, socketGroup?: string): Promise<string[]> {
+  const gid = socketGroup === undefined ? undefined : groupId(socketGroup);
   const bound: string[] = [];
-  for (const addr of addrs) bound.push(await bindOne(server, addr, tcp));
+  for (const addr of addrs) bound.push(await bindOne(server, addr, tcp, gid));
   return bound;
 }
 
-async function bindOne(server: grpc.Server, addr: string, tcp: grpc.ServerCredentials): Promise<string> {
+/** A group name (from /etc/group) or number. */
+function groupId(group: string): number {
+  if (/^\d+$/.test(group)) return Number(group);
+  const line = fs
+    .readFileSync('/etc/group', 'utf8')
+    .split('\n')
+    .find((l) => l.split(':')[0] === group);
+  if (!line) throw new ConfigError(`--socket-group ${group}: no such group in /etc/group`);
+  return Number(line.split(':')[2]);
+}
+
+async function bindOne(server: grpc.Server, addr: string, tcp: grpc.ServerCredentials, gid?: number): Promise<string> {
   const a = parseAddress(addr);
   if (a.kind === 'tcp') {
     const port = await bindAsync(server, addr, tcp);
     return a.host.includes(':') ? `[${a.host}]:${port}` : `${a.host}:${port}`;
   }
-  fs.mkdirSync(path.dirname(a.path), { recursive: true, mode: 0o750 });
+  const created = fs.mkdirSync(path.dirname(a.path), { recursive: true, mode: 0o750 });
   await removeStaleSocket(a.path);
   // Create the socket with its final mode: no window where it is wider.
   const old = process.umask(0o117);
@@ -42,6 +54,12 @@ async function bindOne(server: grpc.Server, addr: string, tcp: grpc.ServerCreden
     process.umask(old);
   }
   fs.chmodSync(a.path, 0o660);
+  if (gid !== undefined) {
+    fs.chownSync(a.path, process.getuid?.() ?? 0, gid);
+    // The group must be able to reach the socket: give it the directory
+    // too, but only one the daemon created (never /tmp or /run itself).
+    if (created) fs.chownSync(path.dirname(a.path), process.getuid?.() ?? 0, gid);
+  }
   return addr;
 }
 

@@ -13,6 +13,7 @@ import * as grpc from '@grpc/grpc-js';
 import { probeKernel } from '../kernel/probe';
 import { EventPump } from '../kernel/pump';
 import { FanotifyService, serviceDefinition } from '../service/fanotify-service';
+import { Authorizer, loadPolicy } from '../service/policy';
 import { fanotifyService } from '../service/proto';
 import { addHealth, addReflection } from '../service/reflection';
 import { ConfigError, parseConfig, USAGE, type Config } from './config';
@@ -43,16 +44,24 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
   const log = createLogger(cfg.logLevel, { service: 'fanotifyd' });
+  let authorizer: Authorizer;
+  try {
+    authorizer = new Authorizer(cfg.policy ? loadPolicy(cfg.policy) : undefined);
+  } catch (err) {
+    process.stderr.write(`fanotifyd: --policy: ${(err as Error).message}\n`);
+    return 2;
+  }
   const kernel = probeKernel();
   if (!kernel.fanotify) {
     log.error('this kernel has no usable fanotify (fanotify_init failed); is this root with CONFIG_FANOTIFY?', { kernel: kernel.release });
     return 1;
   }
   const pump = new EventPump();
-  const service = new FanotifyService(pump, kernel, cfg, log, VERSION);
+  const service = new FanotifyService(pump, kernel, cfg, log, VERSION, authorizer);
   const server = new grpc.Server({
     'grpc.max_receive_message_length': cfg.maxMessageBytes,
     'grpc.max_send_message_length': cfg.maxMessageBytes,
+    'grpc.max_connection_idle_ms': cfg.idleTimeoutMs,
   });
   server.addService(serviceDefinition(fanotifyService()), service.implementation());
   const health = addHealth(server);
@@ -82,13 +91,23 @@ async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // SIGHUP re-reads the policy; open watches stay. A broken file keeps the old rules.
+  process.on('SIGHUP', () => {
+    if (!cfg.policy) return;
+    try {
+      authorizer.replace(loadPolicy(cfg.policy));
+      log.info('policy reloaded', { policy: cfg.policy });
+    } catch (err) {
+      log.error('policy reload failed; keeping the previous rules', { error: err });
+    }
+  });
 
   if (!cfg.tls && cfg.listen.some((a) => !a.startsWith('unix:'))) {
     log.warn('plain TCP listener (--insecure): any local user can connect, see file accesses and deny opens');
   }
   let bound: string[];
   try {
-    bound = await bindAll(server, cfg.listen, tcpCredentials(cfg.tls));
+    bound = await bindAll(server, cfg.listen, tcpCredentials(cfg.tls), cfg.socketGroup);
   } catch (err) {
     log.error('cannot listen', { error: err });
     return 1;

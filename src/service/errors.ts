@@ -46,6 +46,9 @@ const ERRNO_HINT: Record<string, string> = {
 };
 
 export function toStatus(err: unknown): { code: grpc.status; details: string } {
+  if (err && typeof err === 'object' && 'code' in err && 'details' in err && typeof (err as { code: unknown }).code === 'number') {
+    return err as { code: grpc.status; details: string };
+  }
   if (err instanceof ApiError) return { code: err.status, details: err.message };
   if (err instanceof GroupSpecError) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
   if (err instanceof SyscallError) {

@@ -14,6 +14,7 @@ import { Watch, type WatchSink } from '../watch/watch';
 import * as convert from './convert';
 import { SyscallError } from '../kernel/ffi';
 import { ApiError, toStatus } from './errors';
+import { Authorizer, type PolicyRule } from './policy';
 
 export interface ServiceLimits extends convert.SubscribeLimits {
   queueCapacity: number;
@@ -27,15 +28,20 @@ type WatchCall = grpc.ServerDuplexStream<any, any>;
 /**
  * Who the client is: on TLS, its certificate's subject CN and SAN entries
  * (a SPIFFE ID is a URI SAN); on the unix socket, "local" (the socket's
- * mode and group decide who can connect); else "insecure" (loopback TCP).
+ * mode and group decide who can connect); on plain TCP, "insecure".
  */
-export function clientIdentity(call: { getAuthContext?: () => { sslPeerCertificate?: PeerCertificate }; getPeer(): string }): string {
+export function clientIdentity(call: {
+  getAuthContext?: () => { sslPeerCertificate?: PeerCertificate };
+  getConnectionInfo?: () => { remoteAddress?: string };
+}): string {
   const cert = call.getAuthContext?.().sslPeerCertificate;
   if (cert) {
     const names = [cert.subject?.CN ? `CN=${cert.subject.CN}` : '', ...(cert.subjectaltname ? cert.subjectaltname.split(', ') : [])].filter(Boolean);
     return names.join(',') || 'certificate without names';
   }
-  return call.getPeer().startsWith('unix:') ? 'local' : 'insecure';
+  // Only TCP connections have a remote address; a unix socket's peer has none.
+  const remote = call.getConnectionInfo?.().remoteAddress;
+  return remote ? 'insecure' : 'local';
 }
 
 /** Marks a request frame that did not decode; the handler answers INVALID_ARGUMENT. */
@@ -77,13 +83,33 @@ export class FanotifyService {
   /** Verdicts naming no pending event, summed over closed watches too. */
   ignoredVerdicts = 0;
 
+  /** The identity each open watch was opened by, for per-rule watch limits. */
+  private readonly identities = new Map<string, string>();
+
   constructor(
     private readonly pump: EventPump,
     private readonly kernel: KernelFeatures,
     readonly limits: ServiceLimits,
     private readonly log: Logger,
     readonly version: string,
+    readonly authorizer = new Authorizer(),
   ) {}
+
+  /** Run an authorization check; a refusal is logged with who asked, then thrown. */
+  private authorize(identity: string, peer: string, what: string, check: () => void): void {
+    try {
+      check();
+    } catch (err) {
+      this.log.warn('denied', { identity, peer, what, reason: (err as Error).message });
+      throw err;
+    }
+  }
+
+  private watchesOfRule(rule: PolicyRule): number {
+    let n = 0;
+    for (const identity of this.identities.values()) if (this.authorizer.ruleFor(identity)?.rule === rule) n++;
+    return n;
+  }
 
   get activeWatches(): number {
     return this.watches.size;
@@ -93,9 +119,14 @@ export class FanotifyService {
     return {
       Watch: (call: WatchCall) => this.watch(call),
       GetInfo: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => {
-        const bad = undecodable(call.request, 'fanotify.v1.GetInfoRequest');
-        if (bad) cb({ code: bad.status, details: bad.message });
-        else cb(null, this.info());
+        try {
+          const bad = undecodable(call.request, 'fanotify.v1.GetInfoRequest');
+          if (bad) throw bad;
+          this.authorize(clientIdentity(call), call.getPeer(), 'GetInfo', () => this.authorizer.checkGetInfo(clientIdentity(call)));
+          cb(null, this.info());
+        } catch (err) {
+          cb(toStatus(err));
+        }
       },
     };
   }
@@ -114,6 +145,7 @@ export class FanotifyService {
     let ended = false;
     const onClose = (closed: Watch) => {
       this.watches.delete(closed.id);
+      this.identities.delete(closed.id);
       this.ignoredVerdicts += closed.stats.unknownVerdicts;
       this.log.info('watch closed', { watch: closed.id, identity, peer, stats: closed.snapshot() });
       // Closed by shutdown (not by the stream): end the stream too.
@@ -140,6 +172,9 @@ export class FanotifyService {
       if (this.watches.size >= this.limits.maxWatches) {
         throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `the daemon already serves ${this.watches.size} watches, its limit`);
       }
+      this.authorize(identity, peer, 'Subscribe', () =>
+        this.authorizer.checkWatch(identity, req.group.groupClass, req.group.marks, (rule) => this.watchesOfRule(rule)),
+      );
       if (req.group.groupClass !== 'notif') for (const m of req.group.marks) checkPermissionTarget(m.path);
       // Reserve the stream's watch before the first await, so a second
       // Subscribe arriving meanwhile is refused.
@@ -170,6 +205,7 @@ export class FanotifyService {
       }
       watch = w;
       this.watches.set(id, w);
+      this.identities.set(id, identity);
       this.log.info('watch opened', {
         watch: id,
         identity,
@@ -216,7 +252,7 @@ export class FanotifyService {
           for (const v of convert.parseVerdicts(req.verdicts, w)) w.verdict(v.id, v.decision, v);
         } else if (req?.add_mark || req?.remove_mark || req?.flush_marks) {
           const w = requireWatch('mark requests');
-          void this.markRequest(w, req).then((result) => {
+          void this.markRequest(w, req, identity, peer).then((result) => {
             if (!ended && !w.isClosed) call.write({ mark_result: result });
           });
         } else {
@@ -233,7 +269,7 @@ export class FanotifyService {
   }
 
   /** Carry out one mark request; failures become the result, never the end of the stream. */
-  private async markRequest(w: Watch, req: any): Promise<unknown> {
+  private async markRequest(w: Watch, req: any, identity: string, peer: string): Promise<unknown> {
     const r = req.add_mark ?? req.remove_mark ?? req.flush_marks;
     const requestId = r?.request_id ?? '0';
     try {
@@ -242,6 +278,7 @@ export class FanotifyService {
       } else {
         const where = req.add_mark ? 'AddMark' : 'RemoveMark';
         const mark = convert.parseMark(r.mark, `${where}.mark`, w.groupClass, this.kernel);
+        if (req.add_mark) this.authorize(identity, peer, 'AddMark', () => this.authorizer.checkWatch(identity, w.groupClass, [mark]));
         if (w.groupClass !== 'notif' && req.add_mark) checkPermissionTarget(mark.path);
         if (req.add_mark) await w.addMark(mark);
         else w.removeMark(mark);

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
 import { globToRegExp } from '../../src/cli/fanctl';
-import { runChild, sleep, startDaemon, tempDir, type Daemon } from '../fixtures/harness';
+import { runChild, sh, sleep, startDaemon, tempDir, type Daemon } from '../fixtures/harness';
 
 const FANCTL = path.resolve(__dirname, '..', '..', 'src', 'cli', 'fanctl.js');
 
@@ -65,8 +65,10 @@ describe('e2e: fanctl', function () {
   it('watch prints one fatrace-like line per event and exits cleanly on SIGINT', async () => {
     const w = fanctl(['watch', dir, '--events', 'open', '--target', daemon.address]);
     await w.ready;
-    const r = await runChild('cat', [path.join(dir, 'public')]).done;
-    await until(() => w.lines.some((l) => l.includes(`cat(${r.pid}): OPEN ${path.join(dir, 'public')}`)), 5000, 'the OPEN line');
+    // The opener stays alive until its line is printed, so its name can be read from /proc.
+    const opener = sh(`read x < ${path.join(dir, 'public')}; sleep 10`, 20_000);
+    await until(() => w.lines.some((l) => l.includes(`sh(${opener.pid}): OPEN ${path.join(dir, 'public')}`)), 5000, 'the OPEN line');
+    opener.kill();
     w.proc.kill('SIGINT');
     const code = await new Promise((resolve) => w.proc.on('exit', resolve));
     expect(code).to.equal(0);

@@ -1,0 +1,93 @@
+// Authorization by policy file: rules by client name, paths checked after
+// resolving symlinks and "..", scopes, permission classes, watch limits,
+// GetInfo, and a reload on SIGHUP that keeps open watches.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { expect } from 'chai';
+import { connect, getInfo, sleep, startDaemon, tempDir, WatchStream, type Client, type Daemon } from '../fixtures/harness';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+describe('e2e: authorization policy', function () {
+  this.timeout(60_000);
+  let base: string;
+  let allowed: string;
+  let policyFile: string;
+  let daemon: Daemon;
+  let client: Client;
+  const writePolicy = (rules: object[]) => fs.writeFileSync(policyFile, JSON.stringify({ rules }));
+  const refusal = async (sub: object) => {
+    const s = new WatchStream(client, sub);
+    const st = await s.ended();
+    return st;
+  };
+
+  before(async () => {
+    base = tempDir('fanotifyd-policy-');
+    allowed = path.join(base, 'allowed');
+    fs.mkdirSync(allowed);
+    fs.mkdirSync(path.join(base, 'other'));
+    fs.symlinkSync(path.join(base, 'other'), path.join(allowed, 'escape'));
+    policyFile = path.join(base, 'policy.json');
+    writePolicy([{ match: 'local', paths: [allowed], scopes: ['inode'], permission: false, maxWatches: 2, getInfo: false }]);
+    daemon = await startDaemon(['--policy', policyFile]);
+    client = connect(daemon.address);
+  });
+  after(async () => {
+    client.close();
+    expect(await daemon.stop()).to.equal(0);
+    fs.rmSync(base, { recursive: true, force: true });
+  });
+
+  it('allows what the rule allows', async () => {
+    const s = new WatchStream(client, { marks: [{ path: allowed, events: ['EVENT_TYPE_OPEN'] }] });
+    await s.subscribed();
+    s.cancel();
+  });
+
+  it('refuses paths outside the rule, also through ".." and symlinks, naming the rule', async () => {
+    for (const p of [path.join(base, 'other'), `${allowed}/../other`, path.join(allowed, 'escape')]) {
+      const st = await refusal({ marks: [{ path: p, events: ['EVENT_TYPE_OPEN'] }] });
+      expect(grpc.status[st.code], p).to.equal('PERMISSION_DENIED');
+      expect(st.details).to.match(/policy rule #0 \("local"\) does not allow marks on .*\/other/);
+    }
+  });
+
+  it('refuses other scopes, permission classes and GetInfo, and audits the denial', async () => {
+    let st = await refusal({ marks: [{ path: allowed, scope: 'MARK_SCOPE_FILESYSTEM', events: ['EVENT_TYPE_OPEN'] }] });
+    expect(st.details).to.match(/does not allow filesystem marks/);
+    st = await refusal({ group_class: 'GROUP_CLASS_CONTENT', marks: [{ path: allowed, events: ['EVENT_TYPE_OPEN_PERM'] }] });
+    expect(st.details).to.match(/does not allow permission events/);
+    const err: any = await getInfo(client).catch((e) => e);
+    expect(grpc.status[err.code]).to.equal('PERMISSION_DENIED');
+    expect(daemon.logs.some((l) => l.includes('"msg":"denied"') && l.includes('"identity":"local"'))).to.equal(true);
+  });
+
+  it('limits concurrent watches per rule', async () => {
+    const a = new WatchStream(client, { marks: [{ path: allowed, events: ['EVENT_TYPE_OPEN'] }] });
+    const b = new WatchStream(client, { marks: [{ path: allowed, events: ['EVENT_TYPE_OPEN'] }] });
+    await Promise.all([a.subscribed(), b.subscribed()]);
+    const st = await refusal({ marks: [{ path: allowed, events: ['EVENT_TYPE_OPEN'] }] });
+    expect(grpc.status[st.code]).to.equal('RESOURCE_EXHAUSTED');
+    expect(st.details).to.match(/allows at most 2 concurrent watches/);
+    a.cancel();
+    b.cancel();
+  });
+
+  it('re-reads the policy on SIGHUP without dropping open watches', async () => {
+    const kept = new WatchStream(client, { marks: [{ path: allowed, events: ['EVENT_TYPE_OPEN'] }] });
+    await kept.subscribed();
+    writePolicy([{ match: 'loc*', paths: ['/'], scopes: ['inode', 'filesystem'], permission: true, maxWatches: 10, getInfo: true }]);
+    daemon.proc.kill('SIGHUP');
+    for (let i = 0; i < 50 && !daemon.logs.some((l) => l.includes('policy reloaded')); i++) await sleep(50);
+    const info = await getInfo(client);
+    expect(info.kernel_release).to.be.a('string');
+    expect(kept.status).to.equal(undefined);
+    // A broken file keeps the rules in force.
+    fs.writeFileSync(policyFile, '{ not json');
+    daemon.proc.kill('SIGHUP');
+    for (let i = 0; i < 50 && !daemon.logs.some((l) => l.includes('policy reload failed')); i++) await sleep(50);
+    expect((await getInfo(client)).kernel_release).to.be.a('string');
+    kept.cancel();
+  });
+});
