@@ -25,6 +25,8 @@ export interface Config {
   socketGroup?: string;
   /** Connections idle this long are closed (slow clients that never send). */
   idleTimeoutMs: number;
+  /** Loopback HOST:PORT for Prometheus /metrics; off when unset. */
+  metrics?: string;
 }
 
 export class ConfigError extends Error {
@@ -50,6 +52,7 @@ Options:
   --policy FILE                 authorization rules (JSON; docs/security.md); re-read on SIGHUP.
                                 Without it every client that can connect may do everything
   --socket-group GROUP          group owning the unix sockets (mode 0660)
+  --metrics HOST:PORT           serve Prometheus metrics at /metrics (loopback only; off by default)
   --idle-timeout-ms N           close connections idle this long (default ${DEFAULTS.idleTimeoutMs})
   --log-level LEVEL             debug, info, warn or error (default ${DEFAULTS.logLevel})
   --verdict-timeout-ms N        default verdict timeout (default ${DEFAULTS.defaultVerdictTimeoutMs})
@@ -95,6 +98,7 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
         insecure: { type: 'boolean' },
         policy: { type: 'string' },
         'socket-group': { type: 'string' },
+        metrics: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
         ...Object.fromEntries(Object.keys(INT_FLAGS).map((k) => [k, { type: 'string' as const }])),
@@ -123,6 +127,7 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
     policy: v.policy as string | undefined,
     socketGroup: v['socket-group'] as string | undefined,
     idleTimeoutMs: DEFAULTS.idleTimeoutMs,
+    metrics: v.metrics as string | undefined,
   };
   const tlsFlags = ['tls-cert', 'tls-key', 'tls-client-ca'].filter((f) => v[f] !== undefined);
   if (tlsFlags.length > 0) {

@@ -19,6 +19,7 @@ import { addHealth, addReflection } from '../service/reflection';
 import { ConfigError, parseConfig, USAGE, type Config } from './config';
 import { bindAll, tcpCredentials } from './listeners';
 import { createLogger } from './log';
+import { createMetrics, serveMetrics } from './metrics';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const VERSION: string = require('../../../package.json').version;
@@ -64,6 +65,9 @@ async function main(argv: string[]): Promise<number> {
     'grpc.max_connection_idle_ms': cfg.idleTimeoutMs,
   });
   server.addService(serviceDefinition(fanotifyService()), service.implementation());
+  const metrics = createMetrics(() => service);
+  service.onVerdictLatency = (ms) => metrics.verdictLatency.observe(ms / 1000);
+  let metricsServer: { server: import('node:http').Server; address: string } | undefined;
   const health = addHealth(server);
   addReflection(server, ['fanotify.v1.Fanotify', 'grpc.health.v1.Health']);
 
@@ -81,6 +85,7 @@ async function main(argv: string[]): Promise<number> {
     // daemon that is going away.
     service.shutdown();
     const timer = setTimeout(() => server.forceShutdown(), 2_000);
+    metricsServer?.server.close();
     server.tryShutdown(() => {
       clearTimeout(timer);
       void pump.close().then(() => {
@@ -108,6 +113,7 @@ async function main(argv: string[]): Promise<number> {
   let bound: string[];
   try {
     bound = await bindAll(server, cfg.listen, tcpCredentials(cfg.tls), cfg.socketGroup);
+    if (cfg.metrics) metricsServer = await serveMetrics(cfg.metrics, metrics.registry);
   } catch (err) {
     log.error('cannot listen', { error: err });
     return 1;
@@ -115,6 +121,7 @@ async function main(argv: string[]): Promise<number> {
   if (stopping) return exited;
   log.info('serving', {
     listen: bound,
+    metrics: metricsServer?.address,
     kernel: kernel.release,
     version: VERSION,
     classes: kernel.classes,

@@ -10,7 +10,7 @@ import type { EventPump } from '../kernel/pump';
 import type { Logger } from '../daemon/log';
 import { HandleResolver } from '../kernel/enrich';
 import { checkPermissionTarget, chooseReportMode } from '../watch/group';
-import { Watch, type WatchSink } from '../watch/watch';
+import { Watch, type WatchSink, type WatchStats } from '../watch/watch';
 import * as convert from './convert';
 import { SyscallError } from '../kernel/ffi';
 import { ApiError, toStatus } from './errors';
@@ -24,6 +24,16 @@ export interface ServiceLimits extends convert.SubscribeLimits {
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type WatchCall = grpc.ServerDuplexStream<any, any>;
+
+function addStats(a: WatchStats | undefined, b: WatchStats): WatchStats {
+  if (!a) return b;
+  const out = { ...a, decisions: { ...a.decisions } };
+  for (const k of Object.keys(b) as Array<keyof WatchStats>) {
+    if (k === 'decisions') for (const d of Object.keys(b.decisions) as Array<keyof WatchStats['decisions']>) out.decisions[d] += b.decisions[d];
+    else if (k !== 'pending' && k !== 'queued') (out[k] as number) += b[k] as number;
+  }
+  return out;
+}
 
 /**
  * Who the client is: on TLS, its certificate's subject CN and SAN entries
@@ -80,8 +90,10 @@ export class FanotifyService {
   private readonly watches = new Map<string, Watch>();
   private seq = 0;
   private shuttingDown = false;
-  /** Verdicts naming no pending event, summed over closed watches too. */
-  ignoredVerdicts = 0;
+  /** Statistics of closed watches, summed, so totals survive their watches. */
+  private closedTotals?: WatchStats;
+  /** Fed with each client verdict's latency (metrics). */
+  onVerdictLatency?: (ms: number) => void;
 
   /** The identity each open watch was opened by, for per-rule watch limits. */
   private readonly identities = new Map<string, string>();
@@ -115,6 +127,16 @@ export class FanotifyService {
     return this.watches.size;
   }
 
+  /** Statistics of the open watches. */
+  liveStats(): WatchStats[] {
+    return [...this.watches.values()].map((w) => w.snapshot());
+  }
+
+  /** Statistics of every watch the daemon has served, open and closed. */
+  totals(): WatchStats[] {
+    return this.closedTotals ? [...this.liveStats(), this.closedTotals] : this.liveStats();
+  }
+
   implementation(): grpc.UntypedServiceImplementation {
     return {
       Watch: (call: WatchCall) => this.watch(call),
@@ -146,7 +168,7 @@ export class FanotifyService {
     const onClose = (closed: Watch) => {
       this.watches.delete(closed.id);
       this.identities.delete(closed.id);
-      this.ignoredVerdicts += closed.stats.unknownVerdicts;
+      this.closedTotals = addStats(this.closedTotals, closed.snapshot());
       this.log.info('watch closed', { watch: closed.id, identity, peer, stats: closed.snapshot() });
       // Closed by shutdown (not by the stream): end the stream too.
       if (this.shuttingDown) finish(new ApiError(grpc.status.UNAVAILABLE, 'the daemon is shutting down'));
@@ -195,6 +217,7 @@ export class FanotifyService {
         maxBatchEvents: req.maxBatchEvents,
         queueCapacity: this.limits.queueCapacity,
         maxPending: this.limits.maxPendingPerWatch,
+        onVerdictLatency: (ms: number) => this.onVerdictLatency?.(ms),
       };
       let w: Watch;
       try {

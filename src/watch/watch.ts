@@ -43,6 +43,8 @@ export interface WatchOptions {
    * daemon hold an unbounded number of blocked processes and fds.
    */
   maxPending?: number;
+  /** Called with the time from reading an event to the client's verdict on it. */
+  onVerdictLatency?: (ms: number) => void;
 }
 
 export interface WatchEvent {
@@ -98,6 +100,9 @@ export interface WatchStats {
   cachedVerdicts: number;
   cacheErrors: number;
   decisions: Record<DecidedBy, number>;
+  /** Permission responses by what they said. */
+  allowed: number;
+  denied: number;
   pending: number;
   queued: number;
 }
@@ -140,6 +145,8 @@ export class Watch implements PumpClient {
     cachedVerdicts: 0,
     cacheErrors: 0,
     decisions: { client: 0, timeout: 0, disconnect: 0, shutdown: 0, self: 0, limit: 0 },
+    allowed: 0,
+    denied: 0,
     pending: 0,
     queued: 0,
   };
@@ -198,6 +205,7 @@ export class Watch implements PumpClient {
     if (opts.errno && decision === 'deny') response |= (opts.errno & 0xff) << 24;
     if (opts.audit) response |= K.FAN_AUDIT;
     this.answer(id, p.item, response >>> 0, 'client');
+    this.options.onVerdictLatency?.(Date.now() - p.item.ev.timeMs);
     return true;
   }
 
@@ -382,6 +390,8 @@ export class Watch implements PumpClient {
   }
 
   private respond(fd: number, response: number): void {
+    if (response & K.FAN_DENY) this.stats.denied++;
+    else this.stats.allowed++;
     if (this.write(fd, response)) return;
     // The kernel refused an extended response (an errno or FAN_AUDIT it
     // does not take): the event is still pending, so answer it plainly.

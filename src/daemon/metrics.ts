@@ -1,0 +1,113 @@
+// Prometheus metrics at /metrics (--metrics ADDR). Counters are summed from
+// the watches' own statistics when scraped, so the event path does no extra
+// work for them; only the verdict latency histogram is fed per verdict.
+import * as http from 'node:http';
+import * as client from 'prom-client';
+import type { FanotifyService } from '../service/fanotify-service';
+import type { WatchStats } from '../watch/watch';
+import { ConfigError, isLoopback, parseAddress } from './config';
+
+export interface Metrics {
+  registry: client.Registry;
+  verdictLatency: client.Histogram;
+}
+
+export function createMetrics(service: () => FanotifyService): Metrics {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  const total = (pick: (s: WatchStats) => number) => service().totals().reduce((n, s) => n + pick(s), 0);
+  const counter = (name: string, help: string, pick: (s: WatchStats) => number) =>
+    new client.Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc(total(pick));
+      },
+    });
+  counter('fanotifyd_events_read_total', 'Events read from the kernel.', (s) => s.eventsRead);
+  counter('fanotifyd_events_sent_total', 'Events sent to clients.', (s) => s.eventsSent);
+  counter('fanotifyd_kernel_overflows_total', 'FAN_Q_OVERFLOW events (the kernel queue was full).', (s) => s.kernelOverflows);
+  counter('fanotifyd_malformed_records_total', 'Kernel records that did not decode cleanly.', (s) => s.malformedRecords + s.decodeErrors);
+  counter('fanotifyd_ignored_verdicts_total', 'Verdicts for ids not pending on their watch.', (s) => s.unknownVerdicts);
+  new client.Counter({
+    name: 'fanotifyd_notifications_dropped_total',
+    help: 'Notifications dropped, by reason (client_queue: the client did not read fast enough).',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ reason: 'client_queue' }, total((s) => s.notificationsDropped));
+    },
+  });
+  new client.Counter({
+    name: 'fanotifyd_permission_decisions_total',
+    help: 'Permission events answered, by who decided.',
+    labelNames: ['decided_by'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const by of ['client', 'timeout', 'disconnect', 'shutdown', 'self', 'limit'] as const) this.inc({ decided_by: by }, total((s) => s.decisions[by]));
+    },
+  });
+  new client.Counter({
+    name: 'fanotifyd_permission_responses_total',
+    help: 'Permission responses written to the kernel, by outcome.',
+    labelNames: ['outcome'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ outcome: 'allow' }, total((s) => s.allowed));
+      this.inc({ outcome: 'deny' }, total((s) => s.denied));
+    },
+  });
+  new client.Gauge({
+    name: 'fanotifyd_pending_permission_events',
+    help: 'Permission events waiting for a verdict now.',
+    registers: [registry],
+    collect() {
+      this.set(service().liveStats().reduce((n, s) => n + s.pending, 0));
+    },
+  });
+  new client.Gauge({
+    name: 'fanotifyd_active_watches',
+    help: 'Watches open now.',
+    registers: [registry],
+    collect() {
+      this.set(service().activeWatches);
+    },
+  });
+  const verdictLatency = new client.Histogram({
+    name: 'fanotifyd_verdict_latency_seconds',
+    help: 'Time from reading a permission event to the client verdict on it.',
+    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 5],
+    registers: [registry],
+  });
+  return { registry, verdictLatency };
+}
+
+/** Serve /metrics on a loopback address; returns the bound "host:port". */
+export function serveMetrics(addr: string, registry: client.Registry): Promise<{ server: http.Server; address: string }> {
+  const a = parseAddress(addr);
+  if (a.kind !== 'tcp' || !isLoopback(a.host)) {
+    throw new ConfigError(`--metrics ${addr}: give a loopback HOST:PORT (127.0.0.1:9464); metrics name paths and processes of this host`);
+  }
+  const server = http.createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end('not found: try /metrics\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'Content-Type': registry.contentType }).end(text),
+      (err: Error) => res.writeHead(500).end(`${err.message}\n`),
+    );
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', (err) => reject(new ConfigError(`--metrics ${addr}: ${err.message}`)));
+    server.listen(a.port, a.host, () => {
+      const port = (server.address() as { port: number }).port;
+      resolve({ server, address: `${a.host.includes(':') ? `[${a.host}]` : a.host}:${port}` });
+    });
+  });
+}

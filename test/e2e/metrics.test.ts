@@ -1,0 +1,65 @@
+// /metrics scraped after a workload: the counts match what the workload did.
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as path from 'node:path';
+import { expect } from 'chai';
+import { connect, runChild, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
+
+function scrape(address: string): Promise<Map<string, number>> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(`http://${address}/metrics`, (res) => {
+        let body = '';
+        res.on('data', (d) => (body += d));
+        res.on('end', () => {
+          const values = new Map<string, number>();
+          for (const line of body.split('\n')) {
+            if (!line || line.startsWith('#')) continue;
+            const i = line.lastIndexOf(' ');
+            values.set(line.slice(0, i), Number(line.slice(i + 1)));
+          }
+          resolve(values);
+        });
+      })
+      .on('error', reject);
+  });
+}
+
+describe('e2e: metrics', function () {
+  this.timeout(60_000);
+  it('counts decisions, responses, events and watches as the workload did', async () => {
+    const daemon = await startDaemon(['--metrics', '127.0.0.1:0']);
+    const client = connect(daemon.address);
+    const dir = tempDir();
+    try {
+      const address = /"metrics":"([^"]+)"/.exec(daemon.logs.join('\n'))![1];
+      for (let i = 0; i < 8; i++) fs.writeFileSync(path.join(dir, `f${i}`), 'x');
+      const s = new WatchStream(client, { group_class: 'GROUP_CLASS_CONTENT', marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] });
+      // f0-f4 allowed, f5-f7 denied.
+      s.onEvent = (ev) => ev.needs_verdict && s.verdict(ev.id, Number(ev.path.slice(-1)) < 5 ? 'DECISION_ALLOW' : 'DECISION_DENY');
+      await s.subscribed();
+      for (let i = 0; i < 8; i++) await runChild('cat', [path.join(dir, `f${i}`)]).done;
+      const m = await scrape(address);
+      expect(m.get('fanotifyd_permission_decisions_total{decided_by="client"}')).to.equal(8);
+      expect(m.get('fanotifyd_permission_decisions_total{decided_by="timeout"}')).to.equal(0);
+      expect(m.get('fanotifyd_permission_responses_total{outcome="allow"}')).to.equal(5);
+      expect(m.get('fanotifyd_permission_responses_total{outcome="deny"}')).to.equal(3);
+      expect(m.get('fanotifyd_events_read_total')).to.equal(8);
+      expect(m.get('fanotifyd_events_sent_total')).to.equal(8);
+      expect(m.get('fanotifyd_active_watches')).to.equal(1);
+      expect(m.get('fanotifyd_pending_permission_events')).to.equal(0);
+      expect(m.get('fanotifyd_verdict_latency_seconds_count')).to.equal(8);
+      expect(m.get('process_open_fds')).to.be.greaterThan(0);
+      // Totals outlive their watch.
+      s.cancel();
+      for (let i = 0; i < 50 && (await scrape(address)).get('fanotifyd_active_watches') !== 0; i++) await new Promise((r) => setTimeout(r, 50));
+      const after = await scrape(address);
+      expect(after.get('fanotifyd_active_watches')).to.equal(0);
+      expect(after.get('fanotifyd_permission_decisions_total{decided_by="client"}')).to.equal(8);
+    } finally {
+      client.close();
+      expect(await daemon.stop()).to.equal(0);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
