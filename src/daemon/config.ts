@@ -27,6 +27,8 @@ export interface Config {
   idleTimeoutMs: number;
   /** Loopback HOST:PORT for Prometheus /metrics; off when unset. */
   metrics?: string;
+  /** Append-only JSON-lines audit trail; off when unset. */
+  auditFile?: string;
 }
 
 export class ConfigError extends Error {
@@ -53,6 +55,8 @@ Options:
                                 Without it every client that can connect may do everything
   --socket-group GROUP          group owning the unix sockets (mode 0660)
   --metrics HOST:PORT           serve Prometheus metrics at /metrics (loopback only; off by default)
+  --audit-file FILE             append a JSON line per watch opened/closed and per permission
+                                decision (off by default)
   --idle-timeout-ms N           close connections idle this long (default ${DEFAULTS.idleTimeoutMs})
   --log-level LEVEL             debug, info, warn or error (default ${DEFAULTS.logLevel})
   --verdict-timeout-ms N        default verdict timeout (default ${DEFAULTS.defaultVerdictTimeoutMs})
@@ -99,6 +103,7 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
         policy: { type: 'string' },
         'socket-group': { type: 'string' },
         metrics: { type: 'string' },
+        'audit-file': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean' },
         ...Object.fromEntries(Object.keys(INT_FLAGS).map((k) => [k, { type: 'string' as const }])),
@@ -128,6 +133,7 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
     socketGroup: v['socket-group'] as string | undefined,
     idleTimeoutMs: DEFAULTS.idleTimeoutMs,
     metrics: v.metrics as string | undefined,
+    auditFile: v['audit-file'] as string | undefined,
   };
   const tlsFlags = ['tls-cert', 'tls-key', 'tls-client-ca'].filter((f) => v[f] !== undefined);
   if (tlsFlags.length > 0) {

@@ -18,6 +18,7 @@ import { fanotifyService } from '../service/proto';
 import { addHealth, addReflection } from '../service/reflection';
 import { ConfigError, parseConfig, USAGE, type Config } from './config';
 import { bindAll, tcpCredentials } from './listeners';
+import { AuditTrail } from './audit';
 import { createLogger } from './log';
 import { createMetrics, serveMetrics } from './metrics';
 
@@ -65,7 +66,9 @@ async function main(argv: string[]): Promise<number> {
     'grpc.max_connection_idle_ms': cfg.idleTimeoutMs,
   });
   server.addService(serviceDefinition(fanotifyService()), service.implementation());
-  const metrics = createMetrics(() => service);
+  const audit = cfg.auditFile ? new AuditTrail(cfg.auditFile, log) : undefined;
+  service.audit = audit;
+  const metrics = createMetrics(() => service, audit);
   service.onVerdictLatency = (ms) => metrics.verdictLatency.observe(ms / 1000);
   let metricsServer: { server: import('node:http').Server; address: string } | undefined;
   const health = addHealth(server);

@@ -5,6 +5,7 @@ import * as http from 'node:http';
 import * as client from 'prom-client';
 import type { FanotifyService } from '../service/fanotify-service';
 import type { WatchStats } from '../watch/watch';
+import type { AuditTrail } from './audit';
 import { ConfigError, isLoopback, parseAddress } from './config';
 
 export interface Metrics {
@@ -12,7 +13,7 @@ export interface Metrics {
   verdictLatency: client.Histogram;
 }
 
-export function createMetrics(service: () => FanotifyService): Metrics {
+export function createMetrics(service: () => FanotifyService, audit?: AuditTrail): Metrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
   const total = (pick: (s: WatchStats) => number) => service().totals().reduce((n, s) => n + pick(s), 0);
@@ -78,6 +79,19 @@ export function createMetrics(service: () => FanotifyService): Metrics {
       this.set(service().activeWatches);
     },
   });
+  if (audit) {
+    new client.Counter({
+      name: 'fanotifyd_audit_records_total',
+      help: 'Audit records, by what became of them (dropped: the file was unwritable or too slow).',
+      labelNames: ['result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        this.inc({ result: 'written' }, audit.written);
+        this.inc({ result: 'dropped' }, audit.dropped);
+      },
+    });
+  }
   const verdictLatency = new client.Histogram({
     name: 'fanotifyd_verdict_latency_seconds',
     help: 'Time from reading a permission event to the client verdict on it.',

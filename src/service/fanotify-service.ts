@@ -10,7 +10,7 @@ import type { EventPump } from '../kernel/pump';
 import type { Logger } from '../daemon/log';
 import { HandleResolver } from '../kernel/enrich';
 import { checkPermissionTarget, chooseReportMode } from '../watch/group';
-import { Watch, type WatchSink, type WatchStats } from '../watch/watch';
+import { Watch, type WatchEvent, type WatchSink, type WatchStats } from '../watch/watch';
 import * as convert from './convert';
 import { SyscallError } from '../kernel/ffi';
 import { ApiError, toStatus } from './errors';
@@ -94,6 +94,8 @@ export class FanotifyService {
   private closedTotals?: WatchStats;
   /** Fed with each client verdict's latency (metrics). */
   onVerdictLatency?: (ms: number) => void;
+  /** Where audit records go (--audit-file); none by default. */
+  audit?: { record(kind: string, fields: Record<string, unknown>): void };
 
   /** The identity each open watch was opened by, for per-rule watch limits. */
   private readonly identities = new Map<string, string>();
@@ -170,6 +172,7 @@ export class FanotifyService {
       this.identities.delete(closed.id);
       this.closedTotals = addStats(this.closedTotals, closed.snapshot());
       this.log.info('watch closed', { watch: closed.id, identity, peer, stats: closed.snapshot() });
+      this.audit?.record('watch_closed', { watch: closed.id, identity, peer });
       // Closed by shutdown (not by the stream): end the stream too.
       if (this.shuttingDown) finish(new ApiError(grpc.status.UNAVAILABLE, 'the daemon is shutting down'));
     };
@@ -218,6 +221,18 @@ export class FanotifyService {
         queueCapacity: this.limits.queueCapacity,
         maxPending: this.limits.maxPendingPerWatch,
         onVerdictLatency: (ms: number) => this.onVerdictLatency?.(ms),
+        onDecision: (item: WatchEvent, allowed: boolean, by: string) =>
+          this.audit?.record('decision', {
+            watch: id,
+            identity,
+            event: item.id,
+            path: item.ev.path?.toString('utf8') ?? '',
+            pid: item.ev.process.pid,
+            exe: item.ev.process.exe,
+            decision: allowed ? 'allow' : 'deny',
+            decided_by: by,
+            latency_ms: Date.now() - item.ev.timeMs,
+          }),
       };
       let w: Watch;
       try {
@@ -236,6 +251,13 @@ export class FanotifyService {
         class: req.group.groupClass,
         marks: req.group.marks.map((m) => ({ path: m.path, scope: m.scope, mask: m.mask })),
         report_mode: w.reportMode,
+      });
+      this.audit?.record('watch_opened', {
+        watch: id,
+        identity,
+        peer,
+        class: req.group.groupClass,
+        marks: req.group.marks.map((m) => ({ path: m.path, scope: m.scope, mask: m.mask })),
       });
       call.write({
         subscribed: {

@@ -45,6 +45,8 @@ export interface WatchOptions {
   maxPending?: number;
   /** Called with the time from reading an event to the client's verdict on it. */
   onVerdictLatency?: (ms: number) => void;
+  /** Called after each permission response is written to the kernel (never before). */
+  onDecision?: (item: WatchEvent, allowed: boolean, by: DecidedBy) => void;
 }
 
 export interface WatchEvent {
@@ -324,11 +326,7 @@ export class Watch implements PumpClient {
     }
     const item: WatchEvent = { id: this.nextId++, ev, permission: isPerm, needsVerdict: isPerm };
     if (isPerm && this.pending.size >= (this.options.maxPending ?? Infinity)) {
-      this.stats.decisions.limit++;
-      this.respond(ev.fd, RESPONSE[this.options.timeoutDecision]);
-      ffi.closeFd(ev.fd);
-      ev.fd = K.FAN_NOFD;
-      item.needsVerdict = false;
+      this.answer(item.id, item, RESPONSE[this.options.timeoutDecision], 'limit');
     } else if (isPerm) {
       this.pending.set(item.id, { item, deadline: now + this.options.verdictTimeoutMs });
       if (!this.timer) this.armTimer(this.options.verdictTimeoutMs);
@@ -387,6 +385,7 @@ export class Watch implements PumpClient {
     ffi.closeFd(item.ev.fd);
     item.ev.fd = K.FAN_NOFD;
     this.stats.decisions[by]++;
+    this.options.onDecision?.(item, (response & K.FAN_DENY) === 0, by);
   }
 
   private respond(fd: number, response: number): void {
