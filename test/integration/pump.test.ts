@@ -7,7 +7,7 @@ import * as K from '../../src/kernel/constants';
 import { EventPump } from '../../src/kernel/pump';
 import { silentLogger } from '../../src/daemon/log';
 import { Watch, type WatchEvent } from '../../src/watch/watch';
-import { fdCount, sh, sleep, tempDir } from '../fixtures/harness';
+import { fanotifyFdCount, sh, sleep, tempDir } from '../fixtures/harness';
 
 const OPTIONS = { verdictTimeoutMs: 5000, timeoutDecision: 'allow' as const, maxBatchEvents: 256, queueCapacity: 1024 };
 
@@ -54,7 +54,7 @@ describe('integration: event pump', function () {
   });
 
   it('serves many groups with one wait, then stops cleanly and leaks no fd', async () => {
-    const fdsBefore = fdCount();
+    const fdsBefore = fanotifyFdCount();
     const pump = new EventPump();
     const ds = Array.from({ length: 20 }, () => mkdir());
     const watches = ds.map((d) => openWatch(pump, d, K.FAN_OPEN_PERM | K.FAN_CLOSE_NOWRITE, 'content'));
@@ -71,6 +71,6 @@ describe('integration: event pump', function () {
     // With no group left the outstanding wait returns: nothing holds the process.
     await pump.idle();
     await pump.close();
-    expect(fdCount()).to.equal(fdsBefore);
+    expect(fanotifyFdCount()).to.equal(fdsBefore);
   });
 });
