@@ -5,12 +5,14 @@
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
 import { fanotifyClientConstructor } from '../service/proto';
 
 const DEFAULT_TARGET = 'unix:/run/fanotifyd/fanotifyd.sock';
 
 const USAGE = `Usage:
   fanctl info [--target ADDR]
+  fanctl health [--target ADDR]           exit 0 when grpc.health.v1 says SERVING
   fanctl watch PATH... [--events open,close_write,...] [--scope inode|mount|filesystem] [--json] [--target ADDR]
   fanctl guard PATH... --deny GLOB [--deny GLOB ...] [--timeout-ms N] [--json] [--target ADDR]
 
@@ -143,6 +145,22 @@ export async function main(argv: string[], out: Out = (l) => process.stdout.writ
           out(`kernel limits: max_queued_events ${k.max_queued_events}, max_user_groups ${k.max_user_groups}, max_user_marks ${k.max_user_marks}`);
         }
         resolve(0);
+      }),
+    );
+  }
+  if (cmd === 'health') {
+    c.close();
+    const Health = grpc.makeGenericClientConstructor(healthService, 'Health');
+    const h = new Health(v.target, grpc.credentials.createInsecure()) as any;
+    return new Promise((resolve) =>
+      h.check({ service: 'fanotify.v1.Fanotify' }, { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null, r: any) => {
+        h.close();
+        if (err) {
+          process.stderr.write(`fanctl: ${describeError(err)}\n`);
+          return resolve(1);
+        }
+        out(String(r.status));
+        resolve(r.status === 'SERVING' ? 0 : 1);
       }),
     );
   }

@@ -1,4 +1,5 @@
 // Command-line flags -> validated configuration. Fails fast naming the flag.
+import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULTS } from './defaults';
 import type { Level } from './log';
@@ -69,6 +70,8 @@ Options:
   --max-message-bytes N         largest gRPC message either way (default ${DEFAULTS.maxMessageBytes})
   --max-pending-per-watch N     permission events awaiting a verdict per watch; past it
                                 they get the timeout decision at once (default ${DEFAULTS.maxPendingPerWatch})
+  --config FILE                 settings from a JSON file: {"flag-name": value, ...};
+                                flags given here override it
   -h, --help                    this text
   --version                     print the version
 `;
@@ -86,6 +89,56 @@ const INT_FLAGS = {
   'idle-timeout-ms': 'idleTimeoutMs',
 } as const;
 
+const OPTIONS = {
+  listen: { type: 'string', multiple: true },
+  'log-level': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'tls-client-ca': { type: 'string' },
+  insecure: { type: 'boolean' },
+  policy: { type: 'string' },
+  'socket-group': { type: 'string' },
+  metrics: { type: 'string' },
+  'audit-file': { type: 'string' },
+  ...Object.fromEntries(Object.keys(INT_FLAGS).map((k) => [k, { type: 'string' as const }])),
+} as const satisfies Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>;
+
+type RawValues = Record<string, string | string[] | boolean | undefined>;
+
+/**
+ * A config file: one JSON object whose keys are the flags' names without
+ * the dashes (deploy/fanotifyd.json). Flags given on the command line win.
+ */
+export function readConfigFile(file: string): RawValues {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`--config ${file}: ${(err as Error).message}`);
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`--config ${file}: expected a JSON object of flag names and values`);
+  const out: RawValues = {};
+  for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
+    const opt = (OPTIONS as Record<string, { type: string; multiple?: boolean }>)[key];
+    const where = `--config ${file}: "${key}"`;
+    if (!opt) throw new ConfigError(`${where} is not a setting; the keys are the flags' names: ${Object.keys(OPTIONS).join(', ')}`);
+    if (opt.multiple) {
+      if (!Array.isArray(value) || value.some((x) => typeof x !== 'string')) throw new ConfigError(`${where} must be a list of strings`);
+      out[key] = value as string[];
+    } else if (opt.type === 'boolean') {
+      if (typeof value !== 'boolean') throw new ConfigError(`${where} must be true or false`);
+      out[key] = value;
+    } else if (key in INT_FLAGS) {
+      if (typeof value !== 'number' && typeof value !== 'string') throw new ConfigError(`${where} must be a number`);
+      out[key] = String(value);
+    } else {
+      if (typeof value !== 'string') throw new ConfigError(`${where} must be a string`);
+      out[key] = value;
+    }
+  }
+  return out;
+}
+
 export function parseConfig(argv: string[]): Config | 'help' | 'version' {
   let parsed;
   try {
@@ -93,26 +146,16 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
       args: argv,
       strict: true,
       allowPositionals: false,
-      options: {
-        listen: { type: 'string', multiple: true },
-        'log-level': { type: 'string' },
-        'tls-cert': { type: 'string' },
-        'tls-key': { type: 'string' },
-        'tls-client-ca': { type: 'string' },
-        insecure: { type: 'boolean' },
-        policy: { type: 'string' },
-        'socket-group': { type: 'string' },
-        metrics: { type: 'string' },
-        'audit-file': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-        version: { type: 'boolean' },
-        ...Object.fromEntries(Object.keys(INT_FLAGS).map((k) => [k, { type: 'string' as const }])),
-      },
+      options: { ...OPTIONS, config: { type: 'string' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } },
     });
   } catch (err) {
     throw new ConfigError(`${(err as Error).message}\n\n${USAGE}`);
   }
-  const v = parsed.values as Record<string, string | string[] | boolean | undefined>;
+  const flags = parsed.values as RawValues;
+  const fromFile = typeof flags.config === 'string' ? readConfigFile(flags.config) : {};
+  // Flags over file over defaults: a flag given replaces the file's value.
+  const v: RawValues = { ...fromFile };
+  for (const [k, value] of Object.entries(flags)) if (value !== undefined) v[k] = value;
   if (v.help) return 'help';
   if (v.version) return 'version';
 

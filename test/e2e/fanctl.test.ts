@@ -62,6 +62,12 @@ describe('e2e: fanctl', function () {
     expect(r.stdout).to.match(/events: .*open_perm/);
   });
 
+  it('health exits 0 while the daemon serves', () => {
+    const r = spawnSync(process.execPath, [FANCTL, 'health', '--target', daemon.address], { encoding: 'utf8', timeout: 20_000 });
+    expect(r.status).to.equal(0);
+    expect(r.stdout.trim()).to.equal('SERVING');
+  });
+
   it('watch prints one fatrace-like line per event and exits cleanly on SIGINT', async () => {
     const w = fanctl(['watch', dir, '--events', 'open', '--target', daemon.address]);
     await w.ready;

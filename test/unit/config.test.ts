@@ -50,3 +50,37 @@ describe('unit: config', () => {
     expect(parseAddress('[::1]:9')).to.deep.equal({ kind: 'tcp', host: '::1', port: 9 });
   });
 });
+
+describe('unit: config file', () => {
+  const fs = require('node:fs') as typeof import('node:fs');
+  const os = require('node:os') as typeof import('node:os');
+  const path = require('node:path') as typeof import('node:path');
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fanotifyd-cfg-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = (doc: unknown) => {
+    const f = path.join(dir, 'c.json');
+    fs.writeFileSync(f, typeof doc === 'string' ? doc : JSON.stringify(doc));
+    return f;
+  };
+
+  it('reads every flag from the file, and flags given win', () => {
+    const f = file({ listen: ['unix:/tmp/x.sock'], 'queue-capacity': 77, 'log-level': 'warn', metrics: '127.0.0.1:9000' });
+    const c = parseConfig(['--config', f, '--log-level', 'debug']) as Config;
+    expect(c.listen).to.deep.equal(['unix:/tmp/x.sock']);
+    expect(c.queueCapacity).to.equal(77);
+    expect(c.logLevel).to.equal('debug');
+    expect(c.metrics).to.equal('127.0.0.1:9000');
+  });
+
+  it('names the key and the problem when the file is wrong', () => {
+    expect(() => parseConfig(['--config', file({ 'queue-capasity': 1 })])).to.throw(ConfigError, /"queue-capasity" is not a setting/);
+    expect(() => parseConfig(['--config', file({ listen: 'unix:/x' })])).to.throw(ConfigError, /"listen" must be a list of strings/);
+    expect(() => parseConfig(['--config', file({ insecure: 'yes' })])).to.throw(ConfigError, /"insecure" must be true or false/);
+    expect(() => parseConfig(['--config', file({ 'queue-capacity': -3 })])).to.throw(ConfigError, /--queue-capacity: "-3" is not a positive integer/);
+    expect(() => parseConfig(['--config', file('{ nope')])).to.throw(ConfigError, /--config .*c\.json: /);
+    expect(() => parseConfig(['--config', path.join(dir, 'missing.json')])).to.throw(ConfigError, /ENOENT/);
+  });
+});

@@ -1,0 +1,49 @@
+// The deploy files are checked, not just shipped: every flag they pass is
+// one the daemon accepts, and the systemd unit passes systemd-analyze.
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { expect } from 'chai';
+import * as yaml from 'js-yaml';
+import { parseConfig, type Config } from '../../src/daemon/config';
+
+const DEPLOY = path.resolve(__dirname, '..', '..', '..', 'deploy');
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+describe('unit: deploy files', () => {
+  it('the DaemonSet passes flags the daemon accepts, and probes readiness with fanctl health', () => {
+    const ds: any = yaml.load(fs.readFileSync(path.join(DEPLOY, 'daemonset.yaml'), 'utf8'));
+    expect(ds.kind).to.equal('DaemonSet');
+    const pod = ds.spec.template.spec;
+    expect(pod.hostPID).to.equal(true);
+    const c = pod.containers[0];
+    const cfg = parseConfig(c.args) as Config;
+    expect(cfg.listen).to.deep.equal(['unix:/run/fanotifyd/fanotifyd.sock']);
+    expect(c.securityContext.capabilities.add).to.include('SYS_ADMIN');
+    expect(c.readinessProbe.exec.command).to.include('health');
+    expect(pod.volumes.find((v: any) => v.name === 'run').hostPath.path).to.equal('/run/fanotifyd');
+  });
+
+  it('the example config file is valid', () => {
+    const cfg = parseConfig(['--config', path.join(DEPLOY, 'fanotifyd.json')]) as Config;
+    expect(cfg.metrics).to.equal('127.0.0.1:9464');
+  });
+
+  it('the systemd unit starts the daemon with flags it accepts', () => {
+    const unit = fs.readFileSync(path.join(DEPLOY, 'fanotifyd.service'), 'utf8');
+    const exec = /^ExecStart=(.*)$/m.exec(unit)![1].split(/\s+/);
+    expect(exec.slice(0, 2)).to.deep.equal(['/usr/bin/node', '/opt/fanotifyd/dist/src/daemon/main.js']);
+    expect(parseConfig(exec.slice(2))).to.have.property('listen');
+    expect(unit).to.match(/^RuntimeDirectory=fanotifyd$/m);
+  });
+
+  it('the systemd unit passes systemd-analyze verify', function () {
+    const analyze = spawnSync('systemd-analyze', ['verify', path.join(DEPLOY, 'fanotifyd.service')], { encoding: 'utf8' });
+    if (analyze.error) {
+      console.log(`      skipped: systemd-analyze cannot run here (${analyze.error.message})`);
+      this.skip();
+    }
+    expect(analyze.status, analyze.stderr).to.equal(0);
+    expect(analyze.stderr).to.equal('');
+  });
+});
