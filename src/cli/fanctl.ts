@@ -16,7 +16,9 @@ const USAGE = `Usage:
   fanctl watch PATH... [--events open,close_write,...] [--scope inode|mount|filesystem] [--json] [--target ADDR]
   fanctl guard PATH... --deny GLOB [--deny GLOB ...] [--timeout-ms N] [--json] [--target ADDR]
 
-ADDR is unix:/path or HOST:PORT (default ${DEFAULT_TARGET}).
+ADDR is unix:/path or HOST:PORT (default ${DEFAULT_TARGET}). --target may be
+repeated: events from several daemons are merged, each line tagged with its
+target, and a target that goes away is reconnected with backoff.
 watch: events are named as in fanotify(7) without FAN_ (default open,close_write,close_nowrite).
 guard: asks about every open under PATH; denies the paths matching a GLOB
 (* within a path segment, ** across segments), allows the rest, and prints
@@ -66,36 +68,79 @@ function client(target: string): grpc.Client & Record<string, any> {
   return new Ctor(target, grpc.credentials.createInsecure()) as any;
 }
 
-function streamWatch(c: any, subscribe: object, out: Out, json: boolean, onEvent?: (ev: any, call: any) => void): Promise<number> {
+/** Reconnection backoff: from 250 ms, doubling, at most 10 s. */
+const BACKOFF_MIN_MS = 250;
+const BACKOFF_MAX_MS = 10_000;
+
+/**
+ * Watch on every target at once, merging their events into one output with
+ * each line tagged by its target when there are several. A target that
+ * goes away is retried with backoff; the gap is reported when it is back.
+ * With one target, a failure ends fanctl with the daemon's status instead.
+ */
+function streamWatch(targets: string[], subscribe: object, out: Out, json: boolean, onEvent?: (ev: any, call: any, tag: string) => void): Promise<number> {
+  const fleet = targets.length > 1;
   return new Promise((resolve) => {
-    const call = c.Watch();
     let stopping = false;
+    const live = new Set<{ call: any; c: any }>();
     const stop = () => {
       stopping = true;
-      call.end();
-      c.close();
+      for (const { call, c } of live) {
+        call.end();
+        c.close();
+      }
       resolve(0);
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
-    call.on('data', (msg: any) => {
-      if (msg.subscribed && !json) process.stderr.write(`fanctl: watching (watch ${msg.subscribed.watch_id}, ${msg.subscribed.report_mode})\n`);
-      for (const ev of msg.events?.events ?? []) {
-        if (onEvent) onEvent(ev, call);
-        else out(json ? JSON.stringify(ev) : formatEvent(ev));
-      }
-      if (msg.overflow) {
-        const o = msg.overflow;
-        out(json ? JSON.stringify({ overflow: o }) : `OVERFLOW ${o.source.replace('OVERFLOW_SOURCE_', '').toLowerCase()}: ${o.dropped} events lost here, ${o.total} in all`);
-      }
-    });
-    call.on('error', (err: grpc.ServiceError) => {
-      if (stopping) return;
-      process.stderr.write(`fanctl: ${describeError(err)}\n`);
-      resolve(1);
-    });
-    call.on('end', () => !stopping && resolve(0));
-    call.write({ subscribe });
+
+    const run = (target: string, backoff: number, lostAt?: number) => {
+      const c = client(target);
+      const call = c.Watch();
+      const entry = { call, c };
+      live.add(entry);
+      const tag = fleet ? `[${target}] ` : '';
+      let subscribed = false;
+      call.on('data', (msg: any) => {
+        if (msg.subscribed) {
+          subscribed = true;
+          if (lostAt !== undefined) {
+            const gap = ((Date.now() - lostAt) / 1000).toFixed(1);
+            out(json ? JSON.stringify({ target, reconnected: true, gap_seconds: Number(gap) }) : `${tag}RECONNECTED after ${gap} s; events in that gap were not seen`);
+          } else if (!json) process.stderr.write(`fanctl: ${tag}watching (watch ${msg.subscribed.watch_id}, ${msg.subscribed.report_mode})\n`);
+        }
+        for (const ev of msg.events?.events ?? []) {
+          if (onEvent) onEvent(ev, call, tag);
+          else out(json ? JSON.stringify(fleet ? { target, ...ev } : ev) : tag + formatEvent(ev));
+        }
+        if (msg.overflow) {
+          const o = msg.overflow;
+          out(json ? JSON.stringify({ target, overflow: o }) : `${tag}OVERFLOW ${o.source.replace('OVERFLOW_SOURCE_', '').toLowerCase()}: ${o.dropped} events lost here, ${o.total} in all`);
+        }
+      });
+      call.on('error', (err: grpc.ServiceError) => {
+        live.delete(entry);
+        c.close();
+        if (stopping) return;
+        // A refused Subscribe will be refused again: only a lost target is retried.
+        const retry = fleet && (err.code === grpc.status.UNAVAILABLE || subscribed);
+        if (!retry) {
+          process.stderr.write(`fanctl: ${tag}${describeError(err)}\n`);
+          if (!fleet || live.size === 0) resolve(1);
+          return;
+        }
+        const since = subscribed ? Date.now() : (lostAt ?? Date.now());
+        const wait = subscribed ? BACKOFF_MIN_MS : Math.min(backoff * 2, BACKOFF_MAX_MS);
+        if (subscribed || lostAt === undefined) process.stderr.write(`fanctl: ${tag}lost (${describeError(err)}); reconnecting\n`);
+        setTimeout(() => !stopping && run(target, wait, since), wait);
+      });
+      call.on('end', () => {
+        live.delete(entry);
+        if (!stopping && live.size === 0 && !fleet) resolve(0);
+      });
+      call.write({ subscribe });
+    };
+    for (const t of targets) run(t, BACKOFF_MIN_MS / 2);
   });
 }
 
@@ -111,7 +156,7 @@ export async function main(argv: string[], out: Out = (l) => process.stdout.writ
       args: rest,
       allowPositionals: true,
       options: {
-        target: { type: 'string', default: DEFAULT_TARGET },
+        target: { type: 'string', multiple: true },
         events: { type: 'string', default: 'open,close_write,close_nowrite' },
         scope: { type: 'string', default: 'inode' },
         json: { type: 'boolean', default: false },
@@ -123,8 +168,9 @@ export async function main(argv: string[], out: Out = (l) => process.stdout.writ
     fail(`${(err as Error).message}\n\n${USAGE}`);
   }
   const v = parsed.values as any;
+  const targets: string[] = v.target ?? [DEFAULT_TARGET];
   const paths = parsed.positionals.map((p) => path.resolve(p));
-  const c = client(v.target);
+  const c = client(targets[0]);
 
   if (cmd === 'info') {
     return new Promise((resolve) =>
@@ -151,7 +197,7 @@ export async function main(argv: string[], out: Out = (l) => process.stdout.writ
   if (cmd === 'health') {
     c.close();
     const Health = grpc.makeGenericClientConstructor(healthService, 'Health');
-    const h = new Health(v.target, grpc.credentials.createInsecure()) as any;
+    const h = new Health(targets[0], grpc.credentials.createInsecure()) as any;
     return new Promise((resolve) =>
       h.check({ service: 'fanotify.v1.Fanotify' }, { deadline: Date.now() + 5000 }, (err: grpc.ServiceError | null, r: any) => {
         h.close();
@@ -174,18 +220,20 @@ export async function main(argv: string[], out: Out = (l) => process.stdout.writ
       .filter(Boolean)
       .map((e) => `EVENT_TYPE_${e.trim().toUpperCase()}`);
     const marks = paths.map((p) => ({ path: p, scope, events, on_child: true }));
-    return streamWatch(c, { marks }, out, v.json);
+    c.close();
+    return streamWatch(targets, { marks }, out, v.json);
   }
 
   const deny: RegExp[] = (v.deny ?? []).map(globToRegExp);
   if (deny.length === 0) fail('guard needs at least one --deny GLOB');
   const marks = paths.map((p) => ({ path: p, scope, events: ['EVENT_TYPE_OPEN_PERM'], on_child: true }));
   const subscribe = { group_class: 'GROUP_CLASS_CONTENT', verdict_timeout_ms: Number(v['timeout-ms']), timeout_decision: 'DECISION_ALLOW', marks };
-  return streamWatch(c, subscribe, out, v.json, (ev, call) => {
+  c.close();
+  return streamWatch(targets, subscribe, out, v.json, (ev, call, tag) => {
     if (!ev.needs_verdict) return;
     const denied = deny.some((re) => re.test(ev.path));
     call.write({ verdicts: { verdicts: [{ id: ev.id, decision: denied ? 'DECISION_DENY' : 'DECISION_ALLOW' }] } });
-    if (denied) out(v.json ? JSON.stringify({ denied: ev }) : `DENY ${formatEvent(ev)}`);
+    if (denied) out(v.json ? JSON.stringify({ denied: ev }) : `${tag}DENY ${formatEvent(ev)}`);
   });
 }
 

@@ -103,6 +103,36 @@ describe('e2e: fanctl', function () {
     expect(down.stderr).to.match(/^fanctl: UNAVAILABLE: /m);
   });
 
+  it('merges several targets, tags each line, and reconnects a target that comes back', async () => {
+    const other = tempDir('fanotifyd-sock-');
+    const sockB = path.join(other, 'b.sock');
+    let b = await startDaemon([], { socketPath: sockB });
+    const dirB = tempDir();
+    const w = fanctl(['watch', dir, dirB, '--events', 'open', '--target', daemon.address, '--target', b.address]);
+    try {
+      await until(() => (w.stderr().match(/watching/g) ?? []).length === 2, 10_000, 'both targets watching');
+      fs.writeFileSync(path.join(dirB, 'g'), 'x');
+      const opener = sh(`read x < ${path.join(dir, 'public')}; read x < ${path.join(dirB, 'g')}; sleep 10`, 20_000);
+      await until(() => w.lines.some((l) => l.startsWith(`[${daemon.address}] `) && l.includes(path.join(dir, 'public'))), 5000, 'a line from target A');
+      // Both daemons watch both dirs, so B reports the open in dirB too.
+      await until(() => w.lines.some((l) => l.startsWith(`[${b.address}] `) && l.includes(path.join(dirB, 'g'))), 5000, 'a line from target B');
+      opener.kill();
+      expect(await b.stop()).to.equal(0);
+      await until(() => /lost .*reconnecting/.test(w.stderr()), 5000, 'B reported lost');
+      b = await startDaemon([], { socketPath: sockB });
+      await until(() => w.lines.some((l) => l.startsWith(`[${b.address}] RECONNECTED after`)), 15_000, 'B reconnected');
+      const again = sh(`read x < ${path.join(dirB, 'g')}; sleep 10`, 20_000);
+      await until(() => w.lines.filter((l) => l.startsWith(`[${b.address}] `) && l.includes(`sh(${again.pid})`)).length > 0, 5000, 'an event from B after reconnecting');
+      again.kill();
+    } finally {
+      w.proc.kill('SIGINT');
+      await new Promise((resolve) => w.proc.on('exit', resolve));
+      await b.stop();
+      fs.rmSync(dirB, { recursive: true, force: true });
+      fs.rmSync(other, { recursive: true, force: true });
+    }
+  });
+
   it('matches globs per path segment', () => {
     expect(globToRegExp('/srv/*.key').test('/srv/a.key')).to.equal(true);
     expect(globToRegExp('/srv/*.key').test('/srv/x/a.key')).to.equal(false);
