@@ -7,6 +7,9 @@
 // Each prints "ready" when set up and one JSON line of counts when done
 // (SIGTERM for the first two).
 import * as grpc from '@grpc/grpc-js';
+import * as path from 'node:path';
+import * as protobuf from 'protobufjs';
+import { FANOTIFY_PROTO, PROTO_DIR } from '../src/service/proto';
 import { connect } from '../test/fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -18,8 +21,37 @@ function onTerm(report: () => object): void {
   });
 }
 
-function watch(subscribe: object, onMessage: (msg: any, call: grpc.ClientDuplexStream<any, any>) => void): void {
-  const call = connect(addr).Watch();
+/**
+ * A Watch call whose responses are decoded by protobufjs into message
+ * objects, without proto-loader's conversion to plain objects (enum names,
+ * 64-bit strings, defaults filled in): what a collector that only stores
+ * events needs, and several times cheaper per event.
+ */
+function leanWatch(): grpc.ClientDuplexStream<any, any> {
+  const root = new protobuf.Root();
+  root.resolvePath = (_o, target) => (path.isAbsolute(target) ? target : path.join(PROTO_DIR, target));
+  root.loadSync(FANOTIFY_PROTO, { keepCase: true });
+  const Req = root.lookupType('fanotify.v1.WatchRequest');
+  const Res = root.lookupType('fanotify.v1.WatchResponse');
+  const Ctor = grpc.makeGenericClientConstructor(
+    {
+      Watch: {
+        path: '/fanotify.v1.Fanotify/Watch',
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: (m: object) => Buffer.from(Req.encode(Req.fromObject(m)).finish()),
+        requestDeserialize: (b: Buffer) => Req.decode(b),
+        responseSerialize: (m: object) => Buffer.from(Res.encode(Res.fromObject(m)).finish()),
+        responseDeserialize: (b: Buffer) => Res.decode(b),
+      },
+    },
+    'Fanotify',
+  );
+  return (new Ctor(addr, grpc.credentials.createInsecure()) as any).Watch();
+}
+
+function watch(subscribe: object, onMessage: (msg: any, call: grpc.ClientDuplexStream<any, any>) => void, lean = false): void {
+  const call = lean ? leanWatch() : connect(addr).Watch();
   call.on('data', (msg: any) => {
     if (msg.subscribed) console.log('ready');
     onMessage(msg, call);
@@ -45,17 +77,26 @@ function policy(): void {
   onTerm(() => ({ answered }));
 }
 
+// OverflowSource numbers in the proto.
+const OVERFLOW_KERNEL = 1;
+const OVERFLOW_CLIENT = 2;
+
 function telemetry(): void {
   const c = { events: 0, withPath: 0, withComm: 0, droppedClient: 0, kernelOverflows: 0 };
-  watch({ max_batch_events: 1024, marks: [{ path: arg, on_child: true, events: ['EVENT_TYPE_OPEN'] }] }, (msg) => {
-    for (const e of msg.events?.events ?? []) {
-      c.events++;
-      if (e.path) c.withPath++;
-      if (e.process?.comm) c.withComm++;
-    }
-    if (msg.overflow?.source === 'OVERFLOW_SOURCE_CLIENT') c.droppedClient += Number(msg.overflow.dropped);
-    if (msg.overflow?.source === 'OVERFLOW_SOURCE_KERNEL') c.kernelOverflows++;
-  });
+  const subscribe = { max_batch_events: 1024, marks: [{ path: arg, on_child: true, events: [5 /* EVENT_TYPE_OPEN */] }] };
+  watch(
+    subscribe,
+    (msg) => {
+      for (const e of msg.events?.events ?? []) {
+        c.events++;
+        if (e.path) c.withPath++;
+        if (e.process?.comm) c.withComm++;
+      }
+      if (msg.overflow?.source === OVERFLOW_CLIENT) c.droppedClient += Number(msg.overflow.dropped);
+      if (msg.overflow?.source === OVERFLOW_KERNEL) c.kernelOverflows++;
+    },
+    true,
+  );
   onTerm(() => c);
 }
 

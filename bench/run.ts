@@ -16,7 +16,7 @@ const QUICK = args.includes('--quick');
 const REPS = Number(args[args.indexOf('--reps') + 1]) || (QUICK ? 1 : 5);
 const PERM_OPS = QUICK ? 2_000 : 20_000;
 const NOTIFY_SECONDS = QUICK ? 0.2 : 2;
-const RATES = QUICK ? [25_000] : [25_000, 50_000, 100_000, 200_000, 400_000];
+const RATES = QUICK ? [25_000] : (process.env.BENCH_RATES ?? "25000,50000,100000,200000,400000").split(",").map(Number);
 const NFILES = 1000;
 /** Distinct files for the notification case: the kernel merges an event into an identical one still queued, so too few files would read as loss. */
 const NOTIFY_FILES = QUICK ? 1000 : 50_000;
