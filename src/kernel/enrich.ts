@@ -49,6 +49,10 @@ export interface FsEvent {
   range?: { offset: bigint; count: bigint };
   mntId?: bigint;
   malformed?: string;
+  /** FAN_REPORT_TARGET_FID: the entry's own handle. */
+  target?: FileId;
+  /** FAN_REPORT_FD_ERROR: the errno of the kernel's failed open. */
+  fdError?: number;
 }
 
 const openAsync = promisify(fs.open);
@@ -237,6 +241,9 @@ export function bareEvent(raw: RawEvent, now: number): FsEvent {
     range: raw.range,
     mntId: raw.mntId,
     malformed: raw.malformed,
+    target: raw.fid,
+    // FAN_NOFD (-1) means no fd by design; below it, -errno of a failed open.
+    fdError: raw.fd < K.FAN_NOFD ? -raw.fd : undefined,
   };
 }
 

@@ -119,9 +119,15 @@ export function parseSubscribe(msg: any, limits: SubscribeLimits, kernel: Kernel
   if (maxBatchEvents > limits.maxBatchEvents) {
     throw invalid(`max_batch_events ${maxBatchEvents} exceeds the daemon's maximum of ${limits.maxBatchEvents}`);
   }
-  const reportTid = msg.report_tid === true;
-  if (reportTid && !kernel.initFlags.get(K.FAN_REPORT_TID)) throw unsupported(`this kernel (${kernel.release}) does not support report_tid`);
-  return { group: { groupClass, marks, audit, reportTid }, verdictTimeoutMs, timeoutDecision, maxBatchEvents };
+  const flag = (field: string, bit: number): boolean => {
+    const on = msg[field] === true;
+    if (on && !kernel.initFlags.get(bit)) throw unsupported(`this kernel (${kernel.release}) does not support ${field}`);
+    return on;
+  };
+  const reportTid = flag('report_tid', K.FAN_REPORT_TID);
+  const reportTargetFid = flag('report_target_fid', K.FAN_REPORT_TARGET_FID);
+  const reportFdError = flag('report_fd_error', K.FAN_REPORT_FD_ERROR);
+  return { group: { groupClass, marks, audit, reportTid, reportTargetFid, reportFdError }, verdictTimeoutMs, timeoutDecision, maxBatchEvents };
 }
 
 const MARK_FLAG_FIELDS: ReadonlyArray<[string, number]> = [
@@ -279,6 +285,8 @@ export function eventToProto(w: WatchEvent) {
     fs_error: ev.error ? { error: Math.abs(ev.error.error), count: ev.error.count } : null,
     malformed: ev.malformed ?? '',
     mnt_id: ev.mntId?.toString() ?? '0',
+    target: ev.target ? { fsid: ev.target.fsid, handle_type: ev.target.handleType, handle: ev.target.fileHandle.subarray(8) } : null,
+    fd_error: ev.fdError ?? 0,
   };
 }
 

@@ -24,6 +24,10 @@ export interface GroupSpec {
   audit?: boolean;
   /** FAN_REPORT_TID: the event's pid field is a thread id. */
   reportTid?: boolean;
+  /** FAN_REPORT_TARGET_FID: directory-entry events carry the entry's own handle. */
+  reportTargetFid?: boolean;
+  /** FAN_REPORT_FD_ERROR: a failed event-fd open is reported as -errno. */
+  reportFdError?: boolean;
 }
 
 /** What the running kernel accepted when probed; decides optional flags. */
@@ -86,6 +90,16 @@ export function initFlags(spec: GroupSpec, features: GroupFeatures): { flags: nu
   const reportMode = chooseReportMode(spec);
   let flags = K.FAN_CLOEXEC | K.FAN_NONBLOCK | CLASS_FLAGS[spec.groupClass];
   if (reportMode === 'dfid_name') flags |= K.FAN_REPORT_FID | K.FAN_REPORT_DFID_NAME;
+  if (spec.reportTargetFid) {
+    if (reportMode !== 'dfid_name') throw new GroupSpecError('report_target_fid needs directory-entry events (CREATE, DELETE, MOVED_*, RENAME, ...)');
+    flags |= K.FAN_REPORT_TARGET_FID;
+  }
+  if (spec.reportFdError) {
+    // A permission event whose fd could not be opened could not be answered.
+    if (spec.groupClass !== 'notif') throw new GroupSpecError('report_fd_error is for notification watches (GROUP_CLASS_NOTIF)');
+    if (reportMode !== 'fd') throw new GroupSpecError('report_fd_error applies to events reported with a file descriptor, not to directory-entry events');
+    flags |= K.FAN_REPORT_FD_ERROR;
+  }
   if (reportMode === 'mnt') flags |= K.FAN_REPORT_MNT;
   // The kernel refuses FAN_REPORT_PIDFD together with FAN_REPORT_TID.
   else if (spec.reportTid) flags |= K.FAN_REPORT_TID;

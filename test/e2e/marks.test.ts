@@ -279,3 +279,50 @@ describe('e2e: thread ids', function () {
     }
   });
 });
+
+describe('e2e: report flags', function () {
+  this.timeout(30_000);
+  let daemon: Daemon;
+  let client: Client;
+  let dir: string;
+  before(async () => {
+    daemon = await startDaemon();
+    client = connect(daemon.address);
+  });
+  after(async () => {
+    client.close();
+    expect(await daemon.stop()).to.equal(0);
+  });
+  beforeEach(() => {
+    dir = tempDir();
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('report_target_fid gives directory-entry events the entry\'s own handle', async () => {
+    const s = new WatchStream(client, { report_target_fid: true, marks: [{ path: dir, events: ['EVENT_TYPE_CREATE'] }] });
+    const sub = await s.subscribed();
+    expect(sub.init_flag_names).to.include('FAN_REPORT_TARGET_FID');
+    expect((await sh(`touch ${dir}/new`).done).code).to.equal(0);
+    const ev = await s.until(() => s.events.find((e) => e.types.includes('EVENT_TYPE_CREATE')), 5000, 'CREATE');
+    expect(ev.target.handle.length).to.be.greaterThan(0);
+    expect(Buffer.compare(ev.target.handle, ev.entry.handle)).to.not.equal(0);
+    expect(Buffer.compare(ev.target.fsid, ev.entry.fsid)).to.equal(0);
+    s.cancel();
+  });
+
+  it('report_fd_error is taken for notification watches and refused for permission ones', async () => {
+    const s = new WatchStream(client, { report_fd_error: true, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
+    const sub = await s.subscribed();
+    expect(sub.init_flag_names).to.include('FAN_REPORT_FD_ERROR');
+    fs.writeFileSync(path.join(dir, 'f'), 'x');
+    const r = await runChild('cat', [path.join(dir, 'f')]).done;
+    const ev = await s.until(() => s.events.find((e) => e.process.pid === r.pid), 5000, 'OPEN');
+    expect(ev.fd_error).to.equal(0);
+    expect(ev.path).to.equal(path.join(dir, 'f'));
+    s.cancel();
+    const perm = new WatchStream(client, { group_class: 'GROUP_CLASS_CONTENT', report_fd_error: true, marks: [{ path: dir, events: ['EVENT_TYPE_OPEN_PERM'] }] });
+    const st = await perm.ended();
+    expect(grpc.status[st.code]).to.equal('INVALID_ARGUMENT');
+    expect(st.details).to.match(/report_fd_error is for notification watches/);
+  });
+});
