@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { type Client, connect, type Daemon, getInfo, runChild, sh, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
+import { type Client, connect, type Daemon, getInfo, runChild, sh, startDaemon, tempDir, waitForLog, WatchStream } from '../fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 describe('e2e: marks and responses', function () {
@@ -324,5 +324,33 @@ describe('e2e: report flags', function () {
     const st = await perm.ended();
     expect(grpc.status[st.code]).to.equal('INVALID_ARGUMENT');
     expect(st.details).to.match(/report_fd_error is for notification watches/);
+  });
+});
+
+describe('e2e: FAN_AUDIT responses', function () {
+  this.timeout(30_000);
+  it('writes DENY|FAN_AUDIT and the kernel takes it as it is (no plain fallback)', async () => {
+    const daemon = await startDaemon();
+    const client = connect(daemon.address);
+    const dir = tempDir();
+    try {
+      fs.writeFileSync(path.join(dir, 'f'), 'x');
+      const s = new WatchStream(client, { group_class: 'GROUP_CLASS_CONTENT', enable_audit: true, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] });
+      s.onEvent = (ev) => ev.needs_verdict && s.call.write({ verdicts: { verdicts: [{ id: ev.id, decision: 'DECISION_DENY', audit: true }] } });
+      const sub = await s.subscribed();
+      expect(sub.init_flag_names).to.include('FAN_ENABLE_AUDIT');
+      const r = await runChild('cat', [path.join(dir, 'f')]).done;
+      expect(r.stderr).to.match(/Operation not permitted/);
+      s.cancel();
+      const stats = (await waitForLog(daemon, (l) => l.msg === 'watch closed' && l.watch === sub.watch_id)).stats;
+      // A kernel that refused FAN_AUDIT would have been answered plainly and counted here.
+      expect(stats.responseFallbacks).to.equal(0);
+      expect(stats.responseErrors).to.equal(0);
+      expect(stats.denied).to.equal(1);
+    } finally {
+      client.close();
+      expect(await daemon.stop()).to.equal(0);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { connect, getInfo, sleep, startDaemon, tempDir, WatchStream, type Client, type Daemon } from '../fixtures/harness';
+import { connect, getInfo, sleep, startDaemon, tempDir, waitForLog, WatchStream, type Client, type Daemon } from '../fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 describe('e2e: authorization policy', function () {
@@ -60,7 +60,8 @@ describe('e2e: authorization policy', function () {
     expect(st.details).to.match(/does not allow permission events/);
     const err: any = await getInfo(client).catch((e) => e);
     expect(grpc.status[err.code]).to.equal('PERMISSION_DENIED');
-    expect(daemon.logs.some((l) => l.includes('"msg":"denied"') && l.includes('"identity":"local"'))).to.equal(true);
+    const denied = await waitForLog(daemon, (l) => l.msg === 'denied' && l.what === 'GetInfo');
+    expect(denied.identity).to.equal('local');
   });
 
   it('limits concurrent watches per rule', async () => {

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { bytesClient, connect, getInfo, runChild, sleep, startDaemon, tempDir, WatchStream, type Daemon } from '../fixtures/harness';
+import { bytesClient, connect, getInfo, runChild, startDaemon, tempDir, waitForLog, WatchStream, type Daemon } from '../fixtures/harness';
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
 /** Only what the daemon runs with: build-time tools stay behind. */
@@ -116,9 +116,7 @@ describe('e2e: no self-deadlock under a permission mark on the daemon\'s own fil
     guard.cancel();
     // The daemon's own opens (the directory-entry watch's directory fd, from
     // a pool thread) were answered by the daemon itself, never by the client.
-    const closedLog = () => d.logs.map((l) => JSON.parse(l)).find((l) => l.msg === 'watch closed' && l.watch === guardId);
-    for (let i = 0; i < 50 && !closedLog(); i++) await sleep(100);
-    const closed = closedLog();
+    const closed = await waitForLog(d, (l) => l.msg === 'watch closed' && l.watch === guardId);
     expect(closed.stats.decisions.self).to.be.greaterThan(0);
     client.close();
     expect(await d.stop()).to.equal(0);

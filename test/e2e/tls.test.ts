@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { fanotifyClientConstructor } from '../../src/service/proto';
-import { startDaemon, tempDir, WatchStream, type Daemon } from '../fixtures/harness';
+import { startDaemon, tempDir, waitForLog, WatchStream, type Daemon } from '../fixtures/harness';
 
 function openssl(dir: string, ...args: string[]): void {
   execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -75,7 +75,7 @@ describe('e2e: TLS with client certificates', function () {
       const s = new WatchStream(c, { marks: [{ path: dirToWatch, events: ['EVENT_TYPE_OPEN'] }] });
       const sub = await s.subscribed();
       s.cancel();
-      const opened = daemon.logs.map((l) => JSON.parse(l)).find((l) => l.msg === 'watch opened' && l.watch === sub.watch_id);
+      const opened = await waitForLog(daemon, (l) => l.msg === 'watch opened' && l.watch === sub.watch_id);
       expect(opened.identity).to.equal('CN=policy-engine,URI:spiffe://example.org/policy');
     } finally {
       c.close();
