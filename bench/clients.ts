@@ -83,6 +83,28 @@ function policy(): void {
 const OVERFLOW_KERNEL = 1;
 const OVERFLOW_CLIENT = 2;
 
+/** One policy stream per directory listed (comma-separated) in arg: the scale case. */
+function policyMany(): void {
+  let answered = 0;
+  let ready = 0;
+  const dirs = arg.split(',');
+  for (const dir of dirs) {
+    const call = connect(addr).Watch();
+    call.on('data', (msg: any) => {
+      if (msg.subscribed && ++ready === dirs.length) console.log('ready');
+      const verdicts = (msg.events?.events ?? []).filter((e: any) => e.needs_verdict).map((e: any) => ({ id: e.id, decision: 'DECISION_ALLOW' }));
+      answered += verdicts.length;
+      if (verdicts.length) call.write({ verdicts: { verdicts } });
+    });
+    call.on('error', (e: Error) => {
+      console.error(`watch on ${dir} failed: ${e.message}`);
+      process.exit(1);
+    });
+    call.write({ subscribe: { group_class: 'GROUP_CLASS_CONTENT', marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] } });
+  }
+  onTerm(() => ({ answered }));
+}
+
 function telemetry(): void {
   const c = { events: 0, withPath: 0, withComm: 0, droppedClient: 0, kernelOverflows: 0 };
   const subscribe = { max_batch_events: 1024, marks: [{ path: arg, on_child: true, events: [5 /* EVENT_TYPE_OPEN */] }] };
@@ -159,7 +181,7 @@ function pingpongClient(): void {
   call.write(msg);
 }
 
-const modes: Record<string, () => void> = { policy, telemetry, 'pingpong-server': pingpongServer, 'pingpong-client': pingpongClient };
+const modes: Record<string, () => void> = { policy, 'policy-many': policyMany, telemetry, 'pingpong-server': pingpongServer, 'pingpong-client': pingpongClient };
 if (!modes[mode]) {
   console.error(`unknown mode ${mode}`);
   process.exit(2);

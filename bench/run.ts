@@ -108,6 +108,42 @@ async function permissionCase(daemon: Daemon, dir: string, parallel: number): Pr
   return out;
 }
 
+/** 100 watches, each with its own directory and opener, all at once. */
+async function scaleCase(daemon: Daemon): Promise<Json> {
+  const watches = QUICK ? 10 : 100;
+  const perWatch = QUICK ? 50 : 500;
+  const dirs = Array.from({ length: watches }, () => tempDir('fanotifyd-bench-scale-'));
+  for (const d of dirs) for (let i = 0; i < 10; i++) fs.writeFileSync(path.join(d, `f${i}`), '');
+  try {
+    const pol = await startReady(process.execPath, [CLIENTS, 'policy-many', daemon.address, dirs.join(',')]);
+    const t0 = Date.now();
+    const runs = await Promise.all(dirs.map((d) => loadFiles(d, 10, perWatch)));
+    const secs = (Date.now() - t0) / 1000;
+    await stopReady(pol);
+    const durations = runs.map((r) => r.secs);
+    return {
+      watches,
+      opens: watches * perWatch,
+      decisions_per_s: (watches * perWatch) / secs,
+      p99_us: Math.max(...runs.map((r) => r.p99_us)),
+      p50_us: median(runs.map((r) => r.p50_us)),
+      slowest_watch_s: Math.max(...durations),
+      fastest_watch_s: Math.min(...durations),
+    };
+  } finally {
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  }
+}
+
+function loadFiles(dir: string, files: number, n: number): Promise<Json> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('timeout', ['120', path.join(BUILD, 'load'), dir, String(files), String(n)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`load exited ${code}`))));
+  });
+}
+
 async function pingPong(): Promise<Json[]> {
   const runs: Json[] = [];
   for (let rep = 0; rep < REPS; rep++) {
@@ -179,6 +215,7 @@ async function main(): Promise<void> {
     results.permission_1 = await permissionCase(daemon, dir, 1);
     results.permission_8 = await permissionCase(daemon, dir, 8);
     results.pingpong = await pingPong();
+    results.scale = await scaleCase(daemon);
     results.rss_after_permission_mb = procStat(daemon.proc.pid!).rssMb;
     const notifyDir = tempDir('fanotifyd-bench-notify-');
     for (let i = 0; i < NOTIFY_FILES; i++) fs.writeFileSync(path.join(notifyDir, `f${i}`), '');
@@ -226,6 +263,8 @@ function report(r: Json): void {
       console.log(`  bare grpc-js ping-pong p50 ${f(pp)} us; fanotifyd added p50 / ping-pong p50 = ${(added(c.daemon) / pp).toFixed(2)}x (target <= 1.5x)`);
     }
   }
+  const sc = r.scale;
+  console.log(`\nScale: ${sc.watches} watches, ${sc.opens} permission-checked opens at once: ${f(sc.decisions_per_s)} decisions/s, open() p50 ${f(sc.p50_us)} us, p99 ${f(sc.p99_us)} us (target < 5 ms); slowest watch ${sc.slowest_watch_s.toFixed(2)} s, fastest ${sc.fastest_watch_s.toFixed(2)} s`);
   console.log('\nNotifications at fixed rates (opens -> events at a remote client)');
   console.log('  rate/s    achieved   fanotifyd delivered  dropped  kernel-ovf  cpu us/ev  rss MB | C reader events  ovf');
   for (const n of r.notify) {
