@@ -68,8 +68,10 @@ async function main(argv: string[]): Promise<number> {
   server.addService(serviceDefinition(fanotifyService()), service.implementation());
   const audit = cfg.auditFile ? new AuditTrail(cfg.auditFile, log) : undefined;
   service.audit = audit;
-  const metrics = createMetrics(() => service, audit);
-  service.onVerdictLatency = (ms) => metrics.verdictLatency.observe(ms / 1000);
+  // Only with --metrics: prom-client's default collectors keep an
+  // event-loop-delay timer; without metrics an idle daemon never wakes.
+  const metrics = cfg.metrics ? createMetrics(() => service, audit) : undefined;
+  if (metrics) service.onVerdictLatency = (ms) => metrics.verdictLatency.observe(ms / 1000);
   let metricsServer: { server: import('node:http').Server; address: string } | undefined;
   const health = addHealth(server);
   addReflection(server, ['fanotify.v1.Fanotify', 'grpc.health.v1.Health']);
@@ -116,7 +118,7 @@ async function main(argv: string[]): Promise<number> {
   let bound: string[];
   try {
     bound = await bindAll(server, cfg.listen, tcpCredentials(cfg.tls), cfg.socketGroup);
-    if (cfg.metrics) metricsServer = await serveMetrics(cfg.metrics, metrics.registry);
+    if (cfg.metrics && metrics) metricsServer = await serveMetrics(cfg.metrics, metrics.registry);
   } catch (err) {
     log.error('cannot listen', { error: err });
     return 1;

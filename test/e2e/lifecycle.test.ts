@@ -188,3 +188,21 @@ describe('e2e: pending permission limit', function () {
     }
   });
 });
+
+describe('e2e: idle', function () {
+  this.timeout(30_000);
+  it('an idle daemon does not wake up: no polling, no periodic timers', async () => {
+    const daemon = await startDaemon();
+    try {
+      // Wake-ups of the main thread: every timer or poll costs a context switch.
+      const wakeups = () => Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(fs.readFileSync(`/proc/${daemon.proc.pid}/task/${daemon.proc.pid}/status`, 'utf8'))![1]);
+      await sleep(3000); // start-up's last garbage collection
+      const before = wakeups();
+      await sleep(3000);
+      // A 10 ms timer alone would be ~300 here.
+      expect(wakeups() - before).to.be.at.most(10);
+    } finally {
+      expect(await daemon.stop()).to.equal(0);
+    }
+  });
+});
