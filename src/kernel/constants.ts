@@ -100,6 +100,13 @@ export const FAN_FID_ONLY_EVENTS = FAN_DIRENT_EVENTS | FAN_FS_ERROR;
 export const FAN_ALLOW = 0x01;
 export const FAN_DENY = 0x02;
 export const FAN_AUDIT = 0x10;
+export const FAN_INFO = 0x20;
+// struct fanotify_response_info_audit_rule { struct fanotify_response_info_header
+//   { __u8 type; __u8 pad; __u16 len; }; __u32 rule_number, subj_trust, obj_trust; }
+export const FAN_RESPONSE_INFO_AUDIT_RULE = 1;
+export const AUDIT_RULE_INFO_LEN = 16;
+/** Trust values the audit record carries: 2 = unknown. */
+export const FAN_AUDIT_TRUST_UNKNOWN = 2;
 export const FAN_NOFD = -1;
 export const FAN_NOPIDFD = FAN_NOFD;
 export const FAN_EPIDFD = -2;

@@ -195,6 +195,8 @@ export interface VerdictRequest {
   /** 0, or the errno for FAN_DENY_ERRNO. */
   errno: number;
   audit: boolean;
+  /** FAN_INFO audit rule number, 0 for none. */
+  auditRule: number;
 }
 
 /** Verdicts of a VerdictBatch, validated against the watch they are for. */
@@ -217,8 +219,10 @@ export function parseVerdicts(msg: any, watch: { groupClass: GroupClass; audit: 
     }
     const audit = v.audit === true;
     if (audit && !watch.audit) throw invalid('audit needs a watch subscribed with enable_audit');
+    const auditRule = Number(v.audit_rule ?? 0);
+    if (auditRule && !audit) throw invalid('audit_rule needs audit set');
     // Ids are below 2^53 for the life of any watch; a larger one matches nothing.
-    return { id: Number(v.id), decision, cache, errno, audit };
+    return { id: Number(v.id), decision, cache, errno, audit, auditRule };
   });
 }
 

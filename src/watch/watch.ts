@@ -77,6 +77,8 @@ export interface VerdictOptions {
   errno?: number;
   /** FAN_AUDIT: ask the kernel for an audit record. */
   audit?: boolean;
+  /** With audit: FAN_INFO naming the policy rule that decided. */
+  auditRule?: number;
 }
 
 /** The watch closed while a mark request was in flight. */
@@ -133,7 +135,9 @@ export class Watch implements PumpClient {
   private writable = false;
   private timer?: NodeJS.Timeout;
   private closed = false;
-  private readonly responseBuf = Buffer.alloc(K.FAN_RESPONSE_LEN);
+  private readonly responseBuf = Buffer.alloc(K.FAN_RESPONSE_LEN + K.AUDIT_RULE_INFO_LEN);
+  /** The audit rule of the response being written (FAN_INFO), else 0. */
+  private auditRule = 0;
   readonly stats: WatchStats = {
     eventsRead: 0,
     eventsSent: 0,
@@ -206,7 +210,10 @@ export class Watch implements PumpClient {
     let response = RESPONSE[decision];
     if (opts.errno && decision === 'deny') response |= (opts.errno & 0xff) << 24;
     if (opts.audit) response |= K.FAN_AUDIT;
+    if (opts.audit && opts.auditRule) response |= K.FAN_INFO;
+    this.auditRule = opts.auditRule ?? 0;
     this.answer(id, p.item, response >>> 0, 'client');
+    this.auditRule = 0;
     this.options.onVerdictLatency?.(Date.now() - p.item.ev.timeMs);
     return true;
   }
@@ -394,6 +401,7 @@ export class Watch implements PumpClient {
     if (this.write(fd, response)) return;
     // The kernel refused an extended response (an errno or FAN_AUDIT it
     // does not take): the event is still pending, so answer it plainly.
+    this.auditRule = 0;
     const plain = response & (K.FAN_ALLOW | K.FAN_DENY);
     if (plain !== response && this.write(fd, plain)) {
       this.stats.responseFallbacks++;
@@ -403,10 +411,21 @@ export class Watch implements PumpClient {
   }
 
   private write(fd: number, response: number): boolean {
-    this.responseBuf.writeInt32LE(fd, 0);
-    this.responseBuf.writeUInt32LE(response >>> 0, 4);
+    const b = this.responseBuf;
+    b.writeInt32LE(fd, 0);
+    b.writeUInt32LE(response >>> 0, 4);
+    let len = K.FAN_RESPONSE_LEN;
+    if (response & K.FAN_INFO) {
+      b.writeUInt8(K.FAN_RESPONSE_INFO_AUDIT_RULE, 8);
+      b.writeUInt8(0, 9);
+      b.writeUInt16LE(K.AUDIT_RULE_INFO_LEN, 10);
+      b.writeUInt32LE(this.auditRule >>> 0, 12);
+      b.writeUInt32LE(K.FAN_AUDIT_TRUST_UNKNOWN, 16);
+      b.writeUInt32LE(K.FAN_AUDIT_TRUST_UNKNOWN, 20);
+      len += K.AUDIT_RULE_INFO_LEN;
+    }
     try {
-      ffi.writeAll(this.fd, this.responseBuf, K.FAN_RESPONSE_LEN);
+      ffi.writeAll(this.fd, b, len);
       return true;
     } catch (err) {
       this.log.error('writing a permission response failed', { watch: this.id, response, error: err });

@@ -329,24 +329,32 @@ describe('e2e: report flags', function () {
 
 describe('e2e: FAN_AUDIT responses', function () {
   this.timeout(30_000);
-  it('writes DENY|FAN_AUDIT and the kernel takes it as it is (no plain fallback)', async () => {
+  it('writes FAN_AUDIT and FAN_INFO audit-rule responses, and the kernel takes them as they are (no plain fallback)', async () => {
     const daemon = await startDaemon();
     const client = connect(daemon.address);
     const dir = tempDir();
     try {
       fs.writeFileSync(path.join(dir, 'f'), 'x');
+      fs.writeFileSync(path.join(dir, 'g'), 'x');
       const s = new WatchStream(client, { group_class: 'GROUP_CLASS_CONTENT', enable_audit: true, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] });
-      s.onEvent = (ev) => ev.needs_verdict && s.call.write({ verdicts: { verdicts: [{ id: ev.id, decision: 'DECISION_DENY', audit: true }] } });
+      // f: DENY|FAN_AUDIT; g: ALLOW|FAN_AUDIT|FAN_INFO with audit rule 7.
+      s.onEvent = (ev) =>
+        ev.needs_verdict &&
+        s.call.write({
+          verdicts: { verdicts: [ev.path.endsWith('/f') ? { id: ev.id, decision: 'DECISION_DENY', audit: true } : { id: ev.id, decision: 'DECISION_ALLOW', audit: true, audit_rule: 7 }] },
+        });
       const sub = await s.subscribed();
       expect(sub.init_flag_names).to.include('FAN_ENABLE_AUDIT');
       const r = await runChild('cat', [path.join(dir, 'f')]).done;
       expect(r.stderr).to.match(/Operation not permitted/);
+      expect((await runChild('cat', [path.join(dir, 'g')]).done).code).to.equal(0);
       s.cancel();
       const stats = (await waitForLog(daemon, (l) => l.msg === 'watch closed' && l.watch === sub.watch_id)).stats;
       // A kernel that refused FAN_AUDIT would have been answered plainly and counted here.
       expect(stats.responseFallbacks).to.equal(0);
       expect(stats.responseErrors).to.equal(0);
       expect(stats.denied).to.equal(1);
+      expect(stats.allowed).to.equal(1);
     } finally {
       client.close();
       expect(await daemon.stop()).to.equal(0);

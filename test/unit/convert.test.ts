@@ -96,8 +96,8 @@ describe('unit: convert', () => {
 
   it('parses verdicts and refuses an UNSPECIFIED decision', () => {
     expect(parseVerdicts({ verdicts: [{ id: '12', decision: 'DECISION_DENY' }, { id: '3', decision: 'DECISION_ALLOW', cache: true }] })).to.deep.equal([
-      { id: 12, decision: 'deny', cache: false, errno: 0, audit: false },
-      { id: 3, decision: 'allow', cache: true, errno: 0, audit: false },
+      { id: 12, decision: 'deny', cache: false, errno: 0, audit: false, auditRule: 0 },
+      { id: 3, decision: 'allow', cache: true, errno: 0, audit: false, auditRule: 0 },
     ]);
     rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_UNSPECIFIED' }] }), grpc.status.INVALID_ARGUMENT, /verdicts\[0\]: decision DECISION_UNSPECIFIED/);
   });
@@ -110,6 +110,7 @@ describe('unit: convert', () => {
     rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_ALLOW', errno: 5 }] }, pre), grpc.status.INVALID_ARGUMENT, /DECISION_DENY only/);
     rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_DENY', cache: true }] }, pre), grpc.status.INVALID_ARGUMENT, /cache applies to DECISION_ALLOW only/);
     rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_ALLOW', audit: true }] }, pre), grpc.status.INVALID_ARGUMENT, /enable_audit/);
+    rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_ALLOW', audit_rule: 3 }] }, { groupClass: 'content', audit: true }), grpc.status.INVALID_ARGUMENT, /audit_rule needs audit/);
   });
 
   it('converts an event: lossy UTF-8 path, exact bytes, time', () => {
