@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { connect, runChild, sleep, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
+import { connect, runChild, sleep, startDaemon, tempDir, WatchStream, withDaemon } from '../fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 describe('e2e: audit trail', function () {
@@ -56,9 +56,7 @@ describe('e2e: audit trail', function () {
 
   it('an unwritable audit file is logged and counted, and verdicts go on', async () => {
     // A directory cannot be opened for appending.
-    const daemon = await startDaemon(['--audit-file', dir]);
-    const client = connect(daemon.address);
-    try {
+    await withDaemon(['--audit-file', dir], async ({ daemon, client }) => {
       const s = new WatchStream(client, { group_class: 'GROUP_CLASS_CONTENT', marks: [{ path: path.join(dir, 'w'), on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] });
       s.onEvent = (ev) => ev.needs_verdict && s.verdict(ev.id, 'DECISION_DENY');
       await s.subscribed();
@@ -67,9 +65,6 @@ describe('e2e: audit trail', function () {
       for (let i = 0; i < 50 && !daemon.logs.some((l) => l.includes('audit trail unwritable')); i++) await sleep(50);
       expect(daemon.logs.some((l) => l.includes('audit trail unwritable'))).to.equal(true);
       s.cancel();
-    } finally {
-      client.close();
-      expect(await daemon.stop()).to.equal(0);
-    }
+    });
   });
 });

@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { connect, sh, sleep, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
+import { connect, sh, sleep, startDaemon, tempDir, WatchStream, withDaemon } from '../fixtures/harness';
 
 describe('e2e: lifecycle and pressure', function () {
   this.timeout(120_000);
@@ -50,9 +50,7 @@ describe('e2e: lifecycle and pressure', function () {
 
   it('drops notifications for a client that does not read, counts them and says so', async () => {
     const dir = mkdir();
-    const daemon = await startDaemon(['--queue-capacity', '64']);
-    const client = connect(daemon.address);
-    try {
+    await withDaemon(['--queue-capacity', '64'], async ({ client }) => {
       const s = new WatchStream(client, { max_batch_events: 16, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] }] });
       await s.subscribed();
       s.call.pause();
@@ -73,10 +71,7 @@ describe('e2e: lifecycle and pressure', function () {
       const last = s.responses.filter((m) => m.overflow).pop().overflow;
       expect(Number(last.total)).to.equal(dropped());
       s.cancel();
-    } finally {
-      client.close();
-      expect(await daemon.stop()).to.equal(0);
-    }
+    });
   });
 
   it('serves 100 concurrent watches, each with its own events', async () => {

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { type Client, connect, type Daemon, getInfo, runChild, sh, startDaemon, tempDir, waitForLog, WatchStream } from '../fixtures/harness';
+import { type Client, connect, type Daemon, getInfo, runChild, sh, startDaemon, tempDir, waitForLog, WatchStream, withDaemon } from '../fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 describe('e2e: marks and responses', function () {
@@ -145,10 +145,7 @@ describe('e2e: marks and responses', function () {
 describe('e2e: pre-content events', function () {
   this.timeout(30_000);
   it('reports the byte range of a FAN_PRE_ACCESS read and lets the client deny it', async function () {
-    const daemon = await startDaemon();
-    const client = connect(daemon.address);
-    const dir = tempDir();
-    try {
+    await withDaemon([], async ({ client, dir }) => {
       const info: any = await getInfo(client);
       if (!info.event_types.includes('EVENT_TYPE_PRE_ACCESS')) {
         console.log(`      skipped: kernel ${info.kernel_release} has no FAN_PRE_ACCESS on ${dir}'s filesystem`);
@@ -167,21 +164,14 @@ describe('e2e: pre-content events', function () {
       expect(Number(ev.range.offset)).to.equal(4096);
       expect(Number(ev.range.count)).to.be.greaterThan(0);
       s.cancel();
-    } finally {
-      client.close();
-      expect(await daemon.stop()).to.equal(0);
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
 describe('e2e: directory handles', function () {
   this.timeout(30_000);
   it('reports a handle it cannot resolve (the directory is gone) with fsid, handle and name, flagged unresolved', async () => {
-    const daemon = await startDaemon();
-    const client = connect(daemon.address);
-    const dir = tempDir();
-    try {
+    await withDaemon([], async ({ daemon, client, dir }) => {
       const sub = path.join(dir, 'sub');
       fs.mkdirSync(sub);
       fs.writeFileSync(path.join(sub, 'f'), 'x');
@@ -204,11 +194,7 @@ describe('e2e: directory handles', function () {
       expect(self.is_dir).to.equal(true);
       expect(self.entry.unresolved).to.equal(true);
       s.cancel();
-    } finally {
-      client.close();
-      expect(await daemon.stop()).to.equal(0);
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
@@ -252,10 +238,7 @@ describe('e2e: mount events', function () {
 describe('e2e: thread ids', function () {
   this.timeout(30_000);
   it('with report_tid names the thread that opened the file and its process', async () => {
-    const daemon = await startDaemon();
-    const client = connect(daemon.address);
-    const dir = tempDir();
-    try {
+    await withDaemon([], async ({ client, dir }) => {
       const file = path.join(dir, 'f');
       fs.writeFileSync(file, 'x');
       const s = new WatchStream(client, { group_class: 'GROUP_CLASS_CONTENT', report_tid: true, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] });
@@ -272,11 +255,7 @@ describe('e2e: thread ids', function () {
       expect(tid).to.not.equal(r.pid);
       expect(ev.process.comm).to.equal('python3');
       s.cancel();
-    } finally {
-      client.close();
-      expect(await daemon.stop()).to.equal(0);
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
 
@@ -330,10 +309,7 @@ describe('e2e: report flags', function () {
 describe('e2e: FAN_AUDIT responses', function () {
   this.timeout(30_000);
   it('writes FAN_AUDIT and FAN_INFO audit-rule responses, and the kernel takes them as they are (no plain fallback)', async () => {
-    const daemon = await startDaemon();
-    const client = connect(daemon.address);
-    const dir = tempDir();
-    try {
+    await withDaemon([], async ({ daemon, client, dir }) => {
       fs.writeFileSync(path.join(dir, 'f'), 'x');
       fs.writeFileSync(path.join(dir, 'g'), 'x');
       const s = new WatchStream(client, { group_class: 'GROUP_CLASS_CONTENT', enable_audit: true, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] });
@@ -355,10 +331,6 @@ describe('e2e: FAN_AUDIT responses', function () {
       expect(stats.responseErrors).to.equal(0);
       expect(stats.denied).to.equal(1);
       expect(stats.allowed).to.equal(1);
-    } finally {
-      client.close();
-      expect(await daemon.stop()).to.equal(0);
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });

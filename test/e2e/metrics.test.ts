@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { connect, runChild, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
+import { connect, runChild, startDaemon, tempDir, WatchStream, withDaemon } from '../fixtures/harness';
 
 function scrape(address: string): Promise<Map<string, number>> {
   return new Promise((resolve, reject) => {
@@ -28,10 +28,7 @@ function scrape(address: string): Promise<Map<string, number>> {
 describe('e2e: metrics', function () {
   this.timeout(60_000);
   it('counts decisions, responses, events and watches as the workload did', async () => {
-    const daemon = await startDaemon(['--metrics', '127.0.0.1:0']);
-    const client = connect(daemon.address);
-    const dir = tempDir();
-    try {
+    await withDaemon(['--metrics', '127.0.0.1:0'], async ({ daemon, client, dir }) => {
       const address = /"metrics":"([^"]+)"/.exec(daemon.logs.join('\n'))![1];
       for (let i = 0; i < 8; i++) fs.writeFileSync(path.join(dir, `f${i}`), 'x');
       const s = new WatchStream(client, { group_class: 'GROUP_CLASS_CONTENT', marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] });
@@ -56,10 +53,6 @@ describe('e2e: metrics', function () {
       const after = await scrape(address);
       expect(after.get('fanotifyd_active_watches')).to.equal(0);
       expect(after.get('fanotifyd_permission_decisions_total{decided_by="client"}')).to.equal(8);
-    } finally {
-      client.close();
-      expect(await daemon.stop()).to.equal(0);
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    });
   });
 });
