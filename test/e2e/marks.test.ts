@@ -168,6 +168,23 @@ describe('e2e: pre-content events', function () {
   });
 });
 
+describe('e2e: pre-content support by filesystem', function () {
+  this.timeout(30_000);
+  it('refuses FAN_PRE_ACCESS on tmpfs (EOPNOTSUPP) with FAILED_PRECONDITION', async () => {
+    await withDaemon([], async ({ client, dir }) => {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'fanotifyd-test', dir]);
+      try {
+        const s = new WatchStream(client, { group_class: 'GROUP_CLASS_PRE_CONTENT', marks: [{ path: dir, events: ['EVENT_TYPE_PRE_ACCESS'] }] });
+        const st = await s.ended();
+        expect(grpc.status[st.code]).to.equal('FAILED_PRECONDITION');
+        expect(st.details).to.match(/EOPNOTSUPP: this filesystem does not support the requested events/);
+      } finally {
+        execFileSync('umount', [dir]);
+      }
+    });
+  });
+});
+
 describe('e2e: directory handles', function () {
   this.timeout(30_000);
   it('reports a handle it cannot resolve (the directory is gone) with fsid, handle and name, flagged unresolved', async () => {
