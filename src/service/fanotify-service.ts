@@ -170,8 +170,9 @@ export class FanotifyService {
     const onClose = (closed: Watch) => {
       this.watches.delete(closed.id);
       this.identities.delete(closed.id);
-      this.closedTotals = addStats(this.closedTotals, closed.snapshot());
-      this.log.info('watch closed', { watch: closed.id, identity, peer, stats: closed.snapshot() });
+      const stats = closed.snapshot();
+      this.closedTotals = addStats(this.closedTotals, stats);
+      this.log.info('watch closed', { watch: closed.id, identity, peer, stats });
       this.audit?.record('watch_closed', { watch: closed.id, identity, peer });
       // Closed by shutdown (not by the stream): end the stream too.
       if (this.shuttingDown) finish(new ApiError(grpc.status.UNAVAILABLE, 'the daemon is shutting down'));

@@ -136,8 +136,6 @@ export class Watch implements PumpClient {
   private timer?: NodeJS.Timeout;
   private closed = false;
   private readonly responseBuf = Buffer.alloc(K.FAN_RESPONSE_LEN + K.AUDIT_RULE_INFO_LEN);
-  /** The audit rule of the response being written (FAN_INFO), else 0. */
-  private auditRule = 0;
   readonly stats: WatchStats = {
     eventsRead: 0,
     eventsSent: 0,
@@ -211,9 +209,7 @@ export class Watch implements PumpClient {
     if (opts.errno && decision === 'deny') response |= (opts.errno & 0xff) << 24;
     if (opts.audit) response |= K.FAN_AUDIT;
     if (opts.audit && opts.auditRule) response |= K.FAN_INFO;
-    this.auditRule = opts.auditRule ?? 0;
-    this.answer(id, p.item, response >>> 0, 'client');
-    this.auditRule = 0;
+    this.answer(id, p.item, response >>> 0, 'client', opts.auditRule);
     this.options.onVerdictLatency?.(Date.now() - p.item.ev.timeMs);
     return true;
   }
@@ -385,23 +381,22 @@ export class Watch implements PumpClient {
     }
   }
 
-  private answer(id: number, item: WatchEvent, response: number, by: DecidedBy): void {
+  private answer(id: number, item: WatchEvent, response: number, by: DecidedBy, auditRule = 0): void {
     this.pending.delete(id);
     item.needsVerdict = false;
-    this.respond(item.ev.fd, response);
+    this.respond(item.ev.fd, response, auditRule);
     ffi.closeFd(item.ev.fd);
     item.ev.fd = K.FAN_NOFD;
     this.stats.decisions[by]++;
     this.options.onDecision?.(item, (response & K.FAN_DENY) === 0, by);
   }
 
-  private respond(fd: number, response: number): void {
+  private respond(fd: number, response: number, auditRule = 0): void {
     if (response & K.FAN_DENY) this.stats.denied++;
     else this.stats.allowed++;
-    if (this.write(fd, response)) return;
+    if (this.write(fd, response, auditRule)) return;
     // The kernel refused an extended response (an errno or FAN_AUDIT it
     // does not take): the event is still pending, so answer it plainly.
-    this.auditRule = 0;
     const plain = response & (K.FAN_ALLOW | K.FAN_DENY);
     if (plain !== response && this.write(fd, plain)) {
       this.stats.responseFallbacks++;
@@ -410,7 +405,8 @@ export class Watch implements PumpClient {
     this.stats.responseErrors++;
   }
 
-  private write(fd: number, response: number): boolean {
+  /** One struct fanotify_response, followed by the audit-rule info record when FAN_INFO is set. */
+  private write(fd: number, response: number, auditRule = 0): boolean {
     const b = this.responseBuf;
     b.writeInt32LE(fd, 0);
     b.writeUInt32LE(response >>> 0, 4);
@@ -419,7 +415,7 @@ export class Watch implements PumpClient {
       b.writeUInt8(K.FAN_RESPONSE_INFO_AUDIT_RULE, 8);
       b.writeUInt8(0, 9);
       b.writeUInt16LE(K.AUDIT_RULE_INFO_LEN, 10);
-      b.writeUInt32LE(this.auditRule >>> 0, 12);
+      b.writeUInt32LE(auditRule >>> 0, 12);
       b.writeUInt32LE(K.FAN_AUDIT_TRUST_UNKNOWN, 16);
       b.writeUInt32LE(K.FAN_AUDIT_TRUST_UNKNOWN, 20);
       len += K.AUDIT_RULE_INFO_LEN;
