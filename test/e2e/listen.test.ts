@@ -4,7 +4,8 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { DAEMON, startDaemon, tempDir } from '../fixtures/harness';
+import * as grpc from '@grpc/grpc-js';
+import { connect, DAEMON, sleep, startDaemon, tempDir } from '../fixtures/harness';
 
 describe('e2e: listening', function () {
   this.timeout(30_000);
@@ -60,6 +61,21 @@ describe('e2e: listening', function () {
     const bad = spawnSync(process.execPath, [DAEMON, '--verdict-timeout-ms', 'soon'], { encoding: 'utf8', timeout: 20_000 });
     expect(bad.status).to.equal(2);
     expect(bad.stderr).to.match(/--verdict-timeout-ms: "soon" is not a positive integer/);
+  });
+
+  it('closes a connection that holds no stream for --idle-timeout-ms', async () => {
+    const d = await startDaemon(['--idle-timeout-ms', '500']);
+    const client = connect(d.address);
+    try {
+      await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 5000, (e) => (e ? reject(e) : resolve())));
+      const t0 = Date.now();
+      // READY (2) until the daemon sends GOAWAY, then IDLE (0).
+      while (client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY && Date.now() - t0 < 5000) await sleep(25);
+      expect(client.getChannel().getConnectivityState(false)).to.not.equal(grpc.connectivityState.READY);
+    } finally {
+      client.close();
+      expect(await d.stop()).to.equal(0);
+    }
   });
 
   it('serves plain TCP on loopback only with --insecure, and warns', async () => {
