@@ -157,7 +157,42 @@ async function pingPong(): Promise<Json[]> {
   return runs;
 }
 
+function hasCommand(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * fatrace (Debian's package) on the same workload: it marks the whole mount
+ * of its working directory, so its output is filtered to the load
+ * generator's opens under dir. Reports how many it printed and whether it
+ * was still alive at the end (it exits on a queue overflow).
+ */
+async function fatraceRun(dir: string, n: number, rate: number): Promise<Json> {
+  const out = path.join(tempDir('fanotifyd-bench-fatrace-'), 'out.txt');
+  const proc = spawn('fatrace', ['-c', '-f', 'O', '-C', 'load', '-o', out], { cwd: dir, stdio: 'ignore' });
+  await new Promise((r) => setTimeout(r, 500));
+  await load(dir, n, { rate, files: NOTIFY_FILES });
+  await new Promise((r) => setTimeout(r, 1000));
+  const alive = proc.exitCode === null && proc.signalCode === null;
+  proc.kill('SIGINT');
+  await new Promise((r) => (proc.exitCode !== null || proc.signalCode !== null ? r(null) : proc.on('close', r)));
+  let events = 0;
+  try {
+    events = fs.readFileSync(out, 'utf8').split('\n').filter((l) => l.includes(dir)).length;
+  } finally {
+    fs.rmSync(path.dirname(out), { recursive: true, force: true });
+  }
+  return { events, alive };
+}
+
 async function notifyCase(daemon: Daemon, dir: string): Promise<Json[]> {
+  const withFatrace = !QUICK && hasCommand('fatrace');
+  if (!withFatrace && !QUICK) console.error('bench: fatrace not installed (apt-get install fatrace); its column is left out');
   const rows: Json[] = [];
   for (const rate of RATES) {
     const n = Math.floor(rate * NOTIFY_SECONDS);
@@ -171,6 +206,7 @@ async function notifyCase(daemon: Daemon, dir: string): Promise<Json[]> {
     const lc = await load(dir, n, { rate, files: NOTIFY_FILES });
     await new Promise((r) => setTimeout(r, 500));
     const c = await stopReady(reader);
+    const ft = withFatrace ? await fatraceRun(dir, n, rate) : undefined;
     rows.push({
       rate,
       opens: n,
@@ -186,6 +222,8 @@ async function notifyCase(daemon: Daemon, dir: string): Promise<Json[]> {
       c_events: c.events,
       c_overflows: c.overflows,
       c_lossless: c.events === n,
+      fatrace_events: ft?.events ?? null,
+      fatrace_survived: ft?.alive ?? null,
     });
   }
   return rows;
@@ -266,11 +304,12 @@ function report(r: Json): void {
   const sc = r.scale;
   console.log(`\nScale: ${sc.watches} watches, ${sc.opens} permission-checked opens at once: ${f(sc.decisions_per_s)} decisions/s, open() p50 ${f(sc.p50_us)} us, p99 ${f(sc.p99_us)} us (target < 5 ms); slowest watch ${sc.slowest_watch_s.toFixed(2)} s, fastest ${sc.fastest_watch_s.toFixed(2)} s`);
   console.log('\nNotifications at fixed rates (opens -> events at a remote client)');
-  console.log('  rate/s    achieved   fanotifyd delivered  dropped  kernel-ovf  cpu us/ev  rss MB | C reader events  ovf');
+  console.log('  rate/s    achieved   fanotifyd delivered  dropped  kernel-ovf  cpu us/ev  rss MB | C reader events  ovf | fatrace events');
   for (const n of r.notify) {
     console.log(
       `  ${String(n.rate).padEnd(8)} ${f(n.achieved_rate).padStart(9)}   ${String(n.daemon_delivered).padStart(9)}/${n.opens}${n.daemon_lossless ? ' ok' : '   '} ${String(n.daemon_dropped_client).padStart(8)} ${String(n.daemon_kernel_overflows).padStart(10)} ${n.daemon_cpu_us_per_event === null ? '-' : f(n.daemon_cpu_us_per_event)}`.padEnd(86) +
-        `${f(n.daemon_rss_mb).padStart(6)} | ${String(n.c_events).padStart(9)}/${n.opens}${n.c_lossless ? ' ok' : '   '} ${n.c_overflows}`,
+        `${f(n.daemon_rss_mb).padStart(6)} | ${String(n.c_events).padStart(9)}/${n.opens}${n.c_lossless ? ' ok' : '   '} ${n.c_overflows}` +
+        (n.fatrace_events === null ? '' : ` | ${n.fatrace_events}/${n.opens}${n.fatrace_survived ? '' : ' (fatrace died)'}`),
     );
   }
   console.log(`\nIdle: ${r.idle.cpu_ms} ms CPU in ${r.idle.seconds} s; RSS ${f(r.idle.rss_mb)} MB`);
