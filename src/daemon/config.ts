@@ -16,6 +16,7 @@ export interface Config {
   maxMarksPerWatch: number;
   maxMessageBytes: number;
   maxPendingPerWatch: number;
+  maxWatchesPerIdentity: number;
   /** PEM files for TLS with required client certificates on TCP listeners. */
   tls?: { cert: string; key: string; clientCa: string };
   /** Plain TCP on loopback, knowingly. */
@@ -66,6 +67,7 @@ Options:
   --max-batch-events N          largest batch a client may ask for (default ${DEFAULTS.maxBatchEvents})
   --queue-capacity N            notifications held per watch for a slow client (default ${DEFAULTS.queueCapacity})
   --max-watches N               concurrent watches (default ${DEFAULTS.maxWatches})
+  --max-watches-per-identity N  concurrent watches of one client identity (default ${DEFAULTS.maxWatchesPerIdentity})
   --max-marks-per-watch N       marks in one Subscribe (default ${DEFAULTS.maxMarksPerWatch})
   --max-message-bytes N         largest gRPC message either way (default ${DEFAULTS.maxMessageBytes})
   --max-pending-per-watch N     permission events awaiting a verdict per watch; past it
@@ -87,6 +89,7 @@ const INT_FLAGS = {
   'max-message-bytes': 'maxMessageBytes',
   'max-pending-per-watch': 'maxPendingPerWatch',
   'idle-timeout-ms': 'idleTimeoutMs',
+  'max-watches-per-identity': 'maxWatchesPerIdentity',
 } as const;
 
 const OPTIONS = {
@@ -171,6 +174,7 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
     maxMarksPerWatch: DEFAULTS.maxMarksPerWatch,
     maxMessageBytes: DEFAULTS.maxMessageBytes,
     maxPendingPerWatch: DEFAULTS.maxPendingPerWatch,
+    maxWatchesPerIdentity: DEFAULTS.maxWatchesPerIdentity,
     insecure: v.insecure === true,
     policy: v.policy as string | undefined,
     socketGroup: v['socket-group'] as string | undefined,

@@ -12,6 +12,8 @@ export const DEFAULTS = {
   /** The kernel's default fs.fanotify.max_user_groups is 128. */
   maxWatches: 1_000,
   maxMarksPerWatch: 256,
+  /** Watches one client identity may hold at once (a policy rule may set fewer); 128 is the kernel's default fs.fanotify.max_user_groups, all of which are the daemon's. */
+  maxWatchesPerIdentity: 128,
   /** Permission events awaiting a verdict per watch; past it they get the timeout decision at once. */
   maxPendingPerWatch: 4_096,
   /** Largest gRPC message either way; a full batch of large events fits easily. */

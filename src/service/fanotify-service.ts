@@ -20,6 +20,7 @@ export interface ServiceLimits extends convert.SubscribeLimits {
   queueCapacity: number;
   maxWatches: number;
   maxPendingPerWatch: number;
+  maxWatchesPerIdentity: number;
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -197,6 +198,10 @@ export class FanotifyService {
       const req = convert.parseSubscribe(msg, this.limits, this.kernel);
       if (this.watches.size >= this.limits.maxWatches) {
         throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `the daemon already serves ${this.watches.size} watches, its limit`);
+      }
+      const mine = [...this.identities.values()].filter((i) => i === identity).length;
+      if (mine >= this.limits.maxWatchesPerIdentity) {
+        throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `client "${identity}" already holds ${mine} watches, the limit per client (--max-watches-per-identity)`);
       }
       this.authorize(identity, peer, 'Subscribe', () =>
         this.authorizer.checkWatch(identity, req.group.groupClass, req.group.marks, (rule) => this.watchesOfRule(rule)),
@@ -378,6 +383,7 @@ export class FanotifyService {
         max_watches: l.maxWatches,
         max_marks_per_watch: l.maxMarksPerWatch,
         max_pending_per_watch: l.maxPendingPerWatch,
+        max_watches_per_identity: l.maxWatchesPerIdentity,
       },
       active_watches: this.watches.size,
     };

@@ -18,7 +18,7 @@ describe('e2e: hostile input', function () {
   let WatchRequest: protobuf.Type;
 
   before(async () => {
-    daemon = await startDaemon(['--max-message-bytes', '65536', '--max-marks-per-watch', '64']);
+    daemon = await startDaemon(['--max-message-bytes', '65536', '--max-marks-per-watch', '64', '--max-watches-per-identity', '4']);
     client = connect(daemon.address);
     dir = tempDir();
     fs.writeFileSync(path.join(dir, 'f'), 'x');
@@ -115,6 +115,24 @@ describe('e2e: hostile input', function () {
     expect(intruder.status).to.equal(undefined);
     other.cancel();
     intruder.cancel();
+  });
+
+  it('limits the watches one client identity holds', async () => {
+    const held: WatchStream[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const s = new WatchStream(client, { marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] });
+        held.push(s);
+        await s.subscribed();
+      }
+      // The healthy watch plus three: the fifth is one too many.
+      const over = new WatchStream(client, { marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] });
+      const st = await over.ended();
+      expect(grpc.status[st.code]).to.equal('RESOURCE_EXHAUSTED');
+      expect(st.details).to.match(/client "local" already holds 4 watches/);
+    } finally {
+      for (const s of held) s.cancel();
+    }
   });
 
   it('survives 1,000 connections opened and dropped', async () => {
