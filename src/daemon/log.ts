@@ -1,7 +1,8 @@
-// Structured logging: one JSON object per line on stderr. Per-event facts go
-// to counters, never to info-level lines.
+// Structured logging with pino: one JSON object per line on stderr. Per-event
+// facts go to counters, never to info-level lines.
+import pino from 'pino';
+
 export type Level = 'debug' | 'info' | 'warn' | 'error';
-const ORDER: Record<Level, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 export interface Logger {
   debug(msg: string, fields?: Record<string, unknown>): void;
@@ -11,29 +12,59 @@ export interface Logger {
   child(fields: Record<string, unknown>): Logger;
 }
 
-export function createLogger(level: Level = 'info', base: Record<string, unknown> = {}, out: (line: string) => void = writeStderr): Logger {
-  const min = ORDER[level];
-  const emit = (lvl: Level, msg: string, fields?: Record<string, unknown>) => {
-    if (ORDER[lvl] < min) return;
-    out(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...base, ...fields }, errorReplacer) + '\n');
-  };
+/**
+ * A logger writing to dest (default: fd 2). The line is
+ * {"level":"info","time":"<ISO 8601>",...base,...fields,"msg":"..."}.
+ */
+export function createLogger(level: Level = 'info', base: Record<string, unknown> = {}, dest: pino.DestinationStream = stderr()): Logger {
+  return wrap(
+    pino(
+      {
+        level,
+        // Only our fields: no pid and hostname (the supervisor knows both).
+        base,
+        timestamp: pino.stdTimeFunctions.isoTime,
+        // "level":"info" rather than pino's 30: operators grep for the label.
+        formatters: { level: (label) => ({ level: label }) },
+        // Call sites pass errors as `error`; pino's own key is `err`.
+        serializers: { error: serializeError, err: serializeError },
+      },
+      dest,
+    ),
+  );
+}
+
+/** Our call order (msg, fields) onto pino's (fields, msg). */
+function wrap(p: pino.Logger): Logger {
   return {
-    debug: (m, f) => emit('debug', m, f),
-    info: (m, f) => emit('info', m, f),
-    warn: (m, f) => emit('warn', m, f),
-    error: (m, f) => emit('error', m, f),
-    child: (fields) => createLogger(level, { ...base, ...fields }, out),
+    debug: (msg, fields) => p.debug(fields ?? {}, msg),
+    info: (msg, fields) => p.info(fields ?? {}, msg),
+    warn: (msg, fields) => p.warn(fields ?? {}, msg),
+    error: (msg, fields) => p.error(fields ?? {}, msg),
+    child: (fields) => wrap(p.child(fields)),
   };
 }
 
-function errorReplacer(_key: string, value: unknown): unknown {
+function serializeError(value: unknown): unknown {
   if (value instanceof Error) return { name: value.name, message: value.message, code: (value as { code?: unknown }).code };
   return value;
 }
 
-function writeStderr(line: string): void {
-  process.stderr.write(line);
+/**
+ * Synchronous writes to fd 2: a line is out before log() returns, so the
+ * last lines before process.exit() (a failed start, "stopped") are never
+ * lost, and no timer or flush is pending while the daemon idles. Logging is
+ * never per event, so the blocking write costs nothing that matters.
+ */
+function stderr(): pino.DestinationStream {
+  const dest = pino.destination({ dest: 2, sync: true });
+  // A closed stderr (its reader gone) must not throw out of a log call in
+  // the middle of answering the kernel: the line is dropped instead.
+  dest.on('error', () => {});
+  return dest;
 }
 
-/** For tests and library use. */
-export const silentLogger: Logger = createLogger('error', {}, () => {});
+const discard = () => {};
+
+/** For tests and library use: writes nothing. */
+export const silentLogger: Logger = { debug: discard, info: discard, warn: discard, error: discard, child: () => silentLogger };
