@@ -1,7 +1,7 @@
 // Benchmark peers, each run as its own process so the daemon and the
 // client never share a CPU by accident:
 //   policy ADDR DIR           answers every OPEN_PERM under DIR with ALLOW at once
-//   telemetry ADDR DIR        counts OPEN notifications under DIR
+//   telemetry ADDR DIR [MODE] counts OPEN notifications under DIR (MODE: ReportMode number)
 //   pingpong-server SOCK      bare grpc-js bidirectional echo (the transport's limit)
 //   pingpong-client SOCK N    N round trips against it
 // Each prints "ready" when set up and one JSON line of counts when done
@@ -107,7 +107,9 @@ function policyMany(): void {
 
 function telemetry(): void {
   const c = { events: 0, withPath: 0, withComm: 0, droppedClient: 0, kernelOverflows: 0 };
-  const subscribe = { max_batch_events: 1024, marks: [{ path: arg, on_child: true, events: [5 /* EVENT_TYPE_OPEN */] }] };
+  // Optional 4th argument: the ReportMode number (1 fd, 2 dfid_name).
+  const reportMode = Number(process.argv[5] ?? 0);
+  const subscribe = { max_batch_events: 1024, report_mode: reportMode, marks: [{ path: arg, on_child: true, events: [5 /* EVENT_TYPE_OPEN */] }] };
   watch(
     subscribe,
     (msg) => {

@@ -2,13 +2,22 @@
 // decoder, enrichment, response) answering ALLOW at once, against the C
 // responder, same opener, same run. No gRPC: this isolates the choice of
 // pump from the transport. node dist/bench/pump.js [ops] [reps]
+//
+// node dist/bench/pump.js notify [ops] [rate] [fd|dfid_name]: the
+// notification path alone: FAN_OPEN events read, enriched, converted and
+// serialized exactly as for a client (the service's own serializer), with
+// the daemon's CPU time per event.
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as inspector from 'node:inspector';
 import * as path from 'node:path';
 import * as K from '../src/kernel/constants';
 import { EventPump } from '../src/kernel/pump';
 import { silentLogger } from '../src/daemon/log';
 import { Watch } from '../src/watch/watch';
+import type { ReportMode } from '../src/watch/group';
+import { HandleResolver } from '../src/kernel/enrich';
+import { encodeEventBatch } from '../src/service/wire';
 import { tempDir } from '../test/fixtures/harness';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -26,7 +35,53 @@ function run(cmd: string, argv: string[]): Promise<any> {
   });
 }
 
+/** A CPU profile of this process from now until the returned function is called (BENCH_PROFILE=file.cpuprofile). */
+async function startProfile(): Promise<() => Promise<object>> {
+  const session = new inspector.Session();
+  session.connect();
+  const post = (method: string) => new Promise<any>((resolve, reject) => session.post(method, (err, res) => (err ? reject(err) : resolve(res))));
+  await post('Profiler.enable');
+  await post('Profiler.start');
+  return async () => (await post('Profiler.stop')).profile;
+}
+
+async function notify(): Promise<void> {
+  const [ops, rate] = [Number(process.argv[3]) || 100_000, Number(process.argv[4]) || 40_000];
+  const mode = (process.argv[5] ?? 'fd') as ReportMode;
+  const files = 50_000;
+  const dir = tempDir('fanotifyd-pump-notify-');
+  for (let i = 0; i < files; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
+  const pump = new EventPump();
+  const spec = { groupClass: 'notif' as const, reportMode: mode, marks: [{ path: dir, scope: 'inode' as const, mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD, flags: 0 }] };
+  const resolver = mode === 'dfid_name' ? await HandleResolver.open([dir]) : undefined;
+  const w = new Watch('bench', spec, { reportPidfd: true, evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: 1 << 20 }, pump, silentLogger, resolver);
+  let events = 0;
+  let bytes = 0;
+  let withPath = 0;
+  w.attach({
+    sendEvents: (batch) => {
+      events += batch.length;
+      for (const e of batch) if (e.ev.path) withPath++;
+      bytes += encodeEventBatch(batch).length;
+      return true;
+    },
+    sendOverflow: () => true,
+  });
+  const profile = process.env.BENCH_PROFILE ? await startProfile() : undefined;
+  const cpu0 = process.cpuUsage();
+  const l = await run(path.join(BUILD, 'load'), [dir, String(files), String(ops), String(rate)]);
+  await new Promise((r) => setTimeout(r, 500));
+  const cpu = process.cpuUsage(cpu0);
+  if (profile) fs.writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(await profile()));
+  const stats = w.snapshot();
+  w.close('disconnect');
+  await pump.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+  console.log(JSON.stringify({ mode, ops, rate: l.ops_per_s, events, with_path: withPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
+}
+
 async function main(): Promise<void> {
+  if (process.argv[2] === 'notify') return notify();
   fs.mkdirSync(BUILD, { recursive: true });
   for (const name of ['load', 'responder']) execFileSync('cc', ['-O2', '-o', path.join(BUILD, name), path.join(ROOT, 'bench', 'c', `${name}.c`)]);
   const dir = tempDir('fanotifyd-pump-');

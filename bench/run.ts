@@ -1,7 +1,9 @@
 // npm run bench: fanotifyd against the kernel's own limits, in one run.
 // Every daemon figure stands beside its baseline from the same run, as a
 // ratio, because absolute numbers drift between machines and runs.
-//   node dist/bench/run.js [--quick] [--reps N]
+//   node dist/bench/run.js [--quick] [--reps N] [--only permission,scale,notify,idle]
+// BENCH_RATES (comma-separated events/s) and BENCH_MODES (fd,dfid_name) set
+// the notification case's rates and report modes.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -17,6 +19,11 @@ const REPS = Number(args[args.indexOf('--reps') + 1]) || (QUICK ? 1 : 5);
 const PERM_OPS = QUICK ? 2_000 : 20_000;
 const NOTIFY_SECONDS = QUICK ? 0.2 : 2;
 const RATES = QUICK ? [25_000] : (process.env.BENCH_RATES ?? "25000,50000,100000,200000,400000").split(",").map(Number);
+const ONLY = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1].split(',')) : undefined;
+const runs = (name: string) => !ONLY || ONLY.has(name);
+/** Report modes of the notification case, as the telemetry client's ReportMode number. */
+const MODES: Record<string, number> = { fd: 1, dfid_name: 2 };
+const NOTIFY_MODES = (process.env.BENCH_MODES ?? (QUICK ? 'fd' : 'fd,dfid_name')).split(',');
 const NFILES = 1000;
 /** Distinct files for the notification case: the kernel merges an event into an identical one still queued, so too few files would read as loss. */
 const NOTIFY_FILES = QUICK ? 1000 : 50_000;
@@ -196,35 +203,34 @@ async function notifyCase(daemon: Daemon, dir: string): Promise<Json[]> {
   const rows: Json[] = [];
   for (const rate of RATES) {
     const n = Math.floor(rate * NOTIFY_SECONDS);
-    const before = procStat(daemon.proc.pid!);
-    const tel = await startReady(process.execPath, [CLIENTS, 'telemetry', daemon.address, dir]);
-    const l = await load(dir, n, { rate, files: NOTIFY_FILES });
-    await new Promise((r) => setTimeout(r, 1000));
-    const got = await stopReady(tel);
-    const after = procStat(daemon.proc.pid!);
+    const row: Json = { rate, opens: n };
+    for (const mode of NOTIFY_MODES) {
+      if (!(mode in MODES)) throw new Error(`BENCH_MODES: unknown mode ${mode} (fd, dfid_name)`);
+      const before = procStat(daemon.proc.pid!);
+      const tel = await startReady(process.execPath, [CLIENTS, 'telemetry', daemon.address, dir, String(MODES[mode])]);
+      const l = await load(dir, n, { rate, files: NOTIFY_FILES });
+      await new Promise((r) => setTimeout(r, 1000));
+      const got = await stopReady(tel);
+      const after = procStat(daemon.proc.pid!);
+      row[mode] = {
+        achieved_rate: l.ops_per_s,
+        delivered: got.events,
+        with_path: got.withPath,
+        dropped_client: got.droppedClient,
+        kernel_overflows: got.kernelOverflows,
+        lossless: got.events === n && got.withPath === n,
+        cpu_us_per_event: got.events ? ((after.cpuMs - before.cpuMs) * 1000) / got.events : null,
+        rss_mb: after.rssMb,
+      };
+    }
     const reader = await startReady(path.join(BUILD, 'reader'), [dir]);
     const lc = await load(dir, n, { rate, files: NOTIFY_FILES });
     await new Promise((r) => setTimeout(r, 500));
     const c = await stopReady(reader);
+    row.c = { achieved_rate: lc.ops_per_s, events: c.events, overflows: c.overflows, lossless: c.events === n };
     const ft = withFatrace ? await fatraceRun(dir, n, rate) : undefined;
-    rows.push({
-      rate,
-      opens: n,
-      achieved_rate: l.ops_per_s,
-      daemon_delivered: got.events,
-      daemon_with_path: got.withPath,
-      daemon_dropped_client: got.droppedClient,
-      daemon_kernel_overflows: got.kernelOverflows,
-      daemon_lossless: got.events === n,
-      daemon_cpu_us_per_event: got.events ? ((after.cpuMs - before.cpuMs) * 1000) / got.events : null,
-      daemon_rss_mb: after.rssMb,
-      c_achieved_rate: lc.ops_per_s,
-      c_events: c.events,
-      c_overflows: c.overflows,
-      c_lossless: c.events === n,
-      fatrace_events: ft?.events ?? null,
-      fatrace_survived: ft?.alive ?? null,
-    });
+    if (ft) row.fatrace = { events: ft.events, survived: ft.alive };
+    rows.push(row);
   }
   return rows;
 }
@@ -250,23 +256,29 @@ async function main(): Promise<void> {
     reps: REPS,
   };
   try {
-    results.permission_1 = await permissionCase(daemon, dir, 1);
-    results.permission_8 = await permissionCase(daemon, dir, 8);
-    results.pingpong = await pingPong();
-    results.scale = await scaleCase(daemon);
-    results.rss_after_permission_mb = procStat(daemon.proc.pid!).rssMb;
-    const notifyDir = tempDir('fanotifyd-bench-notify-');
-    for (let i = 0; i < NOTIFY_FILES; i++) fs.writeFileSync(path.join(notifyDir, `f${i}`), '');
-    try {
-      results.notify = await notifyCase(daemon, notifyDir);
-    } finally {
-      fs.rmSync(notifyDir, { recursive: true, force: true });
+    if (runs('permission')) {
+      results.permission_1 = await permissionCase(daemon, dir, 1);
+      results.permission_8 = await permissionCase(daemon, dir, 8);
+      results.pingpong = await pingPong();
     }
-    const idleS = QUICK ? 1 : 10;
-    const a = procStat(daemon.proc.pid!);
-    await new Promise((r) => setTimeout(r, idleS * 1000));
-    const b = procStat(daemon.proc.pid!);
-    results.idle = { seconds: idleS, cpu_ms: b.cpuMs - a.cpuMs, rss_mb: b.rssMb };
+    if (runs('scale')) results.scale = await scaleCase(daemon);
+    results.rss_after_permission_mb = procStat(daemon.proc.pid!).rssMb;
+    if (runs('notify')) {
+      const notifyDir = tempDir('fanotifyd-bench-notify-');
+      for (let i = 0; i < NOTIFY_FILES; i++) fs.writeFileSync(path.join(notifyDir, `f${i}`), '');
+      try {
+        results.notify = await notifyCase(daemon, notifyDir);
+      } finally {
+        fs.rmSync(notifyDir, { recursive: true, force: true });
+      }
+    }
+    if (runs('idle')) {
+      const idleS = QUICK ? 1 : 10;
+      const a = procStat(daemon.proc.pid!);
+      await new Promise((r) => setTimeout(r, idleS * 1000));
+      const b = procStat(daemon.proc.pid!);
+      results.idle = { seconds: idleS, cpu_ms: b.cpuMs - a.cpuMs, rss_mb: b.rssMb };
+    }
   } finally {
     await daemon.stop();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -288,6 +300,7 @@ function report(r: Json): void {
   console.log(`fanotifyd bench  commit ${r.commit}  kernel ${r.kernel}  ${r.machine.cpus} CPUs  reps ${r.reps}${r.quick ? '  QUICK' : ''}`);
   for (const [label, key] of [['1 opener', 'permission_1'], ['8 openers', 'permission_8']] as const) {
     const c = r[key];
+    if (!c) continue;
     console.log(`\nPermission round trip, ${label} (open() latency, us; decisions/s)`);
     for (const m of ['p50_us', 'p99_us', 'ops_per_s']) {
       console.log(row(`  no fanotify ${m}`, c.none, m));
@@ -302,17 +315,23 @@ function report(r: Json): void {
     }
   }
   const sc = r.scale;
-  console.log(`\nScale: ${sc.watches} watches, ${sc.opens} permission-checked opens at once: ${f(sc.decisions_per_s)} decisions/s, open() p50 ${f(sc.p50_us)} us, p99 ${f(sc.p99_us)} us (target < 5 ms); slowest watch ${sc.slowest_watch_s.toFixed(2)} s, fastest ${sc.fastest_watch_s.toFixed(2)} s`);
-  console.log('\nNotifications at fixed rates (opens -> events at a remote client)');
-  console.log('  rate/s    achieved   fanotifyd delivered  dropped  kernel-ovf  cpu us/ev  rss MB | C reader events  ovf | fatrace events');
-  for (const n of r.notify) {
-    console.log(
-      `  ${String(n.rate).padEnd(8)} ${f(n.achieved_rate).padStart(9)}   ${String(n.daemon_delivered).padStart(9)}/${n.opens}${n.daemon_lossless ? ' ok' : '   '} ${String(n.daemon_dropped_client).padStart(8)} ${String(n.daemon_kernel_overflows).padStart(10)} ${n.daemon_cpu_us_per_event === null ? '-' : f(n.daemon_cpu_us_per_event)}`.padEnd(86) +
-        `${f(n.daemon_rss_mb).padStart(6)} | ${String(n.c_events).padStart(9)}/${n.opens}${n.c_lossless ? ' ok' : '   '} ${n.c_overflows}` +
-        (n.fatrace_events === null ? '' : ` | ${n.fatrace_events}/${n.opens}${n.fatrace_survived ? '' : ' (fatrace died)'}`),
-    );
+  if (sc) console.log(`\nScale: ${sc.watches} watches, ${sc.opens} permission-checked opens at once: ${f(sc.decisions_per_s)} decisions/s, open() p50 ${f(sc.p50_us)} us, p99 ${f(sc.p99_us)} us (target < 5 ms); slowest watch ${sc.slowest_watch_s.toFixed(2)} s, fastest ${sc.fastest_watch_s.toFixed(2)} s`);
+  if (r.notify) {
+    console.log('\nNotifications at fixed rates (opens -> events with path and process at a remote client)');
+    console.log('  rate/s   mode       achieved  delivered (ok = lossless)  dropped(reported)  kernel-ovf  cpu us/ev  rss MB');
+    for (const n of r.notify) {
+      for (const mode of NOTIFY_MODES) {
+        const d = n[mode];
+        console.log(
+          `  ${String(n.rate).padEnd(8)} ${mode.padEnd(9)} ${f(d.achieved_rate).padStart(9)}  ${`${d.delivered}/${n.opens}${d.lossless ? ' ok' : ''}`.padStart(16)}` +
+            `${String(d.dropped_client).padStart(19)} ${String(d.kernel_overflows).padStart(11)} ${(d.cpu_us_per_event === null ? '-' : f(d.cpu_us_per_event)).padStart(10)} ${f(d.rss_mb).padStart(7)}`,
+        );
+      }
+      console.log(`  ${String(n.rate).padEnd(8)} C reader  ${f(n.c.achieved_rate).padStart(9)}  ${`${n.c.events}/${n.opens}${n.c.lossless ? ' ok' : ''}`.padStart(16)}  (${n.c.overflows} overflows)`);
+      if (n.fatrace) console.log(`  ${String(n.rate).padEnd(8)} fatrace   ${`${n.fatrace.events}/${n.opens}`.padStart(27)}${n.fatrace.survived ? '' : ' (fatrace died)'}`);
+    }
   }
-  console.log(`\nIdle: ${r.idle.cpu_ms} ms CPU in ${r.idle.seconds} s; RSS ${f(r.idle.rss_mb)} MB`);
+  if (r.idle) console.log(`\nIdle: ${r.idle.cpu_ms} ms CPU in ${r.idle.seconds} s; RSS ${f(r.idle.rss_mb)} MB`);
 }
 
 main().catch((err) => {

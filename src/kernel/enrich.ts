@@ -123,7 +123,33 @@ export class HandleResolver {
     else this.mountFds.set(key, fd);
   }
 
+  /**
+   * Directory paths resolved during the current read, by handle. Events of
+   * one read(2) are handled in one synchronous pass, so a directory's path is
+   * looked up once per read instead of once per event (open_by_handle_at,
+   * readlink, close), and is as current as a per-event lookup would be.
+   */
+  private readonly batch = new Map<string, Buffer | undefined>();
+  /** Lookups answered from the current read's results, for tests and metrics. */
+  batchHits = 0;
+
+  /** Forget the previous read's results: call before handling a new read. */
+  newBatch(): void {
+    this.batch.clear();
+  }
+
   resolve(id: FileId): Buffer | undefined {
+    const key = id.fsid.toString('latin1') + id.fileHandle.toString('latin1');
+    if (this.batch.has(key)) {
+      this.batchHits++;
+      return this.batch.get(key);
+    }
+    const dir = this.lookup(id);
+    this.batch.set(key, dir);
+    return dir;
+  }
+
+  private lookup(id: FileId): Buffer | undefined {
     const mountFd = this.mountFds.get(id.fsid.toString('hex'));
     if (mountFd === undefined) return undefined;
     let fd: number;

@@ -5,9 +5,8 @@ import { constants as osConstants } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import * as K from '../kernel/constants';
 import type { KernelFeatures } from '../kernel/probe';
-import type { ResolvedEntry } from '../kernel/enrich';
 import type { GroupClass, GroupSpec, MarkScope, MarkSpec, ReportMode } from '../watch/group';
-import type { Decision, OverflowNotice, WatchEvent } from '../watch/watch';
+import type { Decision, OverflowNotice } from '../watch/watch';
 import { ApiError } from './errors';
 
 export const EVENT_TYPES: ReadonlyArray<[string, number]> = [
@@ -35,6 +34,8 @@ export const EVENT_TYPES: ReadonlyArray<[string, number]> = [
   ['EVENT_TYPE_MNT_DETACH', K.FAN_MNT_DETACH],
 ];
 const EVENT_BIT = new Map(EVENT_TYPES);
+/** [mask bit, EventType number]: the list above is in enum order, from 1. */
+export const EVENT_TYPE_NUMBERS: ReadonlyArray<[number, number]> = EVENT_TYPES.map(([, bit], i) => [bit, i + 1]);
 
 /** The EventType names of the bits set in mask, in enum order. */
 export function maskToTypes(mask: number): string[] {
@@ -239,59 +240,6 @@ export function reportModeName(mode: ReportMode): string {
 }
 export function decisionName(d: Decision): string {
   return d === 'allow' ? 'DECISION_ALLOW' : 'DECISION_DENY';
-}
-
-const EMPTY = Buffer.alloc(0);
-
-function entryToProto(e: ResolvedEntry | undefined) {
-  if (!e) return null;
-  return {
-    dir: e.dir ? e.dir.toString('utf8') : '',
-    dir_bytes: e.dir ?? EMPTY,
-    name: e.name.toString('utf8'),
-    name_bytes: e.name,
-    unresolved: !e.dir,
-    fsid: e.id.fsid,
-    handle_type: e.id.handleType,
-    handle: e.id.fileHandle.subarray(8),
-  };
-}
-
-export function eventToProto(w: WatchEvent) {
-  const ev = w.ev;
-  const p = ev.process;
-  return {
-    id: w.id,
-    types: maskToTypes(ev.mask),
-    mask: ev.mask,
-    path: ev.path ? ev.path.toString('utf8') : '',
-    path_bytes: ev.path ?? EMPTY,
-    is_dir: ev.isDir,
-    needs_verdict: w.needsVerdict,
-    process: {
-      pid: p.pid,
-      ppid: p.ppid,
-      uid: p.uid,
-      gid: p.gid,
-      comm: p.comm,
-      exe: p.exe,
-      cmdline: p.cmdline,
-      details: p.details,
-      pid_verified: p.verified,
-      tid: p.tid ?? 0,
-    },
-    time: { seconds: Math.floor(ev.timeMs / 1000), nanos: (ev.timeMs % 1000) * 1e6 },
-    deleted: ev.deleted,
-    entry: entryToProto(ev.entry),
-    old_entry: entryToProto(ev.oldEntry),
-    new_entry: entryToProto(ev.newEntry),
-    range: ev.range ? { offset: ev.range.offset.toString(), count: ev.range.count.toString() } : null,
-    fs_error: ev.error ? { error: Math.abs(ev.error.error), count: ev.error.count } : null,
-    malformed: ev.malformed ?? '',
-    mnt_id: ev.mntId?.toString() ?? '0',
-    target: ev.target ? { fsid: ev.target.fsid, handle_type: ev.target.handleType, handle: ev.target.fileHandle.subarray(8) } : null,
-    fd_error: ev.fdError ?? 0,
-  };
 }
 
 export function overflowToProto(o: OverflowNotice) {

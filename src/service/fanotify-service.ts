@@ -15,6 +15,7 @@ import * as convert from './convert';
 import { SyscallError } from '../kernel/ffi';
 import { ApiError, toStatus } from './errors';
 import { Authorizer, type PolicyRule } from './policy';
+import { encodeEventBatch } from './wire';
 
 export interface ServiceLimits extends convert.SubscribeLimits {
   queueCapacity: number;
@@ -68,6 +69,8 @@ export function serviceDefinition(def: grpc.ServiceDefinition): grpc.ServiceDefi
   for (const [name, m] of Object.entries(def)) {
     out[name] = {
       ...m,
+      // Event batches arrive already encoded (wire.ts).
+      responseSerialize: (v: unknown) => (Buffer.isBuffer(v) ? v : m.responseSerialize(v)),
       requestDeserialize: (buf: Buffer) => {
         try {
           return m.requestDeserialize(buf);
@@ -278,7 +281,7 @@ export class FanotifyService {
         },
       });
       const sink: WatchSink = {
-        sendEvents: (batch) => this.write(call, w, { events: { events: batch.map(convert.eventToProto) } }),
+        sendEvents: (batch) => this.write(call, w, encodeEventBatch(batch)),
         sendOverflow: (notice) => this.write(call, w, { overflow: convert.overflowToProto(notice) }),
       };
       w.attach(sink);

@@ -28,6 +28,8 @@ export interface GroupSpec {
   reportTargetFid?: boolean;
   /** FAN_REPORT_FD_ERROR: a failed event-fd open is reported as -errno. */
   reportFdError?: boolean;
+  /** The report mode the client asked for; undefined lets the events decide. */
+  reportMode?: ReportMode;
 }
 
 /** What the running kernel accepted when probed; decides optional flags. */
@@ -76,7 +78,11 @@ export function chooseReportMode(spec: GroupSpec): ReportMode {
     if (bits !== mnt) throw new GroupSpecError('mount events (MNT_ATTACH, MNT_DETACH) need a watch of their own: the kernel reports them in a mode of their own');
     return 'mnt';
   }
-  if ((bits & K.FAN_FID_ONLY_EVENTS) === 0) return 'fd';
+  if (spec.reportMode === 'mnt') throw new GroupSpecError('REPORT_MODE_MNT is for mount events (MNT_ATTACH, MNT_DETACH) only');
+  if ((bits & K.FAN_FID_ONLY_EVENTS) === 0 && spec.reportMode !== 'dfid_name') return 'fd';
+  if (spec.reportMode === 'fd') {
+    throw new GroupSpecError('directory-entry events (CREATE, DELETE, MOVED_*, RENAME, ATTRIB, *_SELF) and FS_ERROR are reported with file handles only, not with REPORT_MODE_FD');
+  }
   if (bits & K.FAN_PERMISSION_EVENTS) {
     throw new GroupSpecError(
       'directory-entry events (CREATE, DELETE, MOVED_*, RENAME, ATTRIB, *_SELF) and FS_ERROR need a file-handle report mode, ' +

@@ -272,6 +272,7 @@ export class Watch implements PumpClient {
       this.log.warn('undecodable fanotify record; rest of the read skipped', { watch: this.id, error });
     }
     const now = Date.now();
+    this.resolver?.newBatch();
     for (const raw of events) this.take(raw, now);
   }
 

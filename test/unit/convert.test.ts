@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import * as K from '../../src/kernel/constants';
 import { joinEntry, unknownProcess } from '../../src/kernel/enrich';
 import type { KernelFeatures } from '../../src/kernel/probe';
-import { EVENT_TYPES, eventToProto, maskToTypes, parseSubscribe, parseVerdicts, typeToBit } from '../../src/service/convert';
+import { EVENT_TYPES, maskToTypes, parseSubscribe, parseVerdicts, typeToBit } from '../../src/service/convert';
 import { ApiError } from '../../src/service/errors';
 
 const LIMITS = { defaultVerdictTimeoutMs: 5000, maxVerdictTimeoutMs: 60000, defaultMaxBatchEvents: 256, maxBatchEvents: 4096, maxMarksPerWatch: 4 };
@@ -111,22 +111,6 @@ describe('unit: convert', () => {
     rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_DENY', cache: true }] }, pre), grpc.status.INVALID_ARGUMENT, /cache applies to DECISION_ALLOW only/);
     rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_ALLOW', audit: true }] }, pre), grpc.status.INVALID_ARGUMENT, /enable_audit/);
     rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_ALLOW', audit_rule: 3 }] }, { groupClass: 'content', audit: true }), grpc.status.INVALID_ARGUMENT, /audit_rule needs audit/);
-  });
-
-  it('converts an event: lossy UTF-8 path, exact bytes, time', () => {
-    const bytes = Buffer.from([0x2f, 0x61, 0xff]);
-    const p = eventToProto({
-      id: 9,
-      permission: true,
-      needsVerdict: true,
-      ev: { mask: K.FAN_OPEN_PERM, pid: 5, fd: 4, path: bytes, deleted: false, isDir: false, process: unknownProcess(5), timeMs: 1_700_000_000_123 },
-    });
-    expect(p.path).to.equal('/a\ufffd');
-    expect(p.path_bytes).to.deep.equal(bytes);
-    expect(p.types).to.deep.equal(['EVENT_TYPE_OPEN_PERM']);
-    expect(p.time).to.deep.equal({ seconds: 1_700_000_000, nanos: 123_000_000 });
-    expect(p.process).to.include({ pid: 5, details: false });
-    expect(p.entry).to.equal(null);
   });
 
   it('joins a directory and an entry name', () => {

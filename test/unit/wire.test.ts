@@ -1,0 +1,111 @@
+// The hand-written EventBatch encoder, checked by decoding its output with
+// the .proto itself (the same deserializer clients generate from it).
+import { expect } from 'chai';
+import * as K from '../../src/kernel/constants';
+import { readProcess, unknownProcess, type FsEvent, type ProcessInfo } from '../../src/kernel/enrich';
+import { EVENT_TYPES } from '../../src/service/convert';
+import { fanotifyService } from '../../src/service/proto';
+import { encodeEventBatch } from '../../src/service/wire';
+import type { WatchEvent } from '../../src/watch/watch';
+import { seededRandom } from '../fixtures/harness';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+const decode = fanotifyService().Watch.responseDeserialize as (b: Buffer) => any;
+
+function item(ev: Partial<FsEvent>, id = 1, needsVerdict = false): WatchEvent {
+  const base: FsEvent = { mask: K.FAN_OPEN, pid: 1, fd: K.FAN_NOFD, deleted: false, isDir: false, process: unknownProcess(1), timeMs: 0 };
+  return { id, ev: { ...base, ...ev }, permission: needsVerdict, needsVerdict };
+}
+
+function one(it: WatchEvent): any {
+  const msg = decode(encodeEventBatch([it]));
+  expect(msg.response).to.equal('events');
+  expect(msg.events.events).to.have.length(1);
+  return msg.events.events[0];
+}
+
+const handle = (type: number, bytes: number[]) => {
+  const b = Buffer.alloc(8 + bytes.length);
+  b.writeUInt32LE(bytes.length, 0);
+  b.writeInt32LE(type, 4);
+  Buffer.from(bytes).copy(b, 8);
+  return b;
+};
+
+describe('wire: EventBatch encoding', () => {
+  it('encodes a permission event: lossy UTF-8 path, exact bytes, time, process', () => {
+    const bytes = Buffer.from([0x2f, 0x61, 0xff]);
+    const proc: ProcessInfo = { pid: 5, ppid: 1, uid: 1000, gid: 100, comm: 'cat', exe: '/usr/bin/cat', cmdline: ['cat', '', 'é'], details: true, verified: true };
+    const e = one(item({ mask: K.FAN_OPEN_PERM, pid: 5, path: bytes, process: proc, timeMs: 1_700_000_000_123 }, 9, true));
+    expect(e.id).to.equal('9');
+    expect(e.path).to.equal('/a\ufffd');
+    expect(Buffer.compare(e.path_bytes, bytes)).to.equal(0);
+    expect(e.types).to.deep.equal(['EVENT_TYPE_OPEN_PERM']);
+    expect(e.mask).to.equal(String(K.FAN_OPEN_PERM));
+    expect(e.needs_verdict).to.equal(true);
+    expect(e.time).to.deep.equal({ seconds: '1700000000', nanos: 123_000_000 });
+    expect(e.process).to.deep.include({ pid: 5, ppid: 1, uid: 1000, gid: 100, comm: 'cat', exe: '/usr/bin/cat', details: true, pid_verified: true, tid: 0 });
+    expect(e.process.cmdline).to.deep.equal(['cat', '', 'é']);
+    expect(e.entry).to.equal(null);
+    expect(e.range).to.equal(null);
+  });
+
+  it('encodes every event type bit to its enum name', () => {
+    for (const [name, bit] of EVENT_TYPES) expect(one(item({ mask: bit })).types, name).to.deep.equal([name]);
+    const all = EVENT_TYPES.reduce((m, [, bit]) => m | bit, 0);
+    expect(one(item({ mask: all })).types).to.deep.equal(EVENT_TYPES.map(([n]) => n));
+  });
+
+  it('encodes directory entries, rename pairs, handles and the rarer records', () => {
+    const fsid = Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]);
+    const id = { fsid, handleType: 0x81, fileHandle: handle(0x81, [9, 9, 9, 9]), name: Buffer.from('new') };
+    const e = one(
+      item({
+        mask: K.FAN_RENAME | K.FAN_ONDIR,
+        isDir: true,
+        path: Buffer.from('/d/new'),
+        entry: { dir: Buffer.from('/d'), name: Buffer.from('new'), id },
+        oldEntry: { name: Buffer.from([0x6f, 0xfe]), id: { ...id, name: undefined } },
+        newEntry: { dir: Buffer.from('/d'), name: Buffer.from('new'), id },
+        range: { offset: 2n ** 40n, count: 4096n },
+        error: { error: -117, count: 3 },
+        mntId: 2n ** 63n + 5n,
+        target: { fsid, handleType: -1, fileHandle: handle(-1, [7]) },
+        fdError: 13,
+        malformed: 'info record too short',
+        deleted: true,
+        process: { ...unknownProcess(-1), tid: 77 },
+      }),
+    );
+    expect(e.is_dir).to.equal(true);
+    expect(e.deleted).to.equal(true);
+    expect(e.entry).to.deep.include({ dir: '/d', name: 'new', unresolved: false, handle_type: 0x81 });
+    expect(Buffer.compare(e.entry.fsid, fsid)).to.equal(0);
+    expect([...e.entry.handle]).to.deep.equal([9, 9, 9, 9]);
+    expect(e.old_entry).to.deep.include({ dir: '', name: 'o\ufffd', unresolved: true });
+    expect([...e.old_entry.name_bytes]).to.deep.equal([0x6f, 0xfe]);
+    expect(e.new_entry.dir).to.equal('/d');
+    expect(e.range).to.deep.equal({ offset: String(2 ** 40), count: '4096' });
+    expect(e.fs_error).to.deep.equal({ error: 117, count: 3 });
+    expect(e.mnt_id).to.equal((2n ** 63n + 5n).toString());
+    expect(e.target.handle_type).to.equal(-1);
+    expect([...e.target.handle]).to.deep.equal([7]);
+    expect(e.fd_error).to.equal(13);
+    expect(e.malformed).to.equal('info record too short');
+    expect(e.process).to.deep.include({ pid: -1, tid: 77, details: false });
+  });
+
+  it('keeps a batch in order, including large ones that outgrow the buffer', () => {
+    const rnd = seededRandom(7);
+    const me = readProcess(process.pid);
+    const batch = Array.from({ length: 3000 }, (_, i) =>
+      item({ path: Buffer.from(`/x/${'y'.repeat(Math.floor(rnd() * 300))}/${i}`), process: i % 2 ? me : unknownProcess(i), timeMs: i }, i + 1),
+    );
+    const events = decode(encodeEventBatch(batch)).events.events;
+    expect(events.map((e: any) => Number(e.id))).to.deep.equal(batch.map((b) => b.id));
+    expect(events.map((e: any) => e.path)).to.deep.equal(batch.map((b) => b.ev.path!.toString()));
+    expect(events[1].process.comm).to.equal(me.comm);
+    expect(events[1].process.cmdline).to.deep.equal(me.cmdline);
+    expect(events[2].process).to.deep.include({ pid: 2, details: false });
+  });
+});
