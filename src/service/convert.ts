@@ -128,7 +128,11 @@ export function parseSubscribe(msg: any, limits: SubscribeLimits, kernel: Kernel
   const reportTid = flag('report_tid', K.FAN_REPORT_TID);
   const reportTargetFid = flag('report_target_fid', K.FAN_REPORT_TARGET_FID);
   const reportFdError = flag('report_fd_error', K.FAN_REPORT_FD_ERROR);
-  return { group: { groupClass, marks, audit, reportTid, reportTargetFid, reportFdError }, verdictTimeoutMs, timeoutDecision, maxBatchEvents };
+  const rm = msg.report_mode ?? 'REPORT_MODE_UNSPECIFIED';
+  if (!(rm in REPORT_MODE_OF)) throw invalid(`report_mode ${String(rm)} is unknown`);
+  const reportMode = REPORT_MODE_OF[rm as string];
+  if (reportMode === 'dfid_name' && !kernel.initFlags.get(K.FAN_REPORT_NAME)) throw unsupported(`this kernel (${kernel.release}) does not support REPORT_MODE_DFID_NAME`);
+  return { group: { groupClass, marks, audit, reportTid, reportTargetFid, reportFdError, reportMode }, verdictTimeoutMs, timeoutDecision, maxBatchEvents };
 }
 
 const MARK_FLAG_FIELDS: ReadonlyArray<[string, number]> = [
@@ -235,6 +239,10 @@ export function parseFlushScope(msg: any): MarkScope {
 /* eslint-enable @typescript-eslint/no-explicit-any */
 
 const REPORT_MODES: Record<ReportMode, string> = { fd: 'REPORT_MODE_FD', dfid_name: 'REPORT_MODE_DFID_NAME', mnt: 'REPORT_MODE_MNT' };
+const REPORT_MODE_OF: Record<string, ReportMode | undefined> = {
+  REPORT_MODE_UNSPECIFIED: undefined,
+  ...Object.fromEntries(Object.entries(REPORT_MODES).map(([mode, name]) => [name, mode as ReportMode])),
+};
 export function reportModeName(mode: ReportMode): string {
   return REPORT_MODES[mode];
 }

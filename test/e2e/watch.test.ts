@@ -128,6 +128,29 @@ describe('e2e: Watch over a unix socket', function () {
     expect(deleted.entry.fsid.length).to.equal(8);
   });
 
+  it('reports opens by directory handle and name when asked for REPORT_MODE_DFID_NAME', async () => {
+    fs.mkdirSync(path.join(dir, 'sub'));
+    for (const f of ['a', 'b', 'sub/c']) fs.writeFileSync(path.join(dir, f), f);
+    const s = watch({ report_mode: 'REPORT_MODE_DFID_NAME', marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN'] }, { path: path.join(dir, 'sub'), on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
+    const sub = await s.subscribed();
+    expect(sub.report_mode).to.equal('REPORT_MODE_DFID_NAME');
+    expect(sub.init_flag_names).to.not.include('FAN_REPORT_FD_ERROR');
+    const r = sh(`cat ${dir}/a ${dir}/b ${dir}/sub/c ${dir}/a > /dev/null; sleep 20`, 30_000);
+    try {
+      const mine = () => s.events.filter((e) => e.process.pid === r.pid || e.process.ppid === r.pid);
+      await s.until(() => mine().length >= 4, 5000, 'four opens');
+      expect(mine().map((e) => e.path)).to.deep.equal(['a', 'b', 'sub/c', 'a'].map((f) => path.join(dir, f)));
+      for (const e of mine()) {
+        expect(e.types).to.deep.equal(['EVENT_TYPE_OPEN']);
+        expect(e.entry.unresolved).to.equal(false);
+        expect(path.join(e.entry.dir, e.entry.name)).to.equal(e.path);
+        expect(e.process.comm).to.equal('cat');
+      }
+    } finally {
+      r.kill();
+    }
+  });
+
   it('denies one file with EPERM and allows the others', async () => {
     fs.writeFileSync(path.join(dir, 'secret'), 's');
     fs.writeFileSync(path.join(dir, 'public'), 'p');
@@ -207,6 +230,10 @@ describe('e2e: Watch over a unix socket', function () {
       [{ subscribe: { marks: [{ path: `${dir}/missing`, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.NOT_FOUND, /ENOENT/],
       [{ subscribe: { group_class: 7, marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /group_class/],
       [{}, grpc.status.INVALID_ARGUMENT, /neither subscribe nor verdicts/],
+      [{ subscribe: { report_mode: 'REPORT_MODE_FD', marks: [{ path: dir, events: ['EVENT_TYPE_CREATE'] }] } }, grpc.status.INVALID_ARGUMENT, /not with REPORT_MODE_FD/],
+      [{ subscribe: { report_mode: 'REPORT_MODE_DFID_NAME', group_class: 'GROUP_CLASS_CONTENT', marks: [{ path: dir, events: ['EVENT_TYPE_OPEN_PERM'] }] } }, grpc.status.INVALID_ARGUMENT, /permission events/],
+      [{ subscribe: { report_mode: 'REPORT_MODE_MNT', marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /REPORT_MODE_MNT is for mount events/],
+      [{ subscribe: { report_mode: 9, marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /report_mode 9 is unknown/],
     ];
     for (const [req, code, msg] of cases) {
       const s = new WatchStream(client);
