@@ -25,8 +25,10 @@ export interface Config {
   policy?: string;
   /** Group that owns the unix sockets (mode 0660). */
   socketGroup?: string;
-  /** Connections idle this long are closed (slow clients that never send). */
+  /** Connections that hold no stream this long are closed (GOAWAY). */
   idleTimeoutMs: number;
+  /** Connections that have not sent the HTTP/2 preface this long after connecting are closed. */
+  handshakeTimeoutMs: number;
   /** Loopback HOST:PORT for Prometheus /metrics; off when unset. */
   metrics?: string;
   /** Append-only JSON-lines audit trail; off when unset. */
@@ -59,7 +61,10 @@ Options:
   --metrics HOST:PORT           serve Prometheus metrics at /metrics (loopback only; off by default)
   --audit-file FILE             append a JSON line per watch opened/closed and per permission
                                 decision (off by default)
-  --idle-timeout-ms N           close connections idle this long (default ${DEFAULTS.idleTimeoutMs})
+  --idle-timeout-ms N           close connections that hold no stream this long (default ${DEFAULTS.idleTimeoutMs})
+  --handshake-timeout-ms N      close unix and plain TCP connections that have not sent the HTTP/2
+                                preface this long after connecting, or not closed their side this
+                                long after the daemon closed the connection (default ${DEFAULTS.handshakeTimeoutMs})
   --log-level LEVEL             debug, info, warn or error (default ${DEFAULTS.logLevel})
   --verdict-timeout-ms N        default verdict timeout (default ${DEFAULTS.defaultVerdictTimeoutMs})
   --max-verdict-timeout-ms N    largest timeout a client may ask for (default ${DEFAULTS.maxVerdictTimeoutMs})
@@ -89,6 +94,7 @@ const INT_FLAGS = {
   'max-message-bytes': 'maxMessageBytes',
   'max-pending-per-watch': 'maxPendingPerWatch',
   'idle-timeout-ms': 'idleTimeoutMs',
+  'handshake-timeout-ms': 'handshakeTimeoutMs',
   'max-watches-per-identity': 'maxWatchesPerIdentity',
 } as const;
 
@@ -179,6 +185,7 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
     policy: v.policy as string | undefined,
     socketGroup: v['socket-group'] as string | undefined,
     idleTimeoutMs: DEFAULTS.idleTimeoutMs,
+    handshakeTimeoutMs: DEFAULTS.handshakeTimeoutMs,
     metrics: v.metrics as string | undefined,
     auditFile: v['audit-file'] as string | undefined,
   };

@@ -20,6 +20,8 @@ export const DEFAULTS = {
   maxMessageBytes: 16 * 1024 * 1024,
   /** A connection with no open stream for this long is closed: slow-loris clients hold nothing. */
   idleTimeoutMs: 300_000,
+  /** A connection has this long to send the HTTP/2 preface (a real client sends it at once), and to close its side after the daemon closed the connection. */
+  handshakeTimeoutMs: 10_000,
   /** Libuv pool threads: one is held by the event pump's epoll_wait, the rest serve fs and dns. */
   threadpoolSize: 8,
 } as const;

@@ -17,7 +17,7 @@ import { Authorizer, loadPolicy } from '../service/policy';
 import { fanotifyService } from '../service/proto';
 import { addHealth, addReflection } from '../service/reflection';
 import { ConfigError, parseConfig, USAGE, type Config } from './config';
-import { bindAll, tcpCredentials } from './listeners';
+import { bindAll, tlsCredentials, type Listeners } from './listeners';
 import { AuditTrail } from './audit';
 import { createLogger } from './log';
 import { createMetrics, serveMetrics } from './metrics';
@@ -81,6 +81,7 @@ async function main(argv: string[]): Promise<number> {
   let resolveExit!: (code: number) => void;
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
   let stopping = false;
+  let listeners: Listeners | undefined;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
@@ -89,7 +90,13 @@ async function main(argv: string[]): Promise<number> {
     // Answer the kernel first: no process on the host may wait on a
     // daemon that is going away.
     service.shutdown();
-    const timer = setTimeout(() => server.forceShutdown(), 2_000);
+    listeners?.close();
+    // After the grace, cancel what is left, and drop connections whose
+    // peer never closes its side (tryShutdown waits for them to close).
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      listeners?.destroyAll();
+    }, 2_000);
     metricsServer?.server.close();
     server.tryShutdown(() => {
       clearTimeout(timer);
@@ -115,17 +122,24 @@ async function main(argv: string[]): Promise<number> {
   if (!cfg.tls && cfg.listen.some((a) => !a.startsWith('unix:'))) {
     log.warn('plain TCP listener (--insecure): any local user can connect, see file accesses and deny opens');
   }
-  let bound: string[];
   try {
-    bound = await bindAll(server, cfg.listen, tcpCredentials(cfg.tls), cfg.socketGroup);
+    listeners = await bindAll(server, cfg.listen, {
+      tls: cfg.tls ? tlsCredentials(cfg.tls) : undefined,
+      socketGroup: cfg.socketGroup,
+      handshakeTimeoutMs: cfg.handshakeTimeoutMs,
+      log,
+    });
     if (cfg.metrics && metrics) metricsServer = await serveMetrics(cfg.metrics, metrics.registry);
   } catch (err) {
     log.error('cannot listen', { error: err });
     return 1;
   }
-  if (stopping) return exited;
+  if (stopping) {
+    listeners.close();
+    return exited;
+  }
   log.info('serving', {
-    listen: bound,
+    listen: listeners.addresses,
     metrics: metricsServer?.address,
     kernel: kernel.release,
     version: VERSION,

@@ -1,9 +1,10 @@
 // Daemon lifecycle and pressure: shutdown with pending permission events,
-// a client too slow to read, and many watches at once.
+// a client too slow to read (its events, and the daemon's memory), and
+// many watches at once.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { connect, sh, sleep, startDaemon, tempDir, WatchStream, withDaemon } from '../fixtures/harness';
+import { connect, runChild, sh, sleep, startDaemon, tempDir, WatchStream, withDaemon } from '../fixtures/harness';
 
 describe('e2e: lifecycle and pressure', function () {
   this.timeout(120_000);
@@ -70,6 +71,70 @@ describe('e2e: lifecycle and pressure', function () {
       expect(s.events.length + dropped()).to.equal(N);
       const last = s.responses.filter((m) => m.overflow).pop().overflow;
       expect(Number(last.total)).to.equal(dropped());
+      s.cancel();
+    });
+  });
+
+  it('holds a client that stops reading to bounded memory while 100,000 opens arrive, and still serves others', async () => {
+    const dir = mkdir();
+    const other = mkdir();
+    fs.writeFileSync(path.join(other, 'f'), 'x');
+    // Distinct files, created before the watch: one OPEN per file, none
+    // merged by the kernel, so the count of events produced is exact.
+    const N = 100_000;
+    expect((await sh(`cd ${dir} && seq -f f%.0f 0 ${N - 1} | xargs touch`, 120_000).done).code).to.equal(0);
+    const CAPACITY = 256;
+    await withDaemon(['--queue-capacity', String(CAPACITY)], async ({ daemon, client }) => {
+      const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${daemon.proc.pid}/status`, 'utf8'))![1]) * 1024;
+      const s = new WatchStream(client, { max_batch_events: 64, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
+      await s.subscribed();
+      // The client stops reading: grpc-js stops taking data from the
+      // stream, HTTP/2 flow control stops the daemon's writes.
+      s.call.pause();
+      await sleep(300);
+      const before = rss();
+      let peak = before;
+      const sampler = setInterval(() => (peak = Math.max(peak, rss())), 50);
+      let r;
+      try {
+        r = await sh(`for f in ${dir}/f*; do : < $f; done`, 120_000).done;
+        await sleep(1000); // the daemon reads the rest of the kernel's queue
+      } finally {
+        clearInterval(sampler);
+      }
+      expect(r.code).to.equal(0);
+      const after = rss();
+      const MB = 1024 * 1024;
+      console.log(`      daemon RSS ${(before / MB).toFixed(1)} MB before, ${(peak / MB).toFixed(1)} MB peak, ${(after / MB).toFixed(1)} MB after ${N} opens (--queue-capacity ${CAPACITY})`);
+      // The queue holds at most CAPACITY events (far less than 16 KB each,
+      // path and process included); the rest is slack for V8's young
+      // generation and HTTP/2 buffers. Holding all 100,000 events costs
+      // about 80 MB (docs/security.md).
+      const bound = 32 * MB + CAPACITY * 16 * 1024;
+      expect(peak - before, `RSS grew ${((peak - before) / MB).toFixed(1)} MB`).to.be.below(bound);
+
+      // Another client is served meanwhile, on its own connection.
+      const second = connect(daemon.address);
+      try {
+        const w = new WatchStream(second, { marks: [{ path: other, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
+        await w.subscribed();
+        const cat = await runChild('cat', [path.join(other, 'f')]).done;
+        await w.until(() => w.events.find((e) => e.process.pid === cat.pid), 10_000, "the second client's event");
+        w.cancel();
+      } finally {
+        second.close();
+      }
+
+      // Reading again, the client gets what was queued and a notice
+      // counting the rest: every open is delivered or counted as dropped.
+      s.call.resume();
+      const overflows = () => s.responses.filter((m) => m.overflow).map((m) => m.overflow);
+      const dropped = () => overflows().filter((o) => o.source === 'OVERFLOW_SOURCE_CLIENT').reduce((n, o) => n + Number(o.dropped), 0);
+      await s.until(() => s.events.length + dropped() >= N, 30_000, 'all events accounted for');
+      expect(overflows().filter((o) => o.source === 'OVERFLOW_SOURCE_KERNEL'), 'kernel overflows').to.deep.equal([]);
+      expect(dropped()).to.be.greaterThan(N / 2);
+      expect(s.events.length + dropped()).to.equal(N);
+      expect(Number(overflows().pop().total)).to.equal(dropped());
       s.cancel();
     });
   });

@@ -2,10 +2,47 @@
 // happens to whatever already sits at its path.
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { expect } from 'chai';
 import * as grpc from '@grpc/grpc-js';
-import { connect, DAEMON, sleep, startDaemon, tempDir } from '../fixtures/harness';
+import { HTTP2_PREFACE } from '../../src/daemon/listeners';
+import { connect, DAEMON, getInfo, runChild, sleep, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
+
+/** A raw connection to a unix socket that never closes its own side. */
+function rawConnect(sockPath: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ path: sockPath, allowHalfOpen: true });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/**
+ * Milliseconds until the daemon has closed the connection for good: its
+ * FIN, and then a write that fails (a half-closed connection would still
+ * take it). Rejects after ms.
+ */
+function closedByDaemon(s: net.Socket, ms = 5000): Promise<number> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the daemon kept the connection open for ${ms} ms`)), ms);
+    s.on('error', () => undefined);
+    s.resume(); // whatever the daemon sends (SETTINGS, GOAWAY), then its FIN
+    s.once('close', () => {
+      clearTimeout(timer);
+      resolve(Date.now() - t0);
+    });
+    s.once('end', () => {
+      const probe = () => {
+        if (s.destroyed) return;
+        s.write('x');
+        setTimeout(probe, 50);
+      };
+      probe();
+    });
+  });
+}
 
 describe('e2e: listening', function () {
   this.timeout(30_000);
@@ -75,6 +112,86 @@ describe('e2e: listening', function () {
     } finally {
       client.close();
       expect(await d.stop()).to.equal(0);
+    }
+  });
+
+  it('closes connections that send no HTTP/2 preface within --handshake-timeout-ms; a client keeps working', async () => {
+    // The idle timeout (300 s by default) is not what closes them.
+    const d = await startDaemon(['--handshake-timeout-ms', '300']);
+    const sock = d.address.slice('unix:'.length);
+    const dir = tempDir();
+    fs.writeFileSync(path.join(dir, 'f'), 'x');
+    const client = connect(d.address);
+    const raw: net.Socket[] = [];
+    try {
+      const w = new WatchStream(client, { marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
+      await w.subscribed();
+      const silent = await rawConnect(sock);
+      const half = await rawConnect(sock);
+      raw.push(silent, half);
+      half.write(HTTP2_PREFACE.subarray(0, 12));
+      const closed = Promise.all([closedByDaemon(silent), closedByDaemon(half)]);
+      // Served while both wait for their deadline...
+      const info = await getInfo(client);
+      expect(info.active_watches).to.equal(1);
+      // ...which is not before the timeout, and well within 5 s.
+      for (const ms of await closed) expect(ms).to.be.within(250, 5000);
+      // The client's own connection and stream are untouched.
+      const r = await runChild('cat', [path.join(dir, 'f')]).done;
+      await w.until(() => w.events.find((e) => e.process.pid === r.pid), 10_000, 'an event after the raw connections closed');
+      expect(w.status).to.equal(undefined);
+      expect(client.getChannel().getConnectivityState(false)).to.equal(grpc.connectivityState.READY);
+      // A new client connects as ever: the preface passes the gate unchanged.
+      const fresh = connect(d.address);
+      expect((await getInfo(fresh)).active_watches).to.equal(1);
+      fresh.close();
+      w.cancel();
+    } finally {
+      for (const s of raw) s.destroy();
+      client.close();
+      expect(await d.stop()).to.equal(0);
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('closes a connection that is not HTTP/2 at once', async () => {
+    const d = await startDaemon();
+    const s = await rawConnect(d.address.slice('unix:'.length));
+    try {
+      s.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+      // The default handshake timeout is 10 s: this is the gate refusing the bytes.
+      expect(await closedByDaemon(s, 5000)).to.be.below(5000);
+    } finally {
+      s.destroy();
+      expect(await d.stop()).to.equal(0);
+    }
+  });
+
+  it('drops a connection whose peer never closes its side after the idle timeout, and exits 0 on SIGTERM with such peers', async () => {
+    const d = await startDaemon(['--idle-timeout-ms', '300', '--handshake-timeout-ms', '300']);
+    const sock = d.address.slice('unix:'.length);
+    const raw: net.Socket[] = [];
+    try {
+      // The preface and an empty SETTINGS frame, then silence: an HTTP/2
+      // connection without streams, whose peer ignores GOAWAY and FIN.
+      const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+      const idle = await rawConnect(sock);
+      raw.push(idle);
+      idle.write(Buffer.concat([HTTP2_PREFACE, settings]));
+      expect(await closedByDaemon(idle)).to.be.below(5000);
+      // At shutdown: one peer before the preface, one after it, neither
+      // closing its side. stop() sends SIGKILL after 10 s: exit code 0
+      // means the daemon stopped by itself.
+      const early = await rawConnect(sock);
+      const late = await rawConnect(sock);
+      raw.push(early, late);
+      late.resume();
+      late.write(Buffer.concat([HTTP2_PREFACE, settings]));
+      await sleep(100);
+      expect(await d.stop()).to.equal(0);
+    } finally {
+      for (const s of raw) s.destroy();
+      await d.stop();
     }
   });
 

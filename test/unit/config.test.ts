@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { ConfigError, isLoopback, parseAddress, parseConfig, type Config } from '../../src/daemon/config';
+import { ConfigError, isLoopback, parseAddress, parseConfig, USAGE, type Config } from '../../src/daemon/config';
 import { DEFAULTS } from '../../src/daemon/defaults';
 
 describe('unit: config', () => {
@@ -73,6 +73,29 @@ describe('unit: config file', () => {
     expect(c.queueCapacity).to.equal(77);
     expect(c.logLevel).to.equal('debug');
     expect(c.metrics).to.equal('127.0.0.1:9000');
+  });
+
+  it('takes the handshake and idle timeouts from flags or the file', () => {
+    expect((parseConfig([]) as Config).handshakeTimeoutMs).to.equal(DEFAULTS.handshakeTimeoutMs);
+    expect((parseConfig(['--handshake-timeout-ms', '250']) as Config).handshakeTimeoutMs).to.equal(250);
+    const c = parseConfig(['--config', file({ 'handshake-timeout-ms': 500, 'idle-timeout-ms': 60000 })]) as Config;
+    expect([c.handshakeTimeoutMs, c.idleTimeoutMs]).to.deep.equal([500, 60000]);
+    expect(() => parseConfig(['--handshake-timeout-ms', '0'])).to.throw(ConfigError, /--handshake-timeout-ms: "0" is not a positive integer/);
+  });
+
+  it('accepts every flag in --help as a key, except --config itself', () => {
+    const flags = [...USAGE.matchAll(/--([a-z][a-z-]+)/g)].map((m) => m[1]).filter((f) => !['config', 'help', 'version'].includes(f));
+    expect(flags).to.include('handshake-timeout-ms');
+    for (const flag of new Set(flags)) {
+      // An unknown key is refused by name; a known one with a wrong type is refused for its value.
+      let message = '';
+      try {
+        parseConfig(['--config', file({ [flag]: { wrong: 'type' } })]);
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message, flag).to.not.match(/is not a setting/);
+    }
   });
 
   it('names the key and the problem when the file is wrong', () => {
