@@ -22,6 +22,6 @@ export const DEFAULTS = {
   idleTimeoutMs: 300_000,
   /** A connection has this long to send the HTTP/2 preface (a real client sends it at once), and to close its side after the daemon closed the connection. */
   handshakeTimeoutMs: 10_000,
-  /** Libuv pool threads: one is held by the event pump's epoll_wait, the rest serve fs and dns. */
+  /** Libuv pool threads, for fs work (directory opens for handles, /proc reads stay on the main thread) and dns. */
   threadpoolSize: 8,
 } as const;

@@ -12,10 +12,6 @@ const libc = koffi.load('libc.so.6');
 const c = {
   fanotify_init: libc.func('int fanotify_init(unsigned int flags, unsigned int event_f_flags)'),
   fanotify_mark: libc.func('int fanotify_mark(int fd, unsigned int flags, uint64_t mask, int dirfd, const char *path)'),
-  epoll_create1: libc.func('int epoll_create1(int flags)'),
-  epoll_ctl: libc.func('int epoll_ctl(int epfd, int op, int fd, void *event)'),
-  epoll_wait: libc.func('int epoll_wait(int epfd, _Out_ void *events, int maxevents, int timeout)'),
-  eventfd: libc.func('int eventfd(unsigned int initval, int flags)'),
   read: libc.func('long read(int fd, _Out_ void *buf, unsigned long count)'),
   write: libc.func('long write(int fd, const void *buf, unsigned long count)'),
   close: libc.func('int close(int fd)'),
@@ -63,55 +59,71 @@ export function fanotifyMark(fd: number, flags: number, mask: number, path: stri
   check(c.fanotify_mark(fd, flags >>> 0, BigInt(mask), dirfd, path), 'fanotify_mark', path ?? undefined);
 }
 
-export const EPOLL_CTL_ADD = 1;
-export const EPOLL_CTL_DEL = 2;
-export const EPOLLIN = 0x001;
-export const EFD_CLOEXEC = 0o2000000;
-export const EFD_NONBLOCK = 0o4000;
 export const O_RDONLY = 0;
 export const O_PATH = 0o10000000;
 export const O_CLOEXEC = 0o2000000;
 
-// struct epoll_event is packed on x86-64 (12 bytes) and naturally aligned
-// elsewhere (16 bytes, data at offset 8).
-export const EPOLL_EVENT_SIZE = process.arch === 'x64' ? 12 : 16;
-const EPOLL_DATA_OFF = process.arch === 'x64' ? 4 : 8;
+// Readiness of group fds comes from Node's own event loop: a libuv uv_poll
+// handle per fd, made through libuv's exported C API (the uv_* symbols Node
+// exports for native addons, reached with dlopen of the running process).
+// The main thread's epoll_wait then covers the groups too: no other thread
+// and no wake-up hop between threads per batch (docs/architecture.md).
+const uv = koffi.load(null);
+const UV_POLL = 8; // uv_handle_type
+const UV_READABLE = 1;
+const PollCb = koffi.proto('void fanotifyd_poll_cb(void *handle, int status, int events)');
+const CloseCb = koffi.proto('void fanotifyd_close_cb(void *handle)');
+const u = {
+  default_loop: uv.func('void *uv_default_loop(void)'),
+  handle_size: uv.func('size_t uv_handle_size(int type)'),
+  poll_init: uv.func('int uv_poll_init(void *loop, void *handle, int fd)'),
+  poll_start: uv.func('int uv_poll_start(void *handle, int events, fanotifyd_poll_cb *cb)'),
+  poll_stop: uv.func('int uv_poll_stop(void *handle)'),
+  close: uv.func('void uv_close(void *handle, fanotifyd_close_cb *cb)'),
+  strerror: uv.func('const char *uv_err_name(int err)'),
+};
+const POLL_HANDLE_SIZE = Number(u.handle_size(UV_POLL));
 
-export function epollCreate(): number {
-  return check(c.epoll_create1(O_CLOEXEC), 'epoll_create1');
-}
-export function epollAdd(epfd: number, fd: number): void {
-  const ev = Buffer.alloc(EPOLL_EVENT_SIZE);
-  ev.writeUInt32LE(EPOLLIN, 0);
-  ev.writeInt32LE(fd, EPOLL_DATA_OFF);
-  check(c.epoll_ctl(epfd, EPOLL_CTL_ADD, fd, ev), 'epoll_ctl(ADD)');
-}
-export function epollDel(epfd: number, fd: number): void {
-  check(c.epoll_ctl(epfd, EPOLL_CTL_DEL, fd, Buffer.alloc(EPOLL_EVENT_SIZE)), 'epoll_ctl(DEL)');
-}
-/** The fd stored in the i-th struct epoll_event of an epoll_wait buffer. */
-export function epollEventFd(buf: Buffer, i: number): number {
-  return buf.readInt32LE(i * EPOLL_EVENT_SIZE + EPOLL_DATA_OFF);
-}
+/** Live poll handles by id (kept in the handle's data field, its first member). */
+const polls = new Map<number, { handle: Buffer; onReadable: (status: number) => void }>();
+/** Handles stopped and closing: their memory must live until uv_close's callback. */
+const closing = new Map<number, Buffer>();
+let nextPollId = 1;
+const handleId = (h: unknown) => Number(koffi.decode(h, 'int64_t'));
+// One callback of each kind for every handle: koffi has a bounded number of slots.
+let pollCb: unknown;
+let closeCb: unknown;
+
 /**
- * epoll_wait on a koffi worker thread, never on the main thread. The callback
- * gets the ready count, or -errno.
+ * Call onReadable(0) on the main thread whenever fd is readable (level
+ * triggered: again on the next loop turn while data remains), or with a
+ * negative libuv error. Returns the id for pollStop.
  */
-export function epollWaitAsync(epfd: number, buf: Buffer, timeoutMs: number, cb: (n: number) => void): void {
-  const max = Math.floor(buf.length / EPOLL_EVENT_SIZE);
-  c.epoll_wait.async(epfd, buf, max, timeoutMs, (err: unknown, res: number) => {
-    if (err) cb(-EINTR);
-    else cb(res < 0 ? -koffi.errno() : res);
-  });
+export function pollStart(fd: number, onReadable: (status: number) => void): number {
+  pollCb ??= koffi.register((h: unknown, status: number) => polls.get(handleId(h))?.onReadable(status), koffi.pointer(PollCb));
+  closeCb ??= koffi.register((h: unknown) => closing.delete(handleId(h)), koffi.pointer(CloseCb));
+  const handle = Buffer.alloc(POLL_HANDLE_SIZE);
+  const r = u.poll_init(u.default_loop(), handle, fd);
+  if (r < 0) throw new SyscallError('uv_poll_init', -r, u.strerror(r));
+  const id = nextPollId++;
+  handle.writeBigInt64LE(BigInt(id), 0);
+  polls.set(id, { handle, onReadable });
+  const s = u.poll_start(handle, UV_READABLE, pollCb);
+  if (s < 0) {
+    pollStop(id);
+    throw new SyscallError('uv_poll_start', -s, u.strerror(s));
+  }
+  return id;
 }
 
-export function eventfdCreate(): number {
-  return check(c.eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), 'eventfd');
-}
-
-const ONE = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]);
-export function eventfdSignal(fd: number): void {
-  c.write(fd, ONE, 8);
+/** Stop polling; the fd may be closed right after. */
+export function pollStop(id: number): void {
+  const p = polls.get(id);
+  if (!p) return;
+  polls.delete(id);
+  u.poll_stop(p.handle);
+  closing.set(id, p.handle);
+  u.close(p.handle, closeCb);
 }
 
 /** Non-blocking read: bytes read, 0 at EAGAIN. Throws on other errors. */
