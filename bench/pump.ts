@@ -54,7 +54,7 @@ async function notify(): Promise<void> {
   const pump = new EventPump();
   const spec = { groupClass: 'notif' as const, reportMode: mode, marks: [{ path: dir, scope: 'inode' as const, mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD, flags: 0 }] };
   const resolver = mode === 'dfid_name' ? await HandleResolver.open([dir]) : undefined;
-  const w = new Watch('bench', spec, { reportPidfd: true, evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: 1 << 20 }, pump, silentLogger, resolver);
+  const w = new Watch('bench', spec, { reportPidfd: process.env.BENCH_PIDFD !== '0', evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: 1 << 20 }, pump, silentLogger, resolver);
   let events = 0;
   let bytes = 0;
   let withPath = 0;
