@@ -2,22 +2,28 @@
 // in a 0750 directory; a stale socket left by a crashed run is replaced,
 // but a live one, or a path that is not a socket, is never touched.
 //
-// Unix sockets and plain loopback TCP are accepted here, not by grpc-js: a
-// connection reaches the gRPC server only once it has sent the 24-byte
-// HTTP/2 client preface, and is closed if it has not within
-// --handshake-timeout-ms. grpc-js has no such timeout, and its idle timeout
-// only sends GOAWAY and a FIN, then waits for the peer to close. TLS
-// listeners stay with grpc-js (bindAsync): the TLS handshake has its own
-// timeout, and what follows it is encrypted.
+// Every listener (unix socket, plain loopback TCP, TLS) is accepted here,
+// not by grpc-js: a connection reaches the gRPC server only once it has
+// completed its TLS handshake (on TCP with TLS) and sent the 24-byte HTTP/2
+// client preface, and is closed if it has not within --handshake-timeout-ms.
+// grpc-js has no such timeout, and its idle timeout only sends GOAWAY and a
+// FIN, then waits for the peer to close.
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError, parseAddress, type Config } from './config';
 import type { Logger } from './log';
 
-/** Credentials for TCP listeners: TLS requiring a client certificate from the CA. */
-export function tlsCredentials(tls: NonNullable<Config['tls']>): grpc.ServerCredentials {
+/** TLS material for TCP listeners: the daemon's certificate and key, and the CA client certificates must come from. */
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+  clientCa: Buffer;
+}
+
+export function readTls(tls: NonNullable<Config['tls']>): TlsFiles {
   const read = (flag: string, file: string) => {
     try {
       return fs.readFileSync(file);
@@ -25,7 +31,7 @@ export function tlsCredentials(tls: NonNullable<Config['tls']>): grpc.ServerCred
       throw new ConfigError(`--${flag} ${file}: ${(err as Error).message}`);
     }
   };
-  return grpc.ServerCredentials.createSsl(read('tls-client-ca', tls.clientCa), [{ cert_chain: read('tls-cert', tls.cert), private_key: read('tls-key', tls.key) }], true);
+  return { cert: read('tls-cert', tls.cert), key: read('tls-key', tls.key), clientCa: read('tls-client-ca', tls.clientCa) };
 }
 
 /** The listeners, for the daemon's shutdown. */
@@ -34,13 +40,13 @@ export interface Listeners {
   addresses: string[];
   /** Stop accepting, and close the connections that have not sent the preface. */
   close(): void;
-  /** Destroy every connection still open on the unix and plain TCP listeners: the end of a shutdown's grace. */
+  /** Destroy every connection still open: the end of a shutdown's grace. */
   destroyAll(): void;
 }
 
 export interface ListenOptions {
   /** TLS for TCP listeners; without it TCP is plain (loopback, --insecure). */
-  tls?: grpc.ServerCredentials;
+  tls?: TlsFiles;
   socketGroup?: string;
   /** Time a connection has to send the HTTP/2 preface, and to close its side once the daemon closed the connection. */
   handshakeTimeoutMs: number;
@@ -52,7 +58,7 @@ export async function bindAll(server: grpc.Server, addrs: string[], opts: Listen
   const gate = new PrefaceGate(server, opts.handshakeTimeoutMs, opts.log);
   const addresses: string[] = [];
   try {
-    for (const addr of addrs) addresses.push(await bindOne(server, gate, addr, opts.tls, gid));
+    for (const addr of addrs) addresses.push(await bindOne(gate, addr, opts.tls, gid));
   } catch (err) {
     gate.close();
     throw err;
@@ -64,7 +70,7 @@ export async function bindAll(server: grpc.Server, addrs: string[], opts: Listen
 export const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
 /**
- * Accepts unencrypted connections for the gRPC server. The first bytes are
+ * Accepts connections for the gRPC server. The first (decrypted) bytes are
  * read here; once they are the whole preface they are put back
  * (socket.unshift) and the socket is injected into grpc-js, whose HTTP/2
  * session reads what the socket holds before anything new (Node's
@@ -87,9 +93,23 @@ class PrefaceGate {
     this.injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   }
 
-  /** A new net.Server whose connections go through the gate. */
-  server(): net.Server {
-    const s = net.createServer((socket) => this.accept(socket));
+  /**
+   * A new server whose connections go through the gate: plain, or TLS
+   * requiring a client certificate from the CA. A TLS connection gets the
+   * same time for its handshake, then for the preface it sends encrypted.
+   */
+  server(files?: TlsFiles): net.Server {
+    const s = files
+      ? tls.createServer(
+          { cert: files.cert, key: files.key, ca: files.clientCa, requestCert: true, rejectUnauthorized: true, ALPNProtocols: ['h2'], handshakeTimeout: this.timeoutMs },
+          (socket) => this.accept(socket),
+        )
+      : net.createServer((socket) => this.accept(socket));
+    // A failed or timed-out handshake: Node reports it here and leaves the socket open.
+    s.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+      this.log.debug('TLS handshake failed', { error: err });
+      socket.destroy();
+    });
     this.servers.push(s);
     return s;
   }
@@ -166,10 +186,10 @@ function groupId(group: string): number {
   return Number(line.split(':')[2]);
 }
 
-async function bindOne(server: grpc.Server, gate: PrefaceGate, addr: string, tls: grpc.ServerCredentials | undefined, gid?: number): Promise<string> {
+async function bindOne(gate: PrefaceGate, addr: string, files: TlsFiles | undefined, gid?: number): Promise<string> {
   const a = parseAddress(addr);
   if (a.kind === 'tcp') {
-    const port = tls ? await bindAsync(server, addr, tls) : await listenTcp(gate, addr, a.host, a.port);
+    const port = await listenTcp(gate, addr, a.host, a.port, files);
     return a.host.includes(':') ? `[${a.host}]:${port}` : `${a.host}:${port}`;
   }
   const created = fs.mkdirSync(path.dirname(a.path), { recursive: true, mode: 0o750 });
@@ -195,10 +215,10 @@ async function bindOne(server: grpc.Server, gate: PrefaceGate, addr: string, tls
 }
 
 /** Plain TCP (loopback, --insecure). "localhost" is both 127.0.0.1 and, where there is IPv6, ::1 on the same port, as grpc-js bound it. */
-async function listenTcp(gate: PrefaceGate, addr: string, host: string, port: number): Promise<number> {
-  if (host !== 'localhost') return listen(gate.server(), { host, port }, addr);
-  const bound = await listen(gate.server(), { host: '127.0.0.1', port }, addr);
-  await listen(gate.server(), { host: '::1', port: bound, ipv6Only: true }, addr).catch(() => undefined);
+async function listenTcp(gate: PrefaceGate, addr: string, host: string, port: number, files?: TlsFiles): Promise<number> {
+  if (host !== 'localhost') return listen(gate.server(files), { host, port }, addr);
+  const bound = await listen(gate.server(files), { host: '127.0.0.1', port }, addr);
+  await listen(gate.server(files), { host: '::1', port: bound, ipv6Only: true }, addr).catch(() => undefined);
   return bound;
 }
 
@@ -212,15 +232,6 @@ function listen(server: net.Server, opts: net.ListenOptions, addr: string): Prom
       server.on('error', () => undefined);
       const a = server.address();
       resolve(typeof a === 'object' && a ? a.port : 0);
-    });
-  });
-}
-
-function bindAsync(server: grpc.Server, addr: string, creds: grpc.ServerCredentials): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(addr, creds, (err, port) => {
-      if (err) reject(new ConfigError(`--listen ${addr}: ${err.message}`));
-      else resolve(port);
     });
   });
 }

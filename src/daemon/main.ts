@@ -17,7 +17,7 @@ import { Authorizer, loadPolicy } from '../service/policy';
 import { fanotifyService } from '../service/proto';
 import { addHealth, addReflection } from '../service/reflection';
 import { ConfigError, parseConfig, USAGE, type Config } from './config';
-import { bindAll, tlsCredentials, type Listeners } from './listeners';
+import { bindAll, readTls, type Listeners } from './listeners';
 import { AuditTrail } from './audit';
 import { createLogger } from './log';
 import { createMetrics, serveMetrics } from './metrics';
@@ -124,7 +124,7 @@ async function main(argv: string[]): Promise<number> {
   }
   try {
     listeners = await bindAll(server, cfg.listen, {
-      tls: cfg.tls ? tlsCredentials(cfg.tls) : undefined,
+      tls: cfg.tls ? readTls(cfg.tls) : undefined,
       socketGroup: cfg.socketGroup,
       handshakeTimeoutMs: cfg.handshakeTimeoutMs,
       log,

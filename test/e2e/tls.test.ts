@@ -2,7 +2,9 @@
 // and is named by it. Every certificate here is made by the test.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
+import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { fanotifyClientConstructor } from '../../src/service/proto';
@@ -47,7 +49,7 @@ describe('e2e: TLS with client certificates', function () {
   before(async () => {
     dir = tempDir('fanotifyd-tls-');
     makeCerts(dir);
-    daemon = await startDaemon(['--listen', '127.0.0.1:0', '--tls-cert', path.join(dir, 'server.crt'), '--tls-key', path.join(dir, 'server.key'), '--tls-client-ca', path.join(dir, 'ca.crt')]);
+    daemon = await startDaemon(['--listen', '127.0.0.1:0', '--tls-cert', path.join(dir, 'server.crt'), '--tls-key', path.join(dir, 'server.key'), '--tls-client-ca', path.join(dir, 'ca.crt'), '--handshake-timeout-ms', '500']);
     const port = /"127\.0\.0\.1:(\d+)"/.exec(daemon.logs.join('\n'))![1];
     address = `localhost:${port}`;
   });
@@ -65,6 +67,30 @@ describe('e2e: TLS with client certificates', function () {
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const info = (c: any): Promise<any> =>
     new Promise((resolve) => c.GetInfo({}, { deadline: Date.now() + 5000 }, (e: grpc.ServiceError | null, r: unknown) => resolve(e ?? r)));
+
+  it('closes a connection that stalls before or after its TLS handshake; a client keeps working', async () => {
+    const port = Number(address.split(':')[1]);
+    const closed = (sock: net.Socket) => new Promise<number>((resolve) => sock.once('close', () => resolve(Date.now())));
+    const t0 = Date.now();
+    // One never starts TLS; one completes the handshake with a good certificate and then sends nothing.
+    const raw = net.connect(port, '127.0.0.1');
+    raw.on('error', () => undefined);
+    const silent = tls.connect({ host: '127.0.0.1', port, ca: read('ca.crt'), key: read('client.key'), cert: read('client.crt'), servername: 'localhost', ALPNProtocols: ['h2'] });
+    silent.on('error', () => undefined);
+    const handshaken = new Promise<boolean>((resolve) => {
+      silent.once('secureConnect', () => resolve(true));
+      silent.once('close', () => resolve(false));
+    });
+    const [rawClosed, silentClosed] = [closed(raw), closed(silent)];
+    expect(await handshaken).to.equal(true);
+    const c = client('client');
+    const r = await info(c);
+    expect(r.kernel_release, String(r)).to.be.a('string');
+    // --handshake-timeout-ms is 500: each is closed after it, well before 5 s.
+    for (const at of await Promise.all([rawClosed, silentClosed])) expect(at - t0).to.be.within(400, 5000);
+    expect((await info(c)).kernel_release).to.be.a('string');
+    c.close();
+  });
 
   it('serves a client with a certificate from the CA, and names it by the certificate', async () => {
     const c = client('client');
