@@ -29,6 +29,8 @@ export interface Config {
   idleTimeoutMs: number;
   /** Connections that have not sent the HTTP/2 preface this long after connecting are closed. */
   handshakeTimeoutMs: number;
+  /** Open connections per listener; past it a new one is closed at once. */
+  maxConnections: number;
   /** Loopback HOST:PORT for Prometheus /metrics; off when unset. */
   metrics?: string;
   /** Append-only JSON-lines audit trail; off when unset. */
@@ -62,9 +64,10 @@ Options:
   --audit-file FILE             append a JSON line per watch opened/closed and per permission
                                 decision (off by default)
   --idle-timeout-ms N           close connections that hold no stream this long (default ${DEFAULTS.idleTimeoutMs})
-  --handshake-timeout-ms N      close unix and plain TCP connections that have not sent the HTTP/2
+  --handshake-timeout-ms N      close connections that have not finished TLS or sent the HTTP/2
                                 preface this long after connecting, or not closed their side this
                                 long after the daemon closed the connection (default ${DEFAULTS.handshakeTimeoutMs})
+  --max-connections N           open connections per listener; more are closed at once (default ${DEFAULTS.maxConnections})
   --log-level LEVEL             debug, info, warn or error (default ${DEFAULTS.logLevel})
   --verdict-timeout-ms N        default verdict timeout (default ${DEFAULTS.defaultVerdictTimeoutMs})
   --max-verdict-timeout-ms N    largest timeout a client may ask for (default ${DEFAULTS.maxVerdictTimeoutMs})
@@ -95,6 +98,7 @@ const INT_FLAGS = {
   'max-pending-per-watch': 'maxPendingPerWatch',
   'idle-timeout-ms': 'idleTimeoutMs',
   'handshake-timeout-ms': 'handshakeTimeoutMs',
+  'max-connections': 'maxConnections',
   'max-watches-per-identity': 'maxWatchesPerIdentity',
 } as const;
 
@@ -186,6 +190,7 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
     socketGroup: v['socket-group'] as string | undefined,
     idleTimeoutMs: DEFAULTS.idleTimeoutMs,
     handshakeTimeoutMs: DEFAULTS.handshakeTimeoutMs,
+    maxConnections: DEFAULTS.maxConnections,
     metrics: v.metrics as string | undefined,
     auditFile: v['audit-file'] as string | undefined,
   };

@@ -22,6 +22,8 @@ export const DEFAULTS = {
   idleTimeoutMs: 300_000,
   /** A connection has this long to send the HTTP/2 preface (a real client sends it at once), and to close its side after the daemon closed the connection. */
   handshakeTimeoutMs: 10_000,
+  /** Open connections per listener: each costs a file descriptor and some memory; far above what a host's clients need. */
+  maxConnections: 1_024,
   /** Libuv pool threads, for fs work (directory opens for handles, /proc reads stay on the main thread) and dns. */
   threadpoolSize: 8,
 } as const;

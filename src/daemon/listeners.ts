@@ -50,12 +50,14 @@ export interface ListenOptions {
   socketGroup?: string;
   /** Time a connection has to send the HTTP/2 preface, and to close its side once the daemon closed the connection. */
   handshakeTimeoutMs: number;
+  /** Open connections per listener (net.Server.maxConnections): more are closed at once. */
+  maxConnections: number;
   log: Logger;
 }
 
 export async function bindAll(server: grpc.Server, addrs: string[], opts: ListenOptions): Promise<Listeners> {
   const gid = opts.socketGroup === undefined ? undefined : groupId(opts.socketGroup);
-  const gate = new PrefaceGate(server, opts.handshakeTimeoutMs, opts.log);
+  const gate = new PrefaceGate(server, opts.handshakeTimeoutMs, opts.maxConnections, opts.log);
   const addresses: string[] = [];
   try {
     for (const addr of addrs) addresses.push(await bindOne(gate, addr, opts.tls, gid));
@@ -84,10 +86,13 @@ class PrefaceGate {
   private readonly sockets = new Set<net.Socket>();
   private readonly waiting = new Set<net.Socket>();
   private closed = false;
+  /** Connections closed at once because a listener was full. */
+  dropped = 0;
 
   constructor(
     server: grpc.Server,
     private readonly timeoutMs: number,
+    private readonly maxConnections: number,
     private readonly log: Logger,
   ) {
     this.injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
@@ -105,6 +110,11 @@ class PrefaceGate {
           (socket) => this.accept(socket),
         )
       : net.createServer((socket) => this.accept(socket));
+    s.maxConnections = this.maxConnections;
+    s.on('drop', () => {
+      this.dropped++;
+      this.log.debug('connection refused: --max-connections reached', { max_connections: this.maxConnections, dropped: this.dropped });
+    });
     // A failed or timed-out handshake: Node reports it here and leaves the socket open.
     s.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
       this.log.debug('TLS handshake failed', { error: err });

@@ -127,6 +127,7 @@ async function main(argv: string[]): Promise<number> {
       tls: cfg.tls ? readTls(cfg.tls) : undefined,
       socketGroup: cfg.socketGroup,
       handshakeTimeoutMs: cfg.handshakeTimeoutMs,
+      maxConnections: cfg.maxConnections,
       log,
     });
     if (cfg.metrics && metrics) metricsServer = await serveMetrics(cfg.metrics, metrics.registry);

@@ -154,6 +154,37 @@ describe('e2e: listening', function () {
     }
   });
 
+  it('closes connections past --max-connections at once, and takes new ones when some close', async () => {
+    const d = await startDaemon(['--max-connections', '3']);
+    const sock = d.address.slice('unix:'.length);
+    const client = connect(d.address);
+    const raw: net.Socket[] = [];
+    try {
+      await getInfo(client);
+      // Two more connections that do speak HTTP/2: with the client's, the listener is full.
+      for (let i = 0; i < 2; i++) {
+        const s = await rawConnect(sock);
+        s.write(HTTP2_PREFACE);
+        raw.push(s);
+      }
+      await sleep(200);
+      const extra = await rawConnect(sock);
+      raw.push(extra);
+      // The default handshake timeout is 10 s: this is the limit closing it.
+      expect(await closedByDaemon(extra, 5000)).to.be.below(5000);
+      expect((await getInfo(client)).kernel_release).to.be.a('string');
+      raw[0].destroy();
+      await sleep(200);
+      const fresh = connect(d.address);
+      expect((await getInfo(fresh)).kernel_release).to.be.a('string');
+      fresh.close();
+    } finally {
+      for (const s of raw) s.destroy();
+      client.close();
+      expect(await d.stop()).to.equal(0);
+    }
+  });
+
   it('closes a connection that is not HTTP/2 at once', async () => {
     const d = await startDaemon();
     const s = await rawConnect(d.address.slice('unix:'.length));
