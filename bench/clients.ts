@@ -1,6 +1,7 @@
 // Benchmark peers, each run as its own process so the daemon and the
 // client never share a CPU by accident:
 //   policy ADDR DIR           answers every OPEN_PERM under DIR with ALLOW at once
+//   policy-cache ADDR DIR     the same, with verdicts cached in the kernel
 //   telemetry ADDR DIR [MODE] counts OPEN notifications under DIR (MODE: ReportMode number)
 //   pingpong-server SOCK      bare grpc-js bidirectional echo (the transport's limit)
 //   pingpong-client SOCK N    N round trips against it
@@ -65,14 +66,15 @@ function watch(subscribe: object, onMessage: (msg: any, call: grpc.ClientDuplexS
   call.write({ subscribe });
 }
 
-function policy(): void {
+/** Answers ALLOW at once; with cache, asks the kernel to remember it (an ignore mark until the file changes). */
+function policy(cache = false): void {
   let answered = 0;
   const subscribe = { group_class: 'GROUP_CLASS_CONTENT', max_batch_events: 1024, marks: [{ path: arg, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] };
   // One VerdictBatch per EventBatch: verdicts are batched like events.
   watch(subscribe, (msg, call) => {
     const evs = msg.events?.events;
     if (!evs) return;
-    const verdicts = evs.filter((e: any) => e.needs_verdict).map((e: any) => ({ id: e.id, decision: 'DECISION_ALLOW' }));
+    const verdicts = evs.filter((e: any) => e.needs_verdict).map((e: any) => ({ id: e.id, decision: 'DECISION_ALLOW', cache }));
     answered += verdicts.length;
     if (verdicts.length) call.write({ verdicts: { verdicts } });
   });
@@ -183,7 +185,7 @@ function pingpongClient(): void {
   call.write(msg);
 }
 
-const modes: Record<string, () => void> = { policy, 'policy-many': policyMany, telemetry, 'pingpong-server': pingpongServer, 'pingpong-client': pingpongClient };
+const modes: Record<string, () => void> = { policy: () => policy(), 'policy-cache': () => policy(true), 'policy-many': policyMany, telemetry, 'pingpong-server': pingpongServer, 'pingpong-client': pingpongClient };
 if (!modes[mode]) {
   console.error(`unknown mode ${mode}`);
   process.exit(2);

@@ -1,7 +1,7 @@
 // npm run bench: fanotifyd against the kernel's own limits, in one run.
 // Every daemon figure stands beside its baseline from the same run, as a
 // ratio, because absolute numbers drift between machines and runs.
-//   node dist/bench/run.js [--quick] [--reps N] [--only permission,scale,notify,idle]
+//   node dist/bench/run.js [--quick] [--reps N] [--only permission,cache,scale,notify,idle]
 // BENCH_RATES (comma-separated events/s) and BENCH_MODES (fd,dfid_name) set
 // the notification case's rates and report modes.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
@@ -126,6 +126,21 @@ async function permissionCase(daemon: Daemon, dir: string, parallel: number): Pr
     await stopReady(pol);
   }
   return out;
+}
+
+/**
+ * The verdict cache: a policy client that allows with cache set. The first
+ * pass over NFILES files asks the client about each; later opens of the
+ * unchanged files are answered by the kernel's ignore marks, never asked.
+ */
+async function cacheCase(daemon: Daemon, dir: string): Promise<Json> {
+  const none = await load(dir, PERM_OPS);
+  const pol = await startReady(process.execPath, [CLIENTS, 'policy-cache', daemon.address, dir]);
+  const first = await load(dir, NFILES);
+  const cached = await load(dir, PERM_OPS);
+  const got = await stopReady(pol);
+  // The client's answers: NFILES if every later open was answered by the kernel's cache.
+  return { none, first_pass: first, cached, opens: NFILES + PERM_OPS, client_answered: got.answered };
 }
 
 /** 100 watches, each with its own directory and opener, all at once. */
@@ -274,6 +289,7 @@ async function main(): Promise<void> {
       results.permission_8 = await permissionCase(daemon, dir, 8);
       results.pingpong = await pingPong();
     }
+    if (runs('cache')) results.cache = await cacheCase(daemon, dir);
     if (runs('scale')) results.scale = await scaleCase(daemon);
     results.rss_after_permission_mb = procStat(daemon.proc.pid!).rssMb;
     if (runs('notify')) {
@@ -329,6 +345,10 @@ function report(r: Json): void {
       // The remote path holds both round trips: kernel <-> daemon (what the C responder pays) and daemon <-> client (the ping-pong).
       console.log(`  fanotifyd added p50 / (C responder added p50 + ping-pong p50) = ${(added(c.daemon) / (added(c.c) + pp)).toFixed(2)}x`);
     }
+  }
+  const vc = r.cache;
+  if (vc) {
+    console.log(`\nVerdict cache: first pass over ${NFILES} files p50 ${f(vc.first_pass.p50_us)} us; then ${vc.cached.ops} opens of the unchanged files p50 ${f(vc.cached.p50_us)} us, p99 ${f(vc.cached.p99_us)} us, ${f(vc.cached.ops_per_s)}/s (no fanotify: p50 ${f(vc.none.p50_us)} us, ${f(vc.none.ops_per_s)}/s); the client answered ${vc.client_answered} of ${vc.opens}`);
   }
   const sc = r.scale;
   if (sc) console.log(`\nScale: ${sc.watches} watches, ${sc.opens} permission-checked opens at once: ${f(sc.decisions_per_s)} decisions/s, open() p50 ${f(sc.p50_us)} us, p99 ${f(sc.p99_us)} us (target < 5 ms); slowest watch ${sc.slowest_watch_s.toFixed(2)} s, fastest ${sc.fastest_watch_s.toFixed(2)} s`);
