@@ -118,7 +118,9 @@ export class FanotifyService {
     try {
       check();
     } catch (err) {
-      this.log.warn('denied', { identity, peer, what, reason: (err as Error).message });
+      const reason = (err as Error).message;
+      this.log.warn('denied', { identity, peer, what, reason });
+      this.audit?.record('denied', { identity, peer, what, reason });
       throw err;
     }
   }

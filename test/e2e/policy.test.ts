@@ -13,6 +13,7 @@ describe('e2e: authorization policy', function () {
   let base: string;
   let allowed: string;
   let policyFile: string;
+  let auditFile: string;
   let daemon: Daemon;
   let client: Client;
   const writePolicy = (rules: object[]) => fs.writeFileSync(policyFile, JSON.stringify({ rules }));
@@ -29,8 +30,9 @@ describe('e2e: authorization policy', function () {
     fs.mkdirSync(path.join(base, 'other'));
     fs.symlinkSync(path.join(base, 'other'), path.join(allowed, 'escape'));
     policyFile = path.join(base, 'policy.json');
+    auditFile = path.join(base, 'audit.jsonl');
     writePolicy([{ match: 'local', paths: [allowed], scopes: ['inode'], permission: false, maxWatches: 2, getInfo: false }]);
-    daemon = await startDaemon(['--policy', policyFile]);
+    daemon = await startDaemon(['--policy', policyFile, '--audit-file', auditFile]);
     client = connect(daemon.address);
   });
   after(async () => {
@@ -62,6 +64,14 @@ describe('e2e: authorization policy', function () {
     expect(grpc.status[err.code]).to.equal('PERMISSION_DENIED');
     const denied = await waitForLog(daemon, (l) => l.msg === 'denied' && l.what === 'GetInfo');
     expect(denied.identity).to.equal('local');
+    // The audit trail has each refusal, with who asked and the rule's reason.
+    let records: any[] = [];
+    for (let i = 0; i < 50 && records.length < 3; i++, await sleep(50)) {
+      records = fs.readFileSync(auditFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.kind === 'denied');
+    }
+    expect(records.map((r) => r.what)).to.include('GetInfo');
+    expect(records.some((r) => /does not allow filesystem marks/.test(r.reason) && r.identity === 'local')).to.equal(true);
+    expect(records.some((r) => /does not allow permission events/.test(r.reason))).to.equal(true);
   });
 
   it('limits concurrent watches per rule', async () => {
