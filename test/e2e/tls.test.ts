@@ -35,6 +35,7 @@ function makeCerts(dir: string): void {
   };
   issue('server', 'ca', '/CN=localhost', 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
   issue('client', 'ca', '/CN=policy-engine', 'subjectAltName=URI:spiffe://example.org/policy\nextendedKeyUsage=clientAuth\n');
+  issue('intruder', 'ca', '/CN=intruder', 'subjectAltName=URI:spiffe://example.org/intruder\nextendedKeyUsage=clientAuth\n');
   issue('stranger', 'otherca', '/CN=stranger', 'extendedKeyUsage=clientAuth\n');
   issue('expired', 'ca', '/CN=expired', 'extendedKeyUsage=clientAuth\n', ['20200101000000Z', '20200102000000Z']);
 }
@@ -49,7 +50,10 @@ describe('e2e: TLS with client certificates', function () {
   before(async () => {
     dir = tempDir('fanotifyd-tls-');
     makeCerts(dir);
-    daemon = await startDaemon(['--listen', '127.0.0.1:0', '--tls-cert', path.join(dir, 'server.crt'), '--tls-key', path.join(dir, 'server.key'), '--tls-client-ca', path.join(dir, 'ca.crt'), '--handshake-timeout-ms', '500']);
+    // Only the policy engine's SPIFFE id may do anything.
+    const policy = path.join(dir, 'policy.json');
+    fs.writeFileSync(policy, JSON.stringify({ rules: [{ match: 'URI:spiffe://example.org/policy', paths: ['/'], scopes: ['inode'], permission: true, getInfo: true }] }));
+    daemon = await startDaemon(['--policy', policy, '--listen', '127.0.0.1:0', '--tls-cert', path.join(dir, 'server.crt'), '--tls-key', path.join(dir, 'server.key'), '--tls-client-ca', path.join(dir, 'ca.crt'), '--handshake-timeout-ms', '500']);
     const port = /"127\.0\.0\.1:(\d+)"/.exec(daemon.logs.join('\n'))![1];
     address = `localhost:${port}`;
   });
@@ -103,6 +107,23 @@ describe('e2e: TLS with client certificates', function () {
       s.cancel();
       const opened = await waitForLog(daemon, (l) => l.msg === 'watch opened' && l.watch === sub.watch_id);
       expect(opened.identity).to.equal('CN=policy-engine,URI:spiffe://example.org/policy');
+    } finally {
+      c.close();
+      fs.rmSync(dirToWatch, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a certificate from the CA whose identity the policy does not name, after the handshake', async () => {
+    const c = client('intruder');
+    const r = await info(c);
+    expect(grpc.status[r.code]).to.equal('PERMISSION_DENIED');
+    const dirToWatch = tempDir();
+    try {
+      const s = new WatchStream(c, { marks: [{ path: dirToWatch, events: ['EVENT_TYPE_OPEN'] }] });
+      const st = await s.ended();
+      expect(grpc.status[st.code]).to.equal('PERMISSION_DENIED');
+      const denied = await waitForLog(daemon, (l) => l.msg === 'denied' && /intruder/.test(l.identity));
+      expect(denied.identity).to.equal('CN=intruder,URI:spiffe://example.org/intruder');
     } finally {
       c.close();
       fs.rmSync(dirToWatch, { recursive: true, force: true });
