@@ -10,6 +10,13 @@ import * as ffi from './ffi';
 const MAX_READS_PER_WAKE = 16;
 /** Bytes per read(2); the kernel fills it with as many whole events as fit. */
 export const READ_BUFFER_SIZE = 256 * 1024;
+/**
+ * Larger than any one event record (metadata, file handles, a name of at
+ * most 255 bytes, pidfd, range...). A read that left at least this much of
+ * the buffer unused emptied the queue: the kernel stops only when the next
+ * event does not fit. So no further read(2) is needed to learn it (EAGAIN).
+ */
+const MAX_EVENT_LEN = 8 * 1024;
 
 export interface PumpClient {
   /** A chunk of whole event records; buf is reused after the call returns. */
@@ -66,6 +73,7 @@ export class EventPump {
         client.onData(this.readBuf, len);
         // The client may have removed itself while handling data.
         if (this.clients.get(fd)?.client !== client) return;
+        if (len <= READ_BUFFER_SIZE - MAX_EVENT_LEN) break;
       }
     } catch (err) {
       client.onReadError(err as Error);
