@@ -100,7 +100,16 @@ let closeCb: unknown;
  * negative libuv error. Returns the id for pollStop.
  */
 export function pollStart(fd: number, onReadable: (status: number) => void): number {
-  pollCb ??= koffi.register((h: unknown, status: number) => polls.get(handleId(h))?.onReadable(status), koffi.pointer(PollCb));
+  pollCb ??= koffi.register((h: unknown, status: number) => {
+    try {
+      polls.get(handleId(h))?.onReadable(status);
+    } catch (err) {
+      // Called from libuv, not from JavaScript: rethrow where Node reports it (uncaughtException) at once.
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
+  }, koffi.pointer(PollCb));
   closeCb ??= koffi.register((h: unknown) => closing.delete(handleId(h)), koffi.pointer(CloseCb));
   const handle = Buffer.alloc(POLL_HANDLE_SIZE);
   const r = u.poll_init(u.default_loop(), handle, fd);
