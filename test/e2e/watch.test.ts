@@ -135,11 +135,12 @@ describe('e2e: Watch over a unix socket', function () {
     const sub = await s.subscribed();
     expect(sub.report_mode).to.equal('REPORT_MODE_DFID_NAME');
     expect(sub.init_flag_names).to.not.include('FAN_REPORT_FD_ERROR');
-    const r = sh(`cat ${dir}/a ${dir}/b ${dir}/sub/c ${dir}/a > /dev/null; sleep 20`, 30_000);
+    // Distinct files: the kernel merges a repeated open still in its queue into the first.
+    const r = sh(`cat ${dir}/a ${dir}/b ${dir}/sub/c > /dev/null; sleep 20`, 30_000);
     try {
       const mine = () => s.events.filter((e) => e.process.pid === r.pid || e.process.ppid === r.pid);
-      await s.until(() => mine().length >= 4, 5000, 'four opens');
-      expect(mine().map((e) => e.path)).to.deep.equal(['a', 'b', 'sub/c', 'a'].map((f) => path.join(dir, f)));
+      await s.until(() => mine().length >= 3, 5000, 'three opens');
+      expect(mine().map((e) => e.path)).to.deep.equal(['a', 'b', 'sub/c'].map((f) => path.join(dir, f)));
       for (const e of mine()) {
         expect(e.types).to.deep.equal(['EVENT_TYPE_OPEN']);
         expect(e.entry.unresolved).to.equal(false);
