@@ -4,7 +4,8 @@
 // operation object per field) allocated several objects per field, and
 // garbage collection became the largest cost of a busy notification watch
 // (docs/performance.md). Here nothing is allocated per field; a process's
-// message is encoded once and reused while the process cache returns it.
+// message is encoded once (in a reused scratch buffer, then copied out) and
+// reused while the process cache returns it.
 //
 // Field numbers are those of proto/fanotify/v1/fanotify.proto;
 // test/unit/wire.test.ts decodes the output with the .proto itself.
@@ -80,6 +81,10 @@ class Writer {
     if (!b.length) return;
     this.tag(field, LEN);
     this.varint(b.length);
+    this.raw(b);
+  }
+
+  raw(b: Uint8Array): void {
     this.room(b.length);
     this.buf.set(b, this.pos);
     this.pos += b.length;
@@ -121,11 +126,13 @@ class Writer {
 /** Encoded Process messages, reused while the process cache hands out the same object. */
 const processBytes = new WeakMap<ProcessInfo, Buffer>();
 const scratch = new Writer();
+const processScratch = new Writer();
 
 function encodeProcess(p: ProcessInfo): Buffer {
   let b = processBytes.get(p);
   if (b) return b;
-  const w = new Writer();
+  const w = processScratch;
+  w.reset();
   w.int(1, p.pid);
   w.int(2, p.ppid);
   w.uint(3, p.uid);
@@ -137,8 +144,7 @@ function encodeProcess(p: ProcessInfo): Buffer {
     const s = Buffer.from(arg, 'utf8');
     w.tag(7, LEN);
     w.varint(s.length);
-    w.buf.set(s, w.pos);
-    w.pos += s.length;
+    w.raw(s);
   }
   w.bool(8, p.details);
   w.bool(9, p.verified);

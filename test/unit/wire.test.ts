@@ -95,6 +95,15 @@ describe('wire: EventBatch encoding', () => {
     expect(e.process).to.deep.include({ pid: -1, tid: 77, details: false });
   });
 
+  it('encodes a command line larger than the encoder buffer', () => {
+    // Three 100 KiB arguments: more than the 256 KiB the writers start with.
+    const cmdline = ['sh', ...Array.from({ length: 3 }, (_, i) => String(i).repeat(100 * 1024))];
+    const proc: ProcessInfo = { ...unknownProcess(9), comm: 'sh', cmdline, details: true };
+    const e = one(item({ pid: 9, path: Buffer.from('/x'), process: proc }));
+    expect(e.process.cmdline).to.deep.equal(cmdline);
+    expect(e.path).to.equal('/x');
+  });
+
   it('keeps a batch in order, including large ones that outgrow the buffer', () => {
     const rnd = seededRandom(7);
     const me = readProcess(process.pid);
