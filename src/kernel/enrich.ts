@@ -23,7 +23,12 @@ export interface ProcessInfo {
   verified: boolean;
   /** With FAN_REPORT_TID: the thread; pid is then its thread group. */
   tid?: number;
+  /** cmdline holds only the arguments that fit in CMDLINE_MAX_BYTES. */
+  cmdlineTruncated?: boolean;
 }
+
+/** Command-line bytes kept per process: an event stays small whatever a process's arguments (up to 2 MiB and more). */
+export const CMDLINE_MAX_BYTES = 16 * 1024;
 
 export interface ResolvedEntry {
   /** Directory path bytes, or undefined when the handle could not be resolved. */
@@ -234,8 +239,14 @@ export function readProcess(pid: number, pidfd?: number): ProcessInfo {
     // Kernel threads and zombies have no exe.
   }
   try {
-    const raw = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    info.cmdline = raw.length ? raw.replace(/\0$/, '').split('\0') : [];
+    let raw = fs.readFileSync(`/proc/${pid}/cmdline`);
+    if (raw.length > CMDLINE_MAX_BYTES) {
+      // Keep the arguments that end (NUL) within the limit.
+      raw = raw.subarray(0, raw.lastIndexOf(0, CMDLINE_MAX_BYTES - 1) + 1);
+      info.cmdlineTruncated = true;
+    }
+    const text = raw.toString('utf8');
+    info.cmdline = text.length ? text.replace(/\0$/, '').split('\0') : [];
   } catch {
     // Gone between reads: keep what was read.
   }

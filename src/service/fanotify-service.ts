@@ -64,6 +64,9 @@ const UNDECODABLE = Symbol('undecodable');
  * answers a frame its deserializer rejects with INTERNAL and no reason, but
  * a bad frame is the client's error, and the client should learn what it is.
  */
+/** Largest EventBatch message sent; larger batches are split (an event is at most a few tens of KiB). */
+export const MAX_BATCH_BYTES = 1024 * 1024;
+
 export function serviceDefinition(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
   const out: Record<string, grpc.MethodDefinition<any, any>> = {};
   for (const [name, m] of Object.entries(def)) {
@@ -98,6 +101,8 @@ export class FanotifyService {
   private closedTotals?: WatchStats;
   /** Fed with each client verdict's latency (metrics). */
   onVerdictLatency?: (ms: number) => void;
+  /** Streams waiting for 'drain' (one listener each, however many writes were refused). */
+  private readonly draining = new WeakSet<WatchCall>();
   /** Where audit records go (--audit-file); none by default. */
   audit?: { record(kind: string, fields: Record<string, unknown>): void };
 
@@ -283,7 +288,7 @@ export class FanotifyService {
         },
       });
       const sink: WatchSink = {
-        sendEvents: (batch) => this.write(call, w, encodeEventBatch(batch)),
+        sendEvents: (batch) => this.writeEvents(call, w, batch),
         sendOverflow: (notice) => this.write(call, w, { overflow: convert.overflowToProto(notice) }),
       };
       w.attach(sink);
@@ -346,10 +351,29 @@ export class FanotifyService {
     }
   }
 
+  /**
+   * One EventBatch message, or several when its encoding passes
+   * MAX_BATCH_BYTES: a client with grpc's default 4 MiB receive limit must
+   * never get a message it refuses (which would end its stream).
+   */
+  private writeEvents(call: WatchCall, w: Watch, batch: WatchEvent[]): boolean {
+    const bytes = encodeEventBatch(batch);
+    if (bytes.length <= MAX_BATCH_BYTES || batch.length === 1) return this.write(call, w, bytes);
+    const half = batch.length >> 1;
+    const first = this.writeEvents(call, w, batch.slice(0, half));
+    return this.writeEvents(call, w, batch.slice(half)) && first;
+  }
+
   private write(call: WatchCall, w: Watch, msg: unknown): boolean {
     if (call.cancelled || call.destroyed) return false;
     const ok = call.write(msg);
-    if (!ok) call.once('drain', () => w.resume());
+    if (!ok && !this.draining.has(call)) {
+      this.draining.add(call);
+      call.once('drain', () => {
+        this.draining.delete(call);
+        w.resume();
+      });
+    }
     return ok;
   }
 

@@ -149,6 +149,7 @@ function encodeProcess(p: ProcessInfo): Buffer {
   w.bool(8, p.details);
   w.bool(9, p.verified);
   w.int(10, p.tid ?? 0);
+  w.bool(11, p.cmdlineTruncated === true);
   b = Buffer.from(w.buf.subarray(0, w.pos));
   processBytes.set(p, b);
   return b;

@@ -154,6 +154,30 @@ describe('e2e: Watch over a unix socket', function () {
     }
   });
 
+  it('caps a huge command line and keeps every message under the client limit', async () => {
+    // A process with about 1.5 MiB of arguments opens 300 files. Its events
+    // carry the first 16 KiB of them, and however they are batched, every
+    // message fits grpc's default 4 MiB receive limit.
+    for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
+    const s = watch({ max_batch_events: 4096, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
+    await s.subscribed();
+    const big = Array.from({ length: 15 }, (_, i) => String.fromCharCode(97 + i).repeat(100 * 1024));
+    const r = runChild('sh', ['-c', `for i in $(seq 0 299); do : < ${dir}/f$i; done; sleep 20`, 'sh', ...big], 30_000);
+    try {
+      await s.until(() => s.events.filter((e) => e.process.pid === r.pid).length >= 300, 10_000, '300 opens');
+      const mine = s.events.filter((e) => e.process.pid === r.pid);
+      expect(new Set(mine.map((e) => e.path)).size).to.equal(300);
+      for (const e of mine.filter((x) => x.process.details)) {
+        expect(e.process.cmdline_truncated).to.equal(true);
+        expect(e.process.cmdline.join('\0').length).to.be.at.most(16 * 1024);
+        expect(e.process.cmdline.slice(0, 3)).to.deep.equal(['sh', '-c', e.process.cmdline[2]]);
+      }
+      expect(s.status).to.equal(undefined);
+    } finally {
+      r.kill();
+    }
+  });
+
   it('denies one file with EPERM and allows the others', async () => {
     fs.writeFileSync(path.join(dir, 'secret'), 's');
     fs.writeFileSync(path.join(dir, 'public'), 'p');
