@@ -23,8 +23,8 @@ export interface PumpClient {
   onData(buf: Buffer, length: number): void;
   /** The fd was drained (EAGAIN) or its read quota for this wake is used up. */
   onDrained(): void;
-  /** read(2) failed with something other than EAGAIN. */
-  onReadError(err: Error): void;
+  /** Reading the fd (anything but EAGAIN) or handling its events failed: the client must stop. */
+  onError(err: Error): void;
 }
 
 export class EventPump {
@@ -62,11 +62,8 @@ export class EventPump {
     // A callback already queued for a handle stopped in this loop turn.
     if (this.clients.get(fd)?.client !== client) return;
     this.wakeups++;
-    if (status < 0) {
-      client.onReadError(new ffi.SyscallError('poll', -status));
-      return;
-    }
     try {
+      if (status < 0) throw new ffi.SyscallError('poll', -status);
       for (let i = 0; i < MAX_READS_PER_WAKE; i++) {
         const len = ffi.readNonblock(fd, this.readBuf);
         if (len <= 0) break;
@@ -75,9 +72,10 @@ export class EventPump {
         if (this.clients.get(fd)?.client !== client) return;
         if (len <= READ_BUFFER_SIZE - MAX_EVENT_LEN) break;
       }
+      client.onDrained();
     } catch (err) {
-      client.onReadError(err as Error);
+      // One group's failure stays with it; the daemon and other groups go on.
+      if (this.clients.get(fd)?.client === client) client.onError(err as Error);
     }
-    if (this.clients.get(fd)?.client === client) client.onDrained();
   }
 }

@@ -249,6 +249,8 @@ export class FanotifyService {
             decided_by: by,
             latency_ms: Date.now() - item.ev.timeMs,
           }),
+        // The watch closed itself after an internal failure: end the stream with INTERNAL.
+        onFailed: (err: Error) => finish(new ApiError(grpc.status.INTERNAL, `the watch failed and was closed: ${err.message}`)),
       };
       let w: Watch;
       try {

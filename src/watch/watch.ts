@@ -47,6 +47,8 @@ export interface WatchOptions {
   onVerdictLatency?: (ms: number) => void;
   /** Called after each permission response is written to the kernel (never before). */
   onDecision?: (item: WatchEvent, allowed: boolean, by: DecidedBy) => void;
+  /** Called once the watch has closed itself after a failure (onError). */
+  onFailed?: (err: Error) => void;
 }
 
 export interface WatchEvent {
@@ -251,6 +253,7 @@ export class Watch implements PumpClient {
     const response = reason === 'shutdown' ? K.FAN_ALLOW : RESPONSE[this.options.timeoutDecision];
     for (const [id, p] of this.pending) this.answer(id, p.item, response, reason);
     this.pump.remove(this.fd);
+    this.drainQueue(response, reason);
     ffi.closeFd(this.fd);
     this.resolver?.close();
     this.queue = [];
@@ -280,8 +283,15 @@ export class Watch implements PumpClient {
     this.flush();
   }
 
-  onReadError(err: Error): void {
-    this.log.error('read from fanotify group failed', { watch: this.id, error: err });
+  /**
+   * Reading or handling this group's events failed. The watch closes as if
+   * its client had gone (pending events get the timeout decision) and says
+   * why through onFailed; the daemon and other watches go on.
+   */
+  onError(err: Error): void {
+    this.log.error('watch failed; closing it', { watch: this.id, error: err });
+    this.close('disconnect');
+    this.options.onFailed?.(err);
   }
 
   // --- internals ---
@@ -338,6 +348,30 @@ export class Watch implements PumpClient {
       this.queuedNotifications++;
     }
     this.push(item);
+  }
+
+  /**
+   * Answer what is still in the kernel's queue with `response` before the
+   * group closes: the kernel would allow it all on close, whatever the
+   * watch's timeout decision. Bounded: what arrives after is the kernel's.
+   */
+  private drainQueue(response: number, reason: 'disconnect' | 'shutdown'): void {
+    const buf = Buffer.allocUnsafe(64 * 1024);
+    try {
+      for (let i = 0; i < 64; i++) {
+        const len = ffi.readNonblock(this.fd, buf);
+        if (len <= 0) return;
+        for (const raw of decodeEvents(buf, len).events) {
+          if (raw.mask & K.FAN_PERMISSION_EVENTS && raw.fd >= 0) {
+            this.respond(raw.fd, response);
+            this.stats.decisions[reason]++;
+          }
+          this.release(raw);
+        }
+      }
+    } catch (err) {
+      this.log.warn('draining the group at close failed; the kernel answers the rest', { watch: this.id, error: err });
+    }
   }
 
   /** Close the fds a record carries when it will not be delivered. */

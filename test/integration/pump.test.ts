@@ -71,4 +71,45 @@ describe('integration: event pump', function () {
     await pump.close();
     expect(fanotifyFdCount()).to.equal(fdsBefore);
   });
+
+  it('closes a watch whose handling fails, answers its pending events with its timeout decision, and serves the others', async () => {
+    const pump = new EventPump();
+    const [da, db] = [mkdir(), mkdir()];
+    const failures: Error[] = [];
+    const broken = new Watch('broken', { groupClass: 'content', marks: [{ path: da, scope: 'inode', mask: K.FAN_OPEN_PERM | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, { ...OPTIONS, timeoutDecision: 'deny', onFailed: (e) => failures.push(e) }, pump, silentLogger);
+    broken.attach({
+      sendEvents: () => {
+        throw new Error('sink broke');
+      },
+      sendOverflow: () => true,
+    });
+    const healthy = openWatch(pump, db, K.FAN_OPEN_PERM, 'content');
+    // The opener is denied at once (the watch's timeout decision), not after the 5 s verdict timeout.
+    const r = await sh(`cat ${da}/f`, 10_000).done;
+    expect(r.code).to.not.equal(0);
+    expect(r.stderr).to.match(/Operation not permitted/);
+    expect(r.ms).to.be.below(4000);
+    expect(broken.isClosed).to.equal(true);
+    expect(failures.map((e) => e.message)).to.deep.equal(['sink broke']);
+    const ok = await sh(`cat ${db}/f`, 10_000).done;
+    expect(ok.code).to.equal(0);
+    expect(healthy.events.some((e) => e.ev.path?.toString() === path.join(db, 'f'))).to.equal(true);
+    healthy.w.close('disconnect');
+    await pump.close();
+  });
+
+  it('answers events still in the kernel queue with the timeout decision when a watch closes', async () => {
+    const pump = new EventPump();
+    const d = mkdir();
+    // Never attached: nothing reads the group, so the opener's event waits in the kernel's queue.
+    const w = new Watch('unread', { groupClass: 'content', marks: [{ path: d, scope: 'inode', mask: K.FAN_OPEN_PERM | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, { ...OPTIONS, timeoutDecision: 'deny' }, pump, silentLogger);
+    const opener = sh(`cat ${d}/f`, 10_000);
+    await sleep(300);
+    w.close('disconnect');
+    const r = await opener.done;
+    // Closing the group alone would let the kernel allow it.
+    expect(r.stderr).to.match(/Operation not permitted/);
+    expect(w.snapshot().decisions.disconnect).to.equal(1);
+    await pump.close();
+  });
 });
