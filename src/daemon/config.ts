@@ -37,6 +37,8 @@ export interface Config {
   auditFile?: string;
 }
 
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 export class ConfigError extends Error {
   readonly code = 'ECONFIG';
   constructor(message: string) {
@@ -216,6 +218,8 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
     if (!/^\d+$/.test(String(raw)) || !Number.isSafeInteger(n) || n <= 0 || n > 0xffff_ffff) {
       throw new ConfigError(`--${flag}: "${String(raw)}" is not a positive integer below 2^32`);
     }
+    // Node's timers take at most 2^31-1 ms (about 24.8 days); a larger delay would fire at once.
+    if (flag.endsWith('-ms') && n > MAX_TIMER_MS) throw new ConfigError(`--${flag}: ${n} is above the largest timeout, ${MAX_TIMER_MS} ms`);
     cfg[key] = n;
   }
   if (cfg.defaultVerdictTimeoutMs > cfg.maxVerdictTimeoutMs) {

@@ -81,6 +81,9 @@ describe('unit: config file', () => {
     const c = parseConfig(['--config', file({ 'handshake-timeout-ms': 500, 'idle-timeout-ms': 60000 })]) as Config;
     expect([c.handshakeTimeoutMs, c.idleTimeoutMs]).to.deep.equal([500, 60000]);
     expect(() => parseConfig(['--handshake-timeout-ms', '0'])).to.throw(ConfigError, /--handshake-timeout-ms: "0" is not a positive integer/);
+    expect(() => parseConfig(['--handshake-timeout-ms', '3000000000'])).to.throw(ConfigError, /--handshake-timeout-ms: 3000000000 is above the largest timeout, 2147483647 ms/);
+    expect(() => parseConfig(['--idle-timeout-ms', '2147483648'])).to.throw(ConfigError, /--idle-timeout-ms: 2147483648 is above/);
+    expect((parseConfig(['--verdict-timeout-ms', '2147483647', '--max-verdict-timeout-ms', '2147483647']) as Config).maxVerdictTimeoutMs).to.equal(2 ** 31 - 1);
   });
 
   it('accepts every flag in --help as a key, except --config itself', () => {
