@@ -75,11 +75,15 @@ export function chooseReportMode(spec: GroupSpec): ReportMode {
   const bits = eventBits(spec);
   const mnt = bits & (K.FAN_MNT_ATTACH | K.FAN_MNT_DETACH);
   if (mnt) {
+    if (spec.reportMode && spec.reportMode !== 'mnt') throw new GroupSpecError('mount events (MNT_ATTACH, MNT_DETACH) are reported in REPORT_MODE_MNT only');
     if (bits !== mnt) throw new GroupSpecError('mount events (MNT_ATTACH, MNT_DETACH) need a watch of their own: the kernel reports them in a mode of their own');
     return 'mnt';
   }
   if (spec.reportMode === 'mnt') throw new GroupSpecError('REPORT_MODE_MNT is for mount events (MNT_ATTACH, MNT_DETACH) only');
   if ((bits & K.FAN_FID_ONLY_EVENTS) === 0 && spec.reportMode !== 'dfid_name') return 'fd';
+  if (spec.reportMode === 'dfid_name' && spec.groupClass !== 'notif') {
+    throw new GroupSpecError('REPORT_MODE_DFID_NAME is for GROUP_CLASS_NOTIF watches: the kernel refuses file-handle reporting in the permission classes');
+  }
   if (spec.reportMode === 'fd') {
     throw new GroupSpecError('directory-entry events (CREATE, DELETE, MOVED_*, RENAME, ATTRIB, *_SELF) and FS_ERROR are reported with file handles only, not with REPORT_MODE_FD');
   }

@@ -258,7 +258,8 @@ describe('e2e: Watch over a unix socket', function () {
       [{ subscribe: { group_class: 7, marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /group_class/],
       [{}, grpc.status.INVALID_ARGUMENT, /neither subscribe nor verdicts/],
       [{ subscribe: { report_mode: 'REPORT_MODE_FD', marks: [{ path: dir, events: ['EVENT_TYPE_CREATE'] }] } }, grpc.status.INVALID_ARGUMENT, /not with REPORT_MODE_FD/],
-      [{ subscribe: { report_mode: 'REPORT_MODE_DFID_NAME', group_class: 'GROUP_CLASS_CONTENT', marks: [{ path: dir, events: ['EVENT_TYPE_OPEN_PERM'] }] } }, grpc.status.INVALID_ARGUMENT, /permission events/],
+      [{ subscribe: { report_mode: 'REPORT_MODE_DFID_NAME', group_class: 'GROUP_CLASS_CONTENT', marks: [{ path: dir, events: ['EVENT_TYPE_OPEN_PERM'] }] } }, grpc.status.INVALID_ARGUMENT, /REPORT_MODE_DFID_NAME is for GROUP_CLASS_NOTIF/],
+      [{ subscribe: { report_mode: 'REPORT_MODE_DFID_NAME', group_class: 'GROUP_CLASS_CONTENT', marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /REPORT_MODE_DFID_NAME is for GROUP_CLASS_NOTIF/],
       [{ subscribe: { report_mode: 'REPORT_MODE_MNT', marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /REPORT_MODE_MNT is for mount events/],
       [{ subscribe: { report_mode: 9, marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /report_mode 9 is unknown/],
     ];
