@@ -22,6 +22,8 @@ export interface ServiceLimits extends convert.SubscribeLimits {
   maxWatches: number;
   maxPendingPerWatch: number;
   maxWatchesPerIdentity: number;
+  /** A Watch stream must send Subscribe this soon (the connection handshake time); unset: no limit. */
+  handshakeTimeoutMs?: number;
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -178,6 +180,13 @@ export class FanotifyService {
     let watch: Watch | undefined;
     let subscribing = false;
     let ended = false;
+    // A stream that never subscribes holds a connection and nothing else: it gets the handshake time to do so.
+    const limitMs = this.limits.handshakeTimeoutMs;
+    const subscribeDeadline = limitMs
+      ? setTimeout(() => {
+          if (!watch && !subscribing) finish(new ApiError(grpc.status.DEADLINE_EXCEEDED, `no Subscribe within ${limitMs} ms of opening the stream; send Subscribe first`));
+        }, limitMs)
+      : undefined;
     const onClose = (closed: Watch) => {
       this.watches.delete(closed.id);
       this.identities.delete(closed.id);
@@ -192,6 +201,7 @@ export class FanotifyService {
     const finish = (err?: unknown) => {
       if (ended) return;
       ended = true;
+      clearTimeout(subscribeDeadline);
       if (watch && !watch.isClosed) watch.close('disconnect');
       if (err !== undefined) {
         const status = toStatus(err);

@@ -185,6 +185,30 @@ describe('e2e: listening', function () {
     }
   });
 
+  it('ends a Watch stream that sends no Subscribe within --handshake-timeout-ms', async () => {
+    const d = await startDaemon(['--handshake-timeout-ms', '300']);
+    const client = connect(d.address);
+    try {
+      const idle = new WatchStream(client);
+      const t0 = Date.now();
+      const st = await idle.ended(5000);
+      expect(grpc.status[st.code]).to.equal('DEADLINE_EXCEEDED');
+      expect(st.details).to.match(/no Subscribe within 300 ms/);
+      expect(Date.now() - t0).to.be.within(250, 5000);
+      // A stream that subscribes in time is not touched by it.
+      const dir = tempDir();
+      const w = new WatchStream(client, { marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] });
+      await w.subscribed();
+      await sleep(600);
+      expect(w.status).to.equal(undefined);
+      w.cancel();
+      fs.rmSync(dir, { recursive: true, force: true });
+    } finally {
+      client.close();
+      expect(await d.stop()).to.equal(0);
+    }
+  });
+
   it('closes a connection that is not HTTP/2 at once', async () => {
     const d = await startDaemon();
     const s = await rawConnect(d.address.slice('unix:'.length));
