@@ -89,7 +89,8 @@ const polls = new Map<number, { handle: Buffer; onReadable: (status: number) => 
 /** Handles stopped and closing: their memory must live until uv_close's callback. */
 const closing = new Map<number, Buffer>();
 let nextPollId = 1;
-const handleId = (h: unknown) => Number(koffi.decode(h, 'int64_t'));
+// The id sits in uv_handle_t.data, a pointer-sized first member.
+const handleId = (h: unknown) => Number(koffi.decode(h, 'intptr_t'));
 // One callback of each kind for every handle: koffi has a bounded number of slots.
 let pollCb: unknown;
 let closeCb: unknown;
@@ -115,7 +116,8 @@ export function pollStart(fd: number, onReadable: (status: number) => void): num
   const r = u.poll_init(u.default_loop(), handle, fd);
   if (r < 0) throw new SyscallError('uv_poll_init', -r, u.strerror(r));
   const id = nextPollId++;
-  handle.writeBigInt64LE(BigInt(id), 0);
+  if (koffi.sizeof('void *') === 8) handle.writeBigInt64LE(BigInt(id), 0);
+  else handle.writeInt32LE(id, 0);
   polls.set(id, { handle, onReadable });
   const s = u.poll_start(handle, UV_READABLE, pollCb);
   if (s < 0) {
