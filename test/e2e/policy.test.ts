@@ -65,8 +65,9 @@ describe('e2e: authorization policy', function () {
     const denied = await waitForLog(daemon, (l) => l.msg === 'denied' && l.what === 'GetInfo');
     expect(denied.identity).to.equal('local');
     // The audit trail has each refusal, with who asked and the rule's reason.
+    // Written asynchronously, after earlier tests' refusals: wait for this one's last.
     let records: any[] = [];
-    for (let i = 0; i < 50 && records.length < 3; i++, await sleep(50)) {
+    for (let i = 0; i < 100 && !records.some((r) => r.what === 'GetInfo'); i++, await sleep(50)) {
       records = fs.readFileSync(auditFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.kind === 'denied');
     }
     expect(records.map((r) => r.what)).to.include('GetInfo');
