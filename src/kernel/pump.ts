@@ -13,8 +13,10 @@ export const READ_BUFFER_SIZE = 256 * 1024;
 /**
  * Larger than any one event record (metadata, file handles, a name of at
  * most 255 bytes, pidfd, range...). A read that left at least this much of
- * the buffer unused emptied the queue: the kernel stops only when the next
- * event does not fit. So no further read(2) is needed to learn it (EAGAIN).
+ * the buffer unused almost always emptied the queue (the kernel stops when
+ * the next event does not fit, or when it could not hand one over), so the
+ * drain stops there instead of reading again to learn EAGAIN. Anything still
+ * queued keeps the fd readable, and the level-triggered poll comes back.
  */
 const MAX_EVENT_LEN = 8 * 1024;
 
