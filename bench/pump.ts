@@ -5,8 +5,9 @@
 //
 // node dist/bench/pump.js notify [ops] [rate] [fd|dfid_name]: the
 // notification path alone: FAN_OPEN events read, enriched, converted and
-// serialized exactly as for a client (the service's own serializer), with
-// the daemon's CPU time per event.
+// encoded exactly as for a client, with the daemon's CPU time per event.
+// BENCH_PROFILE=file.cpuprofile writes a CPU profile of the load alone;
+// BENCH_PIDFD=0 leaves FAN_REPORT_PIDFD out, to measure what pidfds cost.
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as inspector from 'node:inspector';

@@ -80,7 +80,7 @@ const u = {
   poll_start: uv.func('int uv_poll_start(void *handle, int events, fanotifyd_poll_cb *cb)'),
   poll_stop: uv.func('int uv_poll_stop(void *handle)'),
   close: uv.func('void uv_close(void *handle, fanotifyd_close_cb *cb)'),
-  strerror: uv.func('const char *uv_err_name(int err)'),
+  err_name: uv.func('const char *uv_err_name(int err)'),
 };
 const POLL_HANDLE_SIZE = Number(u.handle_size(UV_POLL));
 
@@ -114,7 +114,7 @@ export function pollStart(fd: number, onReadable: (status: number) => void): num
   closeCb ??= koffi.register((h: unknown) => closing.delete(handleId(h)), koffi.pointer(CloseCb));
   const handle = Buffer.alloc(POLL_HANDLE_SIZE);
   const r = u.poll_init(u.default_loop(), handle, fd);
-  if (r < 0) throw new SyscallError('uv_poll_init', -r, u.strerror(r));
+  if (r < 0) throw new SyscallError('uv_poll_init', -r, u.err_name(r));
   const id = nextPollId++;
   if (koffi.sizeof('void *') === 8) handle.writeBigInt64LE(BigInt(id), 0);
   else handle.writeInt32LE(id, 0);
@@ -122,7 +122,7 @@ export function pollStart(fd: number, onReadable: (status: number) => void): num
   const s = u.poll_start(handle, UV_READABLE, pollCb);
   if (s < 0) {
     pollStop(id);
-    throw new SyscallError('uv_poll_start', -s, u.strerror(s));
+    throw new SyscallError('uv_poll_start', -s, u.err_name(s));
   }
   return id;
 }
