@@ -1,10 +1,10 @@
-// The event pump alone, in process: fanotifyd's read path (epoll pump,
+// The event pump alone, in process: fanotifyd's read path (event pump,
 // decoder, enrichment, response) answering ALLOW at once, against the C
 // responder, same opener, same run. No gRPC: this isolates the choice of
 // pump from the transport. node dist/bench/pump.js [ops] [reps]
 //
 // node dist/bench/pump.js notify [ops] [rate] [fd|dfid_name]: the
-// notification path alone: FAN_OPEN events read, enriched, converted and
+// notification path alone: FAN_OPEN events read, enriched and
 // encoded exactly as for a client, with the daemon's CPU time per event.
 // BENCH_PROFILE=file.cpuprofile writes a CPU profile of the load alone;
 // BENCH_PIDFD=0 leaves FAN_REPORT_PIDFD out, to measure what pidfds cost.
