@@ -135,8 +135,6 @@ export class HandleResolver {
    * readlink, close), and is as current as a per-event lookup would be.
    */
   private readonly batch = new Map<string, Buffer | undefined>();
-  /** Lookups answered from the current read's results, for tests and metrics. */
-  batchHits = 0;
 
   /** Forget the previous read's results: call before handling a new read. */
   newBatch(): void {
@@ -145,10 +143,7 @@ export class HandleResolver {
 
   resolve(id: FileId): Buffer | undefined {
     const key = id.fsid.toString('latin1') + id.fileHandle.toString('latin1');
-    if (this.batch.has(key)) {
-      this.batchHits++;
-      return this.batch.get(key);
-    }
+    if (this.batch.has(key)) return this.batch.get(key);
     const dir = this.lookup(id);
     this.batch.set(key, dir);
     return dir;

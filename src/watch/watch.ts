@@ -363,8 +363,10 @@ export class Watch implements PumpClient {
         if (len <= 0) return;
         for (const raw of decodeEvents(buf, len).events) {
           if (raw.mask & K.FAN_PERMISSION_EVENTS && raw.fd >= 0) {
-            this.respond(raw.fd, response);
-            this.stats.decisions[reason]++;
+            // The daemon's own accesses are allowed here too, as in take().
+            const self = raw.pid === SELF_PID || (this.reportTid && isOwnThread(raw.pid));
+            this.respond(raw.fd, self ? K.FAN_ALLOW : response);
+            this.stats.decisions[self ? 'self' : reason]++;
           }
           this.release(raw);
         }
