@@ -276,7 +276,16 @@ export class Watch implements PumpClient {
     }
     const now = Date.now();
     this.resolver?.newBatch();
-    for (const raw of events) this.take(raw, now);
+    for (let i = 0; i < events.length; i++) {
+      try {
+        this.take(events[i], now);
+      } catch (err) {
+        // The watch fails and closes (onError); the rest of this read never
+        // reaches it, so answer that now as the close answers the rest.
+        for (const raw of events.slice(i + 1)) this.abandon(raw, RESPONSE[this.options.timeoutDecision], 'disconnect');
+        throw err;
+      }
+    }
   }
 
   onDrained(): void {
@@ -361,19 +370,21 @@ export class Watch implements PumpClient {
       for (let i = 0; i < 64; i++) {
         const len = ffi.readNonblock(this.fd, buf);
         if (len <= 0) return;
-        for (const raw of decodeEvents(buf, len).events) {
-          if (raw.mask & K.FAN_PERMISSION_EVENTS && raw.fd >= 0) {
-            // The daemon's own accesses are allowed here too, as in take().
-            const self = raw.pid === SELF_PID || (this.reportTid && isOwnThread(raw.pid));
-            this.respond(raw.fd, self ? K.FAN_ALLOW : response);
-            this.stats.decisions[self ? 'self' : reason]++;
-          }
-          this.release(raw);
-        }
+        for (const raw of decodeEvents(buf, len).events) this.abandon(raw, response, reason);
       }
     } catch (err) {
       this.log.warn('draining the group at close failed; the kernel answers the rest', { watch: this.id, error: err });
     }
+  }
+
+  /** Answer a record that will not be delivered (the daemon's own accesses with ALLOW, as in take()) and close its fds. */
+  private abandon(raw: RawEvent, response: number, reason: 'disconnect' | 'shutdown'): void {
+    if (raw.mask & K.FAN_PERMISSION_EVENTS && raw.fd >= 0) {
+      const self = raw.pid === SELF_PID || (this.reportTid && isOwnThread(raw.pid));
+      this.respond(raw.fd, self ? K.FAN_ALLOW : response);
+      this.stats.decisions[self ? 'self' : reason]++;
+    }
+    this.release(raw);
   }
 
   /** Close the fds a record carries when it will not be delivered. */

@@ -112,4 +112,28 @@ describe('integration: event pump', function () {
     expect(w.snapshot().decisions.disconnect).to.equal(1);
     await pump.close();
   });
+
+  it('answers the rest of a read with the timeout decision when handling one of its events throws', async () => {
+    const pump = new EventPump();
+    const d = mkdir();
+    for (const f of ['g', 'h']) fs.writeFileSync(path.join(d, f), 'x');
+    // maxPending 0 answers each event at once ("limit"); the decision hook then throws on the first.
+    const w = new Watch('hook', { groupClass: 'content', marks: [{ path: d, scope: 'inode', mask: K.FAN_OPEN_PERM | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, {
+      ...OPTIONS,
+      timeoutDecision: 'deny',
+      maxPending: 0,
+      onDecision: () => {
+        throw new Error('hook broke');
+      },
+    }, pump, silentLogger);
+    // Three openers wait in the kernel's queue before the watch reads: one read brings all three.
+    const openers = ['f', 'g', 'h'].map((f) => sh(`cat ${d}/${f}`, 10_000));
+    await sleep(300);
+    w.attach({ sendEvents: () => true, sendOverflow: () => true });
+    const results = await Promise.all(openers.map((o) => o.done));
+    for (const r of results) expect(r.stderr).to.match(/Operation not permitted/);
+    expect(w.isClosed).to.equal(true);
+    expect(w.snapshot().decisions.disconnect).to.equal(2);
+    await pump.close();
+  });
 });
