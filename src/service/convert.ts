@@ -37,13 +37,6 @@ const EVENT_BIT = new Map(EVENT_TYPES);
 /** [mask bit, EventType number]: the list above is in enum order, from 1. */
 export const EVENT_TYPE_NUMBERS: ReadonlyArray<[number, number]> = EVENT_TYPES.map(([, bit], i) => [bit, i + 1]);
 
-/** The EventType names of the bits set in mask, in enum order. */
-export function maskToTypes(mask: number): string[] {
-  const out: string[] = [];
-  for (const [name, bit] of EVENT_TYPES) if (mask & bit) out.push(name);
-  return out;
-}
-
 /** The mask bit of one EventType name; throws INVALID_ARGUMENT for unknown or unusable values. */
 export function typeToBit(name: unknown, where: string): number {
   const bit = typeof name === 'string' ? EVENT_BIT.get(name) : undefined;
