@@ -78,7 +78,7 @@ async function notify(): Promise<void> {
   w.close('disconnect');
   await pump.close();
   fs.rmSync(dir, { recursive: true, force: true });
-  console.log(JSON.stringify({ mode, ops, rate: l.ops_per_s, events, with_path: withPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
+  console.log(JSON.stringify({ mode, ops, rate: l.ops_per_s, events, events_per_wake: events / pump.wakeups, with_path: withPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
 }
 
 async function main(): Promise<void> {

@@ -159,6 +159,19 @@ function decodeInfo(buf: Buffer, p: number, len: number, type: number, ev: RawEv
   }
 }
 
+// The last fsid and handle decoded. Events in a row mostly share their
+// filesystem and directory: they then share one copy of those bytes
+// (read-only, like every FileId buffer), which spares an allocation and
+// lets the directory lookup match by identity.
+let lastFsid: Buffer = Buffer.alloc(0);
+let lastHandle: Buffer = Buffer.alloc(0);
+
+/** A copy of buf[start, end), or `last` when it holds the same bytes. */
+function interned(buf: Buffer, start: number, end: number, last: Buffer): Buffer {
+  if (last.length === end - start && buf.compare(last, 0, last.length, start, end) === 0) return last;
+  return Buffer.from(buf.subarray(start, end));
+}
+
 function decodeFid(buf: Buffer, p: number, len: number, withName: boolean): FileId | string {
   const min = K.FID_OFF_HANDLE + K.FILE_HANDLE_HEADER_LEN;
   if (len < min) return `fid info length ${len} below ${min}`;
@@ -166,10 +179,12 @@ function decodeFid(buf: Buffer, p: number, len: number, withName: boolean): File
   const handleEnd = p + min + handleBytes;
   if (handleBytes > len - min) return `file handle of ${handleBytes} bytes overruns its ${len}-byte info record`;
   const id: FileId = {
-    fsid: Buffer.from(buf.subarray(p + K.FID_OFF_FSID, p + K.FID_OFF_FSID + K.FID_FSID_LEN)),
+    fsid: interned(buf, p + K.FID_OFF_FSID, p + K.FID_OFF_FSID + K.FID_FSID_LEN, lastFsid),
     handleType: buf.readInt32LE(p + K.FID_OFF_HANDLE + 4),
-    fileHandle: Buffer.from(buf.subarray(p + K.FID_OFF_HANDLE, handleEnd)),
+    fileHandle: interned(buf, p + K.FID_OFF_HANDLE, handleEnd, lastHandle),
   };
+  lastFsid = id.fsid;
+  lastHandle = id.fileHandle;
   if (withName) {
     // The name follows the handle, NUL-terminated and padded to the record's length.
     const nameArea = buf.subarray(handleEnd, p + len);

@@ -139,13 +139,20 @@ export class HandleResolver {
   /** Forget the previous read's results: call before handling a new read. */
   newBatch(): void {
     this.batch.clear();
+    this.last = undefined;
   }
 
+  /** The last handle resolved in this read and its result (the decoder shares equal handles' bytes). */
+  private last?: { handle: Buffer; fsid: Buffer; dir: Buffer | undefined };
+
   resolve(id: FileId): Buffer | undefined {
+    const last = this.last;
+    if (last && last.handle === id.fileHandle && last.fsid === id.fsid) return last.dir;
     const key = id.fsid.toString('latin1') + id.fileHandle.toString('latin1');
-    if (this.batch.has(key)) return this.batch.get(key);
-    const dir = this.lookup(id);
-    this.batch.set(key, dir);
+    let dir: Buffer | undefined;
+    if (this.batch.has(key)) dir = this.batch.get(key);
+    else this.batch.set(key, (dir = this.lookup(id)));
+    this.last = { handle: id.fileHandle, fsid: id.fsid, dir };
     return dir;
   }
 

@@ -127,6 +127,19 @@ export function pollStart(fd: number, onReadable: (status: number) => void): num
   return id;
 }
 
+/** Stop watching the fd for a while, keeping the handle (pollResume restarts it). */
+export function pollPause(id: number): void {
+  const p = polls.get(id);
+  if (p) u.poll_stop(p.handle);
+}
+
+export function pollResume(id: number): void {
+  const p = polls.get(id);
+  if (!p) return;
+  const s = u.poll_start(p.handle, UV_READABLE, pollCb);
+  if (s < 0) throw new SyscallError('uv_poll_start', -s, u.err_name(s));
+}
+
 /** Stop polling; the fd may be closed right after. */
 export function pollStop(id: number): void {
   const p = polls.get(id);

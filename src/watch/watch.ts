@@ -181,7 +181,7 @@ export class Watch implements PumpClient {
   attach(sink: WatchSink): void {
     this.sink = sink;
     this.writable = true;
-    this.pump.add(this.fd, this);
+    this.pump.add(this.fd, this, this.groupClass === 'notif');
     this.flush();
   }
 
@@ -286,6 +286,9 @@ export class Watch implements PumpClient {
         throw err;
       }
     }
+    // Hand each read's events on at once: the queue then holds what the
+    // client has not taken, not what later reads of this wake brought.
+    this.flush();
   }
 
   onDrained(): void {
