@@ -54,6 +54,8 @@ export class EventPump {
   private closed = false;
   /** Times a group fd was found readable, for metrics and tests. */
   wakeups = 0;
+  /** Times a notification-only group's poll rested after a wake. */
+  rests = 0;
 
   /** Read fd whenever it is readable; `notifyOnly` groups rest NOTIFY_REST_MS after each wake. */
   add(fd: number, client: PumpClient, notifyOnly = false): void {
@@ -89,6 +91,7 @@ export class EventPump {
     this.drain(fd, client, status);
     if (entry.rest && !entry.timer && this.clients.get(fd) === entry) {
       ffi.pollPause(entry.poll);
+      this.rests++;
       entry.timer = setTimeout(() => {
         entry.timer = undefined;
         if (this.clients.get(fd) !== entry) return;

@@ -11,9 +11,9 @@ import { fanotifyFdCount, sh, sleep, tempDir } from '../fixtures/harness';
 
 const OPTIONS = { verdictTimeoutMs: 5000, timeoutDecision: 'allow' as const, maxBatchEvents: 256, queueCapacity: 1024 };
 
-function openWatch(pump: EventPump, dir: string, mask: number, groupClass: 'notif' | 'content' = 'notif') {
+function openWatch(pump: EventPump, dir: string, mask: number, groupClass: 'notif' | 'content' = 'notif', queueCapacity = OPTIONS.queueCapacity) {
   const events: WatchEvent[] = [];
-  const w = new Watch(`t-${path.basename(dir)}`, { groupClass, marks: [{ path: dir, scope: 'inode', mask: mask | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, OPTIONS, pump, silentLogger);
+  const w = new Watch(`t-${path.basename(dir)}`, { groupClass, marks: [{ path: dir, scope: 'inode', mask: mask | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, { ...OPTIONS, queueCapacity }, pump, silentLogger);
   w.attach({
     sendEvents: (batch) => {
       events.push(...batch);
@@ -70,6 +70,43 @@ describe('integration: event pump', function () {
     expect(pump.size).to.equal(0);
     await pump.close();
     expect(fanotifyFdCount()).to.equal(fdsBefore);
+  });
+
+  it('rests a notification group after each wake and still delivers every event, during a burst and after it', async () => {
+    const pump = new EventPump();
+    const d = mkdir();
+    // Distinct files: the kernel merges repeated events on one file.
+    for (let i = 0; i < 3000; i++) fs.writeFileSync(path.join(d, `g${i}`), '');
+    const permDir = mkdir();
+    // Room for the whole burst: one read may bring all of it.
+    const { w, events } = openWatch(pump, d, K.FAN_OPEN, 'notif', 4096);
+    const perm = openWatch(pump, permDir, K.FAN_OPEN_PERM, 'content');
+    const until = async (list: unknown[], n: number) => {
+      const deadline = Date.now() + 5000;
+      while (list.length < n && Date.now() < deadline) await sleep(10);
+    };
+    try {
+      const r = await sh(`i=0; while [ $i -lt 3000 ]; do : < ${d}/g$i; i=$((i+1)); done`, 20_000).done;
+      expect(r.code).to.equal(0);
+      await until(events, 3000);
+      expect(events.length).to.equal(3000);
+      expect(pump.rests).to.be.above(0);
+      // Idle again: the poll is back, so a lone event comes through.
+      await sleep(50);
+      expect((await sh(`: < ${d}/f`, 10_000).done).code).to.equal(0);
+      await until(events, 3001);
+      expect(events.length).to.equal(3001);
+      // A permission group never rests: its events are read as they come.
+      const rests = pump.rests;
+      expect((await sh(`: < ${permDir}/f`, 10_000).done).code).to.equal(0);
+      await until(perm.events, 1);
+      expect(perm.events.length).to.equal(1);
+      expect(pump.rests).to.equal(rests);
+    } finally {
+      w.close('disconnect');
+      perm.w.close('disconnect');
+      await pump.close();
+    }
   });
 
   it('closes a watch whose handling fails, answers its pending events with its timeout decision, and serves the others', async () => {
