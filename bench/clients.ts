@@ -2,7 +2,7 @@
 // client never share a CPU by accident:
 //   policy ADDR DIR           answers every OPEN_PERM under DIR with ALLOW at once
 //   policy-cache ADDR DIR     the same, with verdicts cached in the kernel
-//   telemetry ADDR DIR [MODE] counts OPEN notifications under DIR (MODE: ReportMode number)
+//   telemetry ADDR DIR [MODE] [skip-pid-verification] counts OPEN notifications under DIR (MODE: ReportMode number)
 //   pingpong-server SOCK      bare grpc-js bidirectional echo (the transport's limit)
 //   pingpong-client SOCK N    N round trips against it
 // Each prints "ready" when set up and one JSON line of counts when done
@@ -111,7 +111,9 @@ function telemetry(): void {
   const c = { events: 0, withPath: 0, withComm: 0, droppedClient: 0, kernelOverflows: 0 };
   // Optional 4th argument: the ReportMode number (1 fd, 2 dfid_name).
   const reportMode = Number(process.argv[5] ?? 0);
-  const subscribe = { max_batch_events: 1024, report_mode: reportMode, marks: [{ path: arg, on_child: true, events: [5 /* EVENT_TYPE_OPEN */] }] };
+  // Optional 5th argument "skip-pid-verification": no pidfd per event.
+  const skip = process.argv[6] === 'skip-pid-verification';
+  const subscribe = { max_batch_events: 1024, report_mode: reportMode, skip_pid_verification: skip, marks: [{ path: arg, on_child: true, events: [5 /* EVENT_TYPE_OPEN */] }] };
   watch(
     subscribe,
     (msg) => {

@@ -2,7 +2,7 @@
 // Every daemon figure stands beside its baseline from the same run, as a
 // ratio, because absolute numbers drift between machines and runs.
 //   node dist/bench/run.js [--quick] [--reps N] [--only permission,cache,scale,notify,idle]
-// BENCH_RATES (comma-separated events/s) and BENCH_MODES (fd,dfid_name) set
+// BENCH_RATES (comma-separated events/s) and BENCH_MODES (fd,dfid_name,dfid_name_nopidfd) set
 // the notification case's rates and report modes.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -22,8 +22,9 @@ const RATES = QUICK ? [25_000] : (process.env.BENCH_RATES ?? "25000,50000,100000
 const ONLY = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1].split(',')) : undefined;
 const runs = (name: string) => !ONLY || ONLY.has(name);
 /** Report modes of the notification case, as the telemetry client's ReportMode number. */
-const MODES: Record<string, number> = { fd: 1, dfid_name: 2 };
-const NOTIFY_MODES = (process.env.BENCH_MODES ?? (QUICK ? 'fd' : 'fd,dfid_name')).split(',');
+/** Notification modes: the ReportMode number, and whether the collector sets skip_pid_verification. */
+const MODES: Record<string, [number, boolean]> = { fd: [1, false], dfid_name: [2, false], dfid_name_nopidfd: [2, true] };
+const NOTIFY_MODES = (process.env.BENCH_MODES ?? (QUICK ? 'fd' : 'fd,dfid_name,dfid_name_nopidfd')).split(',');
 const NFILES = 1000;
 /** Distinct files for the notification case: the kernel merges an event into an identical one still queued, so too few files would read as loss. */
 const NOTIFY_FILES = QUICK ? 1000 : 50_000;
@@ -233,9 +234,9 @@ async function notifyCase(daemon: Daemon, dir: string): Promise<Json[]> {
     const n = Math.floor(rate * NOTIFY_SECONDS);
     const row: Json = { rate, opens: n };
     for (const mode of NOTIFY_MODES) {
-      if (!(mode in MODES)) throw new Error(`BENCH_MODES: unknown mode ${mode} (fd, dfid_name)`);
+      if (!(mode in MODES)) throw new Error(`BENCH_MODES: unknown mode ${mode} (${Object.keys(MODES).join(', ')})`);
       const before = procStat(daemon.proc.pid!);
-      const tel = await startReady(process.execPath, [CLIENTS, 'telemetry', daemon.address, dir, String(MODES[mode])]);
+      const tel = await startReady(process.execPath, [CLIENTS, 'telemetry', daemon.address, dir, String(MODES[mode][0]), MODES[mode][1] ? 'skip-pid-verification' : '']);
       const l = await load(dir, n, { rate, files: NOTIFY_FILES });
       await new Promise((r) => setTimeout(r, 1000));
       const got = await stopReady(tel);
@@ -354,12 +355,12 @@ function report(r: Json): void {
   if (sc) console.log(`\nScale: ${sc.watches} watches, ${sc.opens} permission-checked opens at once: ${f(sc.decisions_per_s)} decisions/s, open() p50 ${f(sc.p50_us)} us, p99 ${f(sc.p99_us)} us (target < 5 ms); slowest watch ${sc.slowest_watch_s.toFixed(2)} s, fastest ${sc.fastest_watch_s.toFixed(2)} s`);
   if (r.notify) {
     console.log('\nNotifications at fixed rates (opens -> events with path and process at a remote client)');
-    console.log('  rate/s   mode       achieved  delivered (ok = lossless)  dropped(reported)  kernel-ovf  cpu us/ev  rss MB');
+    console.log('  rate/s   mode               achieved  delivered (ok = lossless)  dropped(reported)  kernel-ovf  cpu us/ev  rss MB');
     for (const n of r.notify) {
       for (const mode of NOTIFY_MODES) {
         const d = n[mode];
         console.log(
-          `  ${String(n.rate).padEnd(8)} ${mode.padEnd(9)} ${f(d.achieved_rate).padStart(9)}  ${`${d.delivered}/${n.opens}${d.lossless ? ' ok' : ''}`.padStart(16)}` +
+          `  ${String(n.rate).padEnd(8)} ${mode.padEnd(17)} ${f(d.achieved_rate).padStart(9)}  ${`${d.delivered}/${n.opens}${d.lossless ? ' ok' : ''}`.padStart(16)}` +
             `${String(d.dropped_client).padStart(19)} ${String(d.kernel_overflows).padStart(11)} ${(d.cpu_us_per_event === null ? '-' : f(d.cpu_us_per_event)).padStart(10)} ${f(d.rss_mb).padStart(7)}`,
         );
       }

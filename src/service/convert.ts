@@ -77,6 +77,8 @@ export interface SubscribeRequest {
   verdictTimeoutMs: number;
   timeoutDecision: Decision;
   maxBatchEvents: number;
+  /** Leave FAN_REPORT_PIDFD out (Subscribe.skip_pid_verification). */
+  skipPidVerification: boolean;
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -125,7 +127,8 @@ export function parseSubscribe(msg: any, limits: SubscribeLimits, kernel: Kernel
   if (!(rm in REPORT_MODE_OF)) throw invalid(`report_mode ${String(rm)} is unknown`);
   const reportMode = REPORT_MODE_OF[rm as string];
   if (reportMode === 'dfid_name' && !kernel.initFlags.get(K.FAN_REPORT_NAME)) throw unsupported(`this kernel (${kernel.release}) does not support REPORT_MODE_DFID_NAME`);
-  return { group: { groupClass, marks, audit, reportTid, reportTargetFid, reportFdError, reportMode }, verdictTimeoutMs, timeoutDecision, maxBatchEvents };
+  const skipPidVerification = msg.skip_pid_verification === true;
+  return { group: { groupClass, marks, audit, reportTid, reportTargetFid, reportFdError, reportMode }, verdictTimeoutMs, timeoutDecision, maxBatchEvents, skipPidVerification };
 }
 
 const MARK_FLAG_FIELDS: ReadonlyArray<[string, number]> = [

@@ -237,7 +237,7 @@ export class FanotifyService {
       }
       const id = `w${++this.seq}`;
       const features = {
-        reportPidfd: this.kernel.initFlags.get(K.FAN_REPORT_PIDFD) === true,
+        reportPidfd: this.kernel.initFlags.get(K.FAN_REPORT_PIDFD) === true && !req.skipPidVerification,
         evictable: this.kernel.markFlags.get(K.FAN_MARK_EVICTABLE) === true,
       };
       const opts = {

@@ -154,6 +154,29 @@ describe('e2e: Watch over a unix socket', function () {
     }
   });
 
+  it('asks the kernel for no pidfd with skip_pid_verification, and still describes the process', async function () {
+    const info = await getInfo(client);
+    if (!info.init_flags?.includes('FAN_REPORT_PIDFD')) {
+      console.log(`      skipped: this kernel (${info.kernel_release}) has no FAN_REPORT_PIDFD, so there is nothing to skip`);
+      this.skip();
+    }
+    fs.writeFileSync(path.join(dir, 'f'), 'x');
+    const plain = watch({ marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
+    const skip = watch({ skip_pid_verification: true, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
+    expect((await plain.subscribed()).init_flag_names).to.include('FAN_REPORT_PIDFD');
+    expect((await skip.subscribed()).init_flag_names).to.not.include('FAN_REPORT_PIDFD');
+    const r = sh(`: < ${dir}/f; sleep 20`, 30_000);
+    try {
+      const mine = (s: WatchStream) => s.events.find((e) => e.process.pid === r.pid);
+      await plain.until(() => mine(plain), 5000, 'the open, with a pidfd');
+      await skip.until(() => mine(skip), 5000, 'the open, without one');
+      expect(mine(plain).process).to.deep.include({ details: true, pid_verified: true, comm: 'sh' });
+      expect(mine(skip).process).to.deep.include({ details: true, pid_verified: false, comm: 'sh' });
+    } finally {
+      r.kill();
+    }
+  });
+
   it('caps a huge command line and keeps every message under the client limit', async () => {
     // A process with about 1.5 MiB of arguments opens 300 files. Its events
     // carry the first 16 KiB of them, and however they are batched, every
