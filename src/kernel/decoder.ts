@@ -17,7 +17,11 @@ export class DecodeError extends Error {
   }
 }
 
-/** A directory or object identified by a file handle, with an optional entry name. */
+/**
+ * A directory or object identified by a file handle, with an optional entry
+ * name. Its buffers may be shared with other FileIds of equal bytes (see
+ * interned below): read them, never write to them.
+ */
 export interface FileId {
   fsid: Buffer;
   handleType: number;

@@ -35,7 +35,8 @@ export interface PumpClient {
  * under load one read takes many events, and the per-read costs (the wake,
  * directory lookups, one gRPC message and one wake of the client) are
  * shared among them. An idle group's first event is still read at once;
- * events arriving during a rest wait at most this long. The kernel queue
+ * events arriving during a rest wait about this long (more when the loop
+ * is busy). The kernel queue
  * (16,384 events by default) covers a rest at up to 16 million events/s.
  */
 export const NOTIFY_REST_MS = 1;
@@ -98,6 +99,7 @@ export class EventPump {
         try {
           ffi.pollResume(entry.poll);
         } catch (err) {
+          this.remove(fd);
           client.onError(err as Error);
         }
       }, NOTIFY_REST_MS);

@@ -34,6 +34,21 @@ describe('unit: decoder', () => {
     expect(events.map((e) => [e.offset, e.fd])).to.deep.equal([[0, 3], [24, 4], [56, 5]]);
   });
 
+  it('lets records in a row with equal fsid and handle bytes share one copy, and copies different ones', () => {
+    const rec = (handle: number[], name: string) => metadata({ mask: K.FAN_OPEN, fd: K.FAN_NOFD }, [fidInfo(K.FAN_EVENT_INFO_TYPE_DFID_NAME, { handle: Buffer.from(handle), name: Buffer.from(name) })]);
+    const buf = Buffer.concat([rec([1, 2, 3, 4], 'a'), rec([1, 2, 3, 4], 'b'), rec([5, 6, 7, 8], 'c')]);
+    const [a, b, c] = decodeEvents(buf).events.map((e) => e.dfid!);
+    expect(b.fileHandle).to.equal(a.fileHandle);
+    expect(b.fsid).to.equal(a.fsid);
+    expect(c.fileHandle).to.not.equal(a.fileHandle);
+    expect(c.fileHandle.subarray(8)).to.deep.equal(Buffer.from([5, 6, 7, 8]));
+    expect([a.name, b.name, c.name].map(String)).to.deep.equal(['a', 'b', 'c']);
+    // Copies, not views of the read buffer, which the pump reuses.
+    buf.fill(0);
+    expect(a.fileHandle.subarray(8)).to.deep.equal(Buffer.from([1, 2, 3, 4]));
+    expect(a.fsid).to.deep.equal(Buffer.from([9, 9, 9, 9, 8, 8, 8, 8]));
+  });
+
   it('decodes every info record type', () => {
     const name = Buffer.from([0x61, 0xff, 0x62]); // not UTF-8: kept as bytes
     const buf = metadata({ mask: K.FAN_CREATE, fd: K.FAN_NOFD }, [
