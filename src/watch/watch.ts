@@ -286,9 +286,6 @@ export class Watch implements PumpClient {
         throw err;
       }
     }
-    // Hand each read's events on at once: the queue then holds what the
-    // client has not taken, not what later reads of this wake brought.
-    this.flush();
   }
 
   onDrained(): void {
