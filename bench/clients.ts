@@ -127,7 +127,11 @@ function telemetry(): void {
     },
     true,
   );
-  onTerm(() => c);
+  const cpu0 = process.cpuUsage();
+  onTerm(() => {
+    const u = process.cpuUsage(cpu0);
+    return { ...c, cpuMs: (u.user + u.system) / 1000 };
+  });
 }
 
 const ECHO = {

@@ -249,6 +249,7 @@ async function notifyCase(daemon: Daemon, dir: string): Promise<Json[]> {
         kernel_overflows: got.kernelOverflows,
         lossless: got.events === n && got.withPath === n,
         cpu_us_per_event: got.events ? ((after.cpuMs - before.cpuMs) * 1000) / got.events : null,
+        collector_cpu_us_per_event: got.events ? (got.cpuMs * 1000) / got.events : null,
         rss_mb: after.rssMb,
       };
     }
@@ -355,17 +356,17 @@ function report(r: Json): void {
   if (sc) console.log(`\nScale: ${sc.watches} watches, ${sc.opens} permission-checked opens at once: ${f(sc.decisions_per_s)} decisions/s, open() p50 ${f(sc.p50_us)} us, p99 ${f(sc.p99_us)} us (target < 5 ms); slowest watch ${sc.slowest_watch_s.toFixed(2)} s, fastest ${sc.fastest_watch_s.toFixed(2)} s`);
   if (r.notify) {
     console.log('\nNotifications at fixed rates (opens -> events with path and process at a remote client)');
-    console.log('  rate/s   mode               achieved  delivered (ok = lossless)  dropped(reported)  kernel-ovf  cpu us/ev  rss MB');
+    console.log('  rate/s   mode               achieved  delivered (ok = lossless)  dropped(reported)  kernel-ovf  cpu us/ev  collector  rss MB');
     for (const n of r.notify) {
       for (const mode of NOTIFY_MODES) {
         const d = n[mode];
         console.log(
           `  ${String(n.rate).padEnd(8)} ${mode.padEnd(17)} ${f(d.achieved_rate).padStart(9)}  ${`${d.delivered}/${n.opens}${d.lossless ? ' ok' : ''}`.padStart(16)}` +
-            `${String(d.dropped_client).padStart(19)} ${String(d.kernel_overflows).padStart(11)} ${(d.cpu_us_per_event === null ? '-' : f(d.cpu_us_per_event)).padStart(10)} ${f(d.rss_mb).padStart(7)}`,
+            `${String(d.dropped_client).padStart(19)} ${String(d.kernel_overflows).padStart(11)} ${(d.cpu_us_per_event === null ? '-' : f(d.cpu_us_per_event)).padStart(10)} ${(d.collector_cpu_us_per_event === null ? '-' : f(d.collector_cpu_us_per_event)).padStart(10)} ${f(d.rss_mb).padStart(7)}`,
         );
       }
-      console.log(`  ${String(n.rate).padEnd(8)} C reader  ${f(n.c.achieved_rate).padStart(9)}  ${`${n.c.events}/${n.opens}${n.c.lossless ? ' ok' : ''}`.padStart(16)}  (${n.c.overflows} overflows)`);
-      if (n.fatrace) console.log(`  ${String(n.rate).padEnd(8)} fatrace   ${`${n.fatrace.events}/${n.opens}`.padStart(27)}${n.fatrace.survived ? '' : ' (fatrace died)'}`);
+      console.log(`  ${String(n.rate).padEnd(8)} C reader          ${f(n.c.achieved_rate).padStart(9)}  ${`${n.c.events}/${n.opens}${n.c.lossless ? ' ok' : ''}`.padStart(16)}  (${n.c.overflows} overflows)`);
+      if (n.fatrace) console.log(`  ${String(n.rate).padEnd(8)} fatrace           ${`${n.fatrace.events}/${n.opens}`.padStart(27)}${n.fatrace.survived ? '' : ' (fatrace died)'}`);
     }
   }
   if (r.idle) console.log(`\nIdle: ${r.idle.cpu_ms} ms CPU in ${r.idle.seconds} s; RSS ${f(r.idle.rss_mb)} MB`);
