@@ -36,8 +36,8 @@ export interface PumpClient {
  * directory lookups, one gRPC message and one wake of the client) are
  * shared among them. An idle group's first event is still read at once;
  * events arriving during a rest wait about this long (more when the loop
- * is busy). The kernel queue
- * (16,384 events by default) covers a rest at up to 16 million events/s.
+ * is busy). The kernel queue (16,384 events by default) holds a 1-2 ms
+ * rest up to 8 million events/s.
  */
 export const NOTIFY_REST_MS = 1;
 
