@@ -40,12 +40,18 @@ export interface PumpClient {
  * rest up to 8 million events/s.
  */
 export const NOTIFY_REST_MS = 1;
+/**
+ * A wake that read at least this much is not followed by a rest: its reads
+ * are large already, and resting would only let the kernel's queue grow
+ * while the daemon is behind.
+ */
+const REST_BELOW_BYTES = 64 * 1024;
 
 interface Entry {
   client: PumpClient;
   poll: number;
   /** Notification-only: rest after each wake. */
-  rest: boolean;
+  rest?: () => boolean;
   timer?: NodeJS.Timeout;
 }
 
@@ -58,11 +64,15 @@ export class EventPump {
   /** Times a notification-only group's poll rested after a wake. */
   rests = 0;
 
-  /** Read fd whenever it is readable; `notifyOnly` groups rest NOTIFY_REST_MS after each wake. */
-  add(fd: number, client: PumpClient, notifyOnly = false): void {
+  /**
+   * Read fd whenever it is readable. With `rest`, a wake that read little is
+   * followed by a rest of NOTIFY_REST_MS when rest() says so at that moment
+   * (a notification group whose client is taking events).
+   */
+  add(fd: number, client: PumpClient, rest?: () => boolean): void {
     if (this.closed) throw new Error('event pump is closed');
     const poll = ffi.pollStart(fd, (status) => this.onReadable(fd, client, status));
-    this.clients.set(fd, { client, poll, rest: notifyOnly });
+    this.clients.set(fd, { client, poll, rest });
   }
 
   /** Stop reading fd. The caller closes it afterwards. */
@@ -89,8 +99,8 @@ export class EventPump {
     const entry = this.clients.get(fd);
     if (entry?.client !== client) return;
     this.wakeups++;
-    this.drain(fd, client, status);
-    if (entry.rest && !entry.timer && this.clients.get(fd) === entry) {
+    const bytes = this.drain(fd, client, status);
+    if (bytes < REST_BELOW_BYTES && !entry.timer && this.clients.get(fd) === entry && entry.rest?.()) {
       ffi.pollPause(entry.poll);
       this.rests++;
       entry.timer = setTimeout(() => {
@@ -106,15 +116,18 @@ export class EventPump {
     }
   }
 
-  private drain(fd: number, client: PumpClient, status: number): void {
+  /** Read fd until it is empty or the quota is used; returns the bytes read. */
+  private drain(fd: number, client: PumpClient, status: number): number {
+    let bytes = 0;
     try {
       if (status < 0) throw new ffi.SyscallError('poll', -status);
       for (let i = 0; i < MAX_READS_PER_WAKE; i++) {
         const len = ffi.readNonblock(fd, this.readBuf);
         if (len <= 0) break;
+        bytes += len;
         client.onData(this.readBuf, len);
         // The client may have removed itself while handling data.
-        if (this.clients.get(fd)?.client !== client) return;
+        if (this.clients.get(fd)?.client !== client) return bytes;
         if (len <= READ_BUFFER_SIZE - MAX_EVENT_LEN) break;
       }
       client.onDrained();
@@ -122,5 +135,6 @@ export class EventPump {
       // One group's failure stays with it; the daemon and other groups go on.
       if (this.clients.get(fd)?.client === client) client.onError(err as Error);
     }
+    return bytes;
   }
 }
