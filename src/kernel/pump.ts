@@ -67,7 +67,7 @@ export class EventPump {
   /**
    * Read fd whenever it is readable. With `rest`, a wake that read little is
    * followed by a rest of NOTIFY_REST_MS when rest() says so at that moment
-   * (a notification group whose client is taking events).
+   * (a notification group whose queue has room).
    */
   add(fd: number, client: PumpClient, rest?: () => boolean): void {
     if (this.closed) throw new Error('event pump is closed');

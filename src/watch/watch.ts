@@ -181,11 +181,11 @@ export class Watch implements PumpClient {
   attach(sink: WatchSink): void {
     this.sink = sink;
     this.writable = true;
-    // A notification group rests between reads while its client takes
-    // events; while the client does not, resting buys nothing, and reading
-    // at once keeps the kernel's queue short, so drops are counted here
-    // one by one rather than lost in a kernel overflow.
-    this.pump.add(this.fd, this, () => this.groupClass === 'notif' && this.writable);
+    // A notification group rests between reads while its queue has room.
+    // Once it is full and events are being dropped, resting buys nothing,
+    // and reading at once keeps the kernel's queue short, so drops are
+    // counted here one by one rather than lost in a kernel overflow.
+    this.pump.add(this.fd, this, () => this.groupClass === 'notif' && this.queuedNotifications < this.options.queueCapacity);
     this.flush();
   }
 
