@@ -30,9 +30,9 @@ export interface PumpClient {
 }
 
 /**
- * A group that carries only notifications (no process waits on it) is read
- * at most once per this many ms: after a wake its poll rests that long, so
- * under load one read takes many events, and the per-read costs (the wake,
+ * A group that carries only notifications (no process waits on it) may
+ * rest this many ms after a wake that read little (see add()), so under
+ * load one read takes many events, and the per-read costs (the wake,
  * directory lookups, one gRPC message and one wake of the client) are
  * shared among them. An idle group's first event is still read at once;
  * events arriving during a rest wait about this long (more when the loop
@@ -50,7 +50,7 @@ const REST_BELOW_BYTES = 64 * 1024;
 interface Entry {
   client: PumpClient;
   poll: number;
-  /** Notification-only: rest after each wake. */
+  /** Asked after each small wake: rest now? (Notification groups only.) */
   rest?: () => boolean;
   timer?: NodeJS.Timeout;
 }
