@@ -67,7 +67,7 @@ const DELETED_SUFFIX = Buffer.from(' (deleted)');
 /** readlink of /proc/self/fd/N: the path of an open fd, as bytes. */
 export function fdPath(fd: number): { path?: Buffer; deleted: boolean } {
   try {
-    let path = fs.readlinkSync(`/proc/self/fd/${fd}`, { encoding: 'buffer' });
+    let path = ffi.fdLink(fd);
     let deleted = false;
     // The kernel appends " (deleted)" to an unlinked file's path; a file may
     // also really be named so, which nlink tells apart.

@@ -1,9 +1,11 @@
 // The only file that touches koffi. It declares just the libc calls Node
-// lacks; everything else (readlink, /proc reads) uses node:fs.
+// lacks, and readlinkat, which Node has only as readlink of a whole path;
+// everything else (/proc reads) uses node:fs.
 //
 // Each wrapper reads errno immediately after a -1 return and throws a
 // SyscallError carrying errno, its name and the call, so callers never
 // inspect return codes.
+import * as fs from 'node:fs';
 import * as os from 'node:os';
 import koffi from 'koffi';
 
@@ -16,6 +18,7 @@ const c = {
   write: libc.func('long write(int fd, const void *buf, unsigned long count)'),
   close: libc.func('int close(int fd)'),
   open_by_handle_at: libc.func('int open_by_handle_at(int mount_fd, const void *handle, int flags)'),
+  readlinkat: libc.func('long readlinkat(int dirfd, const char *path, _Out_ void *buf, unsigned long size)'),
 };
 
 /** A failed system call: errno, its symbolic name and the call that failed. */
@@ -172,6 +175,23 @@ export function closeFd(fd: number): number {
 /** open_by_handle_at(2); handle is a struct file_handle (header + f_handle). */
 export function openByHandleAt(mountFd: number, handle: Buffer, flags: number): number {
   return check(c.open_by_handle_at(mountFd, handle, flags), 'open_by_handle_at');
+}
+
+// Every event fd's path is a readlink of /proc/self/fd/N. Relative to a
+// held fd on that directory, the kernel walks one name instead of four
+// (/proc, self, its pid, fd): 2.8 us a call instead of 4.5 us for
+// fs.readlinkSync of the whole path, measured in process here. Opened at
+// start-up, so it is never counted as an fd an event left behind.
+const procSelfFd = fs.openSync('/proc/self/fd', fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | O_CLOEXEC);
+// The kernel renders the link in one page and fails longer paths with
+// ENAMETOOLONG, so a buffer larger than a page is never filled.
+const linkBuf = Buffer.allocUnsafe(2 * 4096);
+
+/** The path of an open fd (the target of /proc/self/fd/N), as a new Buffer. */
+export function fdLink(fd: number): Buffer {
+  const n = check(c.readlinkat(procSelfFd, String(fd), linkBuf, linkBuf.length), 'readlinkat', `/proc/self/fd/${fd}`);
+  if (n >= linkBuf.length) throw new SyscallError('readlinkat', os.constants.errno.ENAMETOOLONG, `/proc/self/fd/${fd}`);
+  return Buffer.from(linkBuf.subarray(0, n));
 }
 
 // struct statfs on 64-bit Linux: seven 8-byte words (f_type, f_bsize,
