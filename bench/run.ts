@@ -3,7 +3,9 @@
 // ratio, because absolute numbers drift between machines and runs.
 //   node dist/bench/run.js [--quick] [--reps N] [--only permission,cache,scale,notify,idle]
 // BENCH_RATES (comma-separated events/s) and BENCH_MODES (fd,dfid_name,dfid_name_nopidfd) set
-// the notification case's rates and report modes.
+// the notification case's rates and report modes; BENCH_DAEMON_PROFILE=dir
+// makes the daemon write a CPU profile of the whole run there, and
+// BENCH_DAEMON_NODE_ARGS passes options to the daemon's node.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -17,6 +19,13 @@ const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
 const REPS = Number(args[args.indexOf('--reps') + 1]) || (QUICK ? 1 : 5);
 const PERM_OPS = QUICK ? 2_000 : 20_000;
+/**
+ * Repetitions of the longer cases (cache, scale, notifications): fewer
+ * than the permission cases' so a full run stays near ten minutes, but
+ * more than one, because on these VMs one notification run may deliver
+ * half or twice what the next does.
+ */
+const LONG_REPS = QUICK ? 1 : Math.min(REPS, 3);
 const NOTIFY_SECONDS = QUICK ? 0.2 : 2;
 const RATES = QUICK ? [25_000] : (process.env.BENCH_RATES ?? "25000,50000,100000,200000,400000").split(",").map(Number);
 const ONLY = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1].split(',')) : undefined;
@@ -27,7 +36,7 @@ const MODES: Record<string, [number, boolean]> = { fd: [1, false], dfid_name: [2
 const NOTIFY_MODES = (process.env.BENCH_MODES ?? (QUICK ? 'fd' : 'fd,dfid_name,dfid_name_nopidfd')).split(',');
 const NFILES = 1000;
 /** Distinct files for the notification case: the kernel merges an event into an identical one still queued, so too few files would read as loss. */
-const NOTIFY_FILES = QUICK ? 1000 : 50_000;
+const NOTIFY_FILES = QUICK ? 5000 : 50_000;
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Json = Record<string, any>;
@@ -134,18 +143,30 @@ async function permissionCase(daemon: Daemon, dir: string, parallel: number): Pr
  * pass over NFILES files asks the client about each; later opens of the
  * unchanged files are answered by the kernel's ignore marks, never asked.
  */
-async function cacheCase(daemon: Daemon, dir: string): Promise<Json> {
-  const none = await load(dir, PERM_OPS);
-  const pol = await startReady(process.execPath, [CLIENTS, 'policy-cache', daemon.address, dir]);
-  const first = await load(dir, NFILES);
-  const cached = await load(dir, PERM_OPS);
-  const got = await stopReady(pol);
-  // The client's answers: NFILES if every later open was answered by the kernel's cache.
-  return { none, first_pass: first, cached, opens: NFILES + PERM_OPS, client_answered: got.answered };
+async function cacheCase(daemon: Daemon, dir: string): Promise<Json[]> {
+  const reps: Json[] = [];
+  for (let rep = 0; rep < LONG_REPS; rep++) {
+    const none = await load(dir, PERM_OPS);
+    const pol = await startReady(process.execPath, [CLIENTS, 'policy-cache', daemon.address, dir]);
+    const first = await load(dir, NFILES);
+    const cached = await load(dir, PERM_OPS);
+    const got = await stopReady(pol);
+    // The client's answers: NFILES if every later open was answered by the kernel's cache.
+    reps.push({ none, first_pass: first, cached, opens: NFILES + PERM_OPS, client_answered: got.answered });
+    // The ignore marks live as long as the group: a watch closed with its
+    // client, so the next repetition starts uncached again.
+  }
+  return reps;
 }
 
-/** 100 watches, each with its own directory and opener, all at once. */
-async function scaleCase(daemon: Daemon): Promise<Json> {
+/** 100 watches, each with its own directory and opener, all at once; LONG_REPS times. */
+async function scaleCase(daemon: Daemon): Promise<Json[]> {
+  const reps: Json[] = [];
+  for (let rep = 0; rep < LONG_REPS; rep++) reps.push(await scaleOnce(daemon));
+  return reps;
+}
+
+async function scaleOnce(daemon: Daemon): Promise<Json> {
   const watches = QUICK ? 10 : 100;
   const perWatch = QUICK ? 50 : 500;
   const dirs = Array.from({ length: watches }, () => tempDir('fanotifyd-bench-scale-'));
@@ -229,47 +250,62 @@ async function fatraceRun(dir: string, n: number, rate: number): Promise<Json> {
 async function notifyCase(daemon: Daemon, dir: string): Promise<Json[]> {
   const withFatrace = !QUICK && hasCommand('fatrace');
   if (!withFatrace && !QUICK) console.error('bench: fatrace not installed (apt-get install fatrace); its column is left out');
+  for (const mode of NOTIFY_MODES) if (!(mode in MODES)) throw new Error(`BENCH_MODES: unknown mode ${mode} (${Object.keys(MODES).join(', ')})`);
   const rows: Json[] = [];
   for (const rate of RATES) {
     const n = Math.floor(rate * NOTIFY_SECONDS);
-    const row: Json = { rate, opens: n };
-    for (const mode of NOTIFY_MODES) {
-      if (!(mode in MODES)) throw new Error(`BENCH_MODES: unknown mode ${mode} (${Object.keys(MODES).join(', ')})`);
-      const before = procStat(daemon.proc.pid!);
-      const tel = await startReady(process.execPath, [CLIENTS, 'telemetry', daemon.address, dir, String(MODES[mode][0]), MODES[mode][1] ? 'skip-pid-verification' : '']);
-      const l = await load(dir, n, { rate, files: NOTIFY_FILES });
-      await new Promise((r) => setTimeout(r, 1000));
-      const got = await stopReady(tel);
-      const after = procStat(daemon.proc.pid!);
-      row[mode] = {
-        achieved_rate: l.ops_per_s,
-        delivered: got.events,
-        with_path: got.withPath,
-        dropped_client: got.droppedClient,
-        kernel_overflows: got.kernelOverflows,
-        lossless: got.events === n && got.withPath === n,
-        cpu_us_per_event: got.events ? ((after.cpuMs - before.cpuMs) * 1000) / got.events : null,
-        collector_cpu_us_per_event: got.events ? (got.cpuMs * 1000) / got.events : null,
-        rss_mb: after.rssMb,
-      };
-    }
-    const reader = await startReady(path.join(BUILD, 'reader'), [dir]);
-    const lc = await load(dir, n, { rate, files: NOTIFY_FILES });
-    await new Promise((r) => setTimeout(r, 500));
-    const c = await stopReady(reader);
-    row.c = { achieved_rate: lc.ops_per_s, events: c.events, overflows: c.overflows, lossless: c.events === n };
-    const ft = withFatrace ? await fatraceRun(dir, n, rate) : undefined;
-    if (ft) row.fatrace = { events: ft.events, survived: ft.alive };
+    // Each field holds one entry per repetition; the repetitions alternate
+    // between the modes and the baselines, so a slow minute of the VM
+    // does not fall on one of them alone.
+    const row: Json = { rate, opens: n, c: [], ...(withFatrace ? { fatrace: [] } : {}) };
+    for (const mode of NOTIFY_MODES) row[mode] = [];
+    for (let rep = 0; rep < LONG_REPS; rep++) await notifyRep(daemon, dir, rate, n, row, withFatrace);
     rows.push(row);
   }
   return rows;
+}
+
+/** One repetition at one rate: every mode, then the C reader, then fatrace, each appended to its list in row. */
+async function notifyRep(daemon: Daemon, dir: string, rate: number, n: number, row: Json, withFatrace: boolean): Promise<void> {
+  for (const mode of NOTIFY_MODES) {
+    const before = procStat(daemon.proc.pid!);
+    const tel = await startReady(process.execPath, [CLIENTS, 'telemetry', daemon.address, dir, String(MODES[mode][0]), MODES[mode][1] ? 'skip-pid-verification' : '']);
+    const l = await load(dir, n, { rate, files: NOTIFY_FILES });
+    await new Promise((r) => setTimeout(r, 1000));
+    const got = await stopReady(tel);
+    const after = procStat(daemon.proc.pid!);
+    row[mode].push({
+      achieved_rate: l.ops_per_s,
+      delivered: got.events,
+      with_path: got.withPath,
+      dropped_client: got.droppedClient,
+      kernel_overflows: got.kernelOverflows,
+      lossless: got.events === n && got.withPath === n,
+      cpu_us_per_event: got.events ? ((after.cpuMs - before.cpuMs) * 1000) / got.events : null,
+      collector_cpu_us_per_event: got.events ? (got.cpuMs * 1000) / got.events : null,
+      rss_mb: after.rssMb,
+    });
+  }
+  const reader = await startReady(path.join(BUILD, 'reader'), [dir]);
+  const lc = await load(dir, n, { rate, files: NOTIFY_FILES });
+  await new Promise((r) => setTimeout(r, 500));
+  const c = await stopReady(reader);
+  row.c.push({ achieved_rate: lc.ops_per_s, events: c.events, overflows: c.overflows, lossless: c.events === n });
+  if (withFatrace) {
+    const ft = await fatraceRun(dir, n, rate);
+    row.fatrace.push({ events: ft.events, survived: ft.alive });
+  }
 }
 
 async function main(): Promise<void> {
   buildC();
   const dir = tempDir('fanotifyd-bench-');
   for (let i = 0; i < NFILES; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
-  const daemon = await startDaemon();
+  // BENCH_DAEMON_PROFILE=dir: the daemon writes a CPU profile there when it
+  // stops; BENCH_DAEMON_NODE_ARGS: more options for the daemon's node.
+  const prof = process.env.BENCH_DAEMON_PROFILE;
+  const nodeArgs = [...(prof ? ['--cpu-prof', '--cpu-prof-dir', prof] : []), ...(process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter(Boolean)];
+  const daemon = await startDaemon([], { nodeArgs });
   const results: Json = {
     date: new Date().toISOString(),
     commit: (() => {
@@ -304,11 +340,16 @@ async function main(): Promise<void> {
       }
     }
     if (runs('idle')) {
+      // Two windows: the first starts as the last case ends, when V8 may
+      // still be collecting and shrinking the heap that load grew; the
+      // second is the daemon at rest.
       const idleS = QUICK ? 1 : 10;
       const a = procStat(daemon.proc.pid!);
       await new Promise((r) => setTimeout(r, idleS * 1000));
       const b = procStat(daemon.proc.pid!);
-      results.idle = { seconds: idleS, cpu_ms: b.cpuMs - a.cpuMs, rss_mb: b.rssMb };
+      await new Promise((r) => setTimeout(r, idleS * 1000));
+      const c = procStat(daemon.proc.pid!);
+      results.idle = { seconds: idleS, cpu_ms: b.cpuMs - a.cpuMs, cpu_ms_second_window: c.cpuMs - b.cpuMs, rss_mb: c.rssMb };
     }
   } finally {
     await daemon.stop();
@@ -348,28 +389,50 @@ function report(r: Json): void {
       console.log(`  fanotifyd added p50 / (C responder added p50 + ping-pong p50) = ${(added(c.daemon) / (added(c.c) + pp)).toFixed(2)}x`);
     }
   }
-  const vc = r.cache;
+  /** Median, and the min-max when the reps differ; counts as integers. */
+  const range = (xs: number[], count = false) => {
+    const st = stats(xs);
+    const g = count ? (x: number) => String(Math.round(x)) : f;
+    return st.min === st.max ? g(st.median) : `${g(st.median)} (${g(st.min)}-${g(st.max)})`;
+  };
+  const col = (runs: Json[], pick: (x: Json) => number) => range(runs.map(pick));
+  const vc: Json[] | undefined = r.cache;
   if (vc) {
-    console.log(`\nVerdict cache: first pass over ${NFILES} files p50 ${f(vc.first_pass.p50_us)} us; then ${vc.cached.ops} opens of the unchanged files p50 ${f(vc.cached.p50_us)} us, p99 ${f(vc.cached.p99_us)} us, ${f(vc.cached.ops_per_s)}/s (no fanotify: p50 ${f(vc.none.p50_us)} us, ${f(vc.none.ops_per_s)}/s); the client answered ${vc.client_answered} of ${vc.opens}`);
+    const v0 = vc[0];
+    console.log(`\nVerdict cache (reps: ${vc.length}): first pass over ${NFILES} files p50 ${col(vc, (x) => x.first_pass.p50_us)} us; then ${v0.cached.ops} opens of the unchanged files p50 ${col(vc, (x) => x.cached.p50_us)} us, p99 ${col(vc, (x) => x.cached.p99_us)} us, ${col(vc, (x) => x.cached.ops_per_s)}/s (no fanotify: p50 ${col(vc, (x) => x.none.p50_us)} us, ${col(vc, (x) => x.none.ops_per_s)}/s); the client answered ${range(vc.map((x) => x.client_answered), true)} of ${v0.opens}`);
   }
-  const sc = r.scale;
-  if (sc) console.log(`\nScale: ${sc.watches} watches, ${sc.opens} permission-checked opens at once: ${f(sc.decisions_per_s)} decisions/s, open() p50 ${f(sc.p50_us)} us, p99 ${f(sc.p99_us)} us (target < 5 ms); slowest watch ${sc.slowest_watch_s.toFixed(2)} s, fastest ${sc.fastest_watch_s.toFixed(2)} s`);
+  const sc: Json[] | undefined = r.scale;
+  if (sc) {
+    console.log(`\nScale (reps: ${sc.length}): ${sc[0].watches} watches, ${sc[0].opens} permission-checked opens at once: ${col(sc, (x) => x.decisions_per_s)} decisions/s, open() p50 ${col(sc, (x) => x.p50_us)} us, p99 ${col(sc, (x) => x.p99_us)} us (target < 5 ms); slowest watch ${col(sc, (x) => x.slowest_watch_s)} s, fastest ${col(sc, (x) => x.fastest_watch_s)} s`);
+  }
   if (r.notify) {
-    console.log('\nNotifications at fixed rates (opens -> events with path and process at a remote client)');
-    console.log('  rate/s   mode               achieved  delivered (ok = lossless)  dropped(reported)  kernel-ovf  cpu us/ev  collector  rss MB');
+    console.log(`\nNotifications at fixed rates (opens -> events with path and process at a remote client); median (min-max) of ${r.notify[0].c.length} rep(s); ok k/n: lossless in k of n reps`);
+    console.log(`  ${'rate/s'.padEnd(8)} ${'mode'.padEnd(17)} ${'achieved'.padStart(9)}  ${'delivered'.padEnd(28)} ${'ok'.padStart(4)}  ${'dropped (reported)'.padEnd(28)} ${'kernel-ovf'.padStart(10)} ${'cpu us/ev'.padStart(10)} ${'collector'.padStart(10)} ${'rss MB'.padStart(7)}`);
+    const okOf = (runs: Json[]) => `${runs.filter((x) => x.lossless).length}/${runs.length}`;
     for (const n of r.notify) {
       for (const mode of NOTIFY_MODES) {
-        const d = n[mode];
+        const d: Json[] = n[mode];
+        const num = (k: string) => d.map((x) => x[k]).filter((x) => x !== null);
         console.log(
-          `  ${String(n.rate).padEnd(8)} ${mode.padEnd(17)} ${f(d.achieved_rate).padStart(9)}  ${`${d.delivered}/${n.opens}${d.lossless ? ' ok' : ''}`.padStart(16)}` +
-            `${String(d.dropped_client).padStart(19)} ${String(d.kernel_overflows).padStart(11)} ${(d.cpu_us_per_event === null ? '-' : f(d.cpu_us_per_event)).padStart(10)} ${(d.collector_cpu_us_per_event === null ? '-' : f(d.collector_cpu_us_per_event)).padStart(10)} ${f(d.rss_mb).padStart(7)}`,
+          `  ${String(n.rate).padEnd(8)} ${mode.padEnd(17)} ${f(median(num('achieved_rate'))).padStart(9)}  ${range(num('delivered'), true).padEnd(28)} ${okOf(d).padStart(4)}` +
+            `  ${range(num('dropped_client'), true).padEnd(28)} ${String(num('kernel_overflows').reduce((a, b) => a + b, 0)).padStart(10)} ${(num('cpu_us_per_event').length ? f(median(num('cpu_us_per_event'))) : '-').padStart(10)} ${(num('collector_cpu_us_per_event').length ? f(median(num('collector_cpu_us_per_event'))) : '-').padStart(10)} ${f(Math.max(...num('rss_mb'))).padStart(7)}`,
         );
       }
-      console.log(`  ${String(n.rate).padEnd(8)} C reader          ${f(n.c.achieved_rate).padStart(9)}  ${`${n.c.events}/${n.opens}${n.c.lossless ? ' ok' : ''}`.padStart(16)}  (${n.c.overflows} overflows)`);
-      if (n.fatrace) console.log(`  ${String(n.rate).padEnd(8)} fatrace           ${`${n.fatrace.events}/${n.opens}`.padStart(27)}${n.fatrace.survived ? '' : ' (fatrace died)'}`);
+      console.log(`  ${String(n.rate).padEnd(8)} C reader          ${f(median(n.c.map((x: Json) => x.achieved_rate))).padStart(9)}  ${range(n.c.map((x: Json) => x.events), true).padEnd(28)} ${okOf(n.c).padStart(4)}  (${n.c.reduce((a: number, x: Json) => a + x.overflows, 0)} overflows)`);
+      if (n.fatrace) {
+        const died = n.fatrace.filter((x: Json) => !x.survived).length;
+        console.log(`  ${String(n.rate).padEnd(8)} fatrace           ${''.padStart(9)}  ${range(n.fatrace.map((x: Json) => x.events), true).padEnd(28)} ${`${n.fatrace.filter((x: Json) => x.events === n.opens).length}/${n.fatrace.length}`.padStart(4)}${died ? `  (died in ${died})` : ''}`);
+      }
+    }
+    // The targets' questions, answered from the medians of this run.
+    for (const mode of NOTIFY_MODES) {
+      const lossless = r.notify.filter((n: Json) => n[mode].every((x: Json) => x.lossless)).map((n: Json) => n.rate);
+      const vsC = r.notify.map((n: Json) => `${n.rate}: ${(median(n[mode].map((x: Json) => x.delivered)) / median(n.c.map((x: Json) => x.events))).toFixed(2)}x`);
+      const vsF = r.notify[0].fatrace ? r.notify.map((n: Json) => `${n.rate}: ${(median(n[mode].map((x: Json) => x.delivered)) / Math.max(1, median(n.fatrace.map((x: Json) => x.events)))).toFixed(2)}x`) : [];
+      console.log(`  ${mode}: lossless in every rep at ${lossless.length ? lossless.join(', ') : 'no rate'} /s; delivered vs C reader ${vsC.join(', ')}${vsF.length ? `; vs fatrace ${vsF.join(', ')}` : ''}`);
     }
   }
-  if (r.idle) console.log(`\nIdle: ${r.idle.cpu_ms} ms CPU in ${r.idle.seconds} s; RSS ${f(r.idle.rss_mb)} MB`);
+  if (r.idle) console.log(`\nIdle: ${r.idle.cpu_ms} ms CPU in the ${r.idle.seconds} s after the last case, ${r.idle.cpu_ms_second_window} ms in the ${r.idle.seconds} s after that; RSS ${f(r.idle.rss_mb)} MB`);
 }
 
 main().catch((err) => {
