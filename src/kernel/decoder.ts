@@ -163,12 +163,14 @@ function decodeInfo(buf: Buffer, p: number, len: number, type: number, ev: RawEv
   }
 }
 
-// The last fsid and handle decoded. Events in a row mostly share their
+// The last fsid and handles decoded. Events in a row mostly share their
 // filesystem and directory: they then share one copy of those bytes
 // (read-only, like every FileId buffer), which spares an allocation and
-// lets the directory lookup match by identity.
+// lets the directory lookup match by identity. Handles with a name (the
+// directory records) and without (FID, DFID) keep a slot each, so an event
+// that carries both (report_target_fid) does not evict its directory.
 let lastFsid: Buffer = Buffer.alloc(0);
-let lastHandle: Buffer = Buffer.alloc(0);
+const lastHandle: [Buffer, Buffer] = [Buffer.alloc(0), Buffer.alloc(0)];
 
 /** A copy of buf[start, end), or `last` when it holds the same bytes. */
 function interned(buf: Buffer, start: number, end: number, last: Buffer): Buffer {
@@ -185,10 +187,10 @@ function decodeFid(buf: Buffer, p: number, len: number, withName: boolean): File
   const id: FileId = {
     fsid: interned(buf, p + K.FID_OFF_FSID, p + K.FID_OFF_FSID + K.FID_FSID_LEN, lastFsid),
     handleType: buf.readInt32LE(p + K.FID_OFF_HANDLE + 4),
-    fileHandle: interned(buf, p + K.FID_OFF_HANDLE, handleEnd, lastHandle),
+    fileHandle: interned(buf, p + K.FID_OFF_HANDLE, handleEnd, lastHandle[withName ? 1 : 0]),
   };
   lastFsid = id.fsid;
-  lastHandle = id.fileHandle;
+  lastHandle[withName ? 1 : 0] = id.fileHandle;
   if (withName) {
     // The name follows the handle, NUL-terminated and padded to the record's length.
     const nameArea = buf.subarray(handleEnd, p + len);

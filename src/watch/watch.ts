@@ -185,7 +185,8 @@ export class Watch implements PumpClient {
     // Once it is full and events are being dropped, resting buys nothing,
     // and reading at once keeps the kernel's queue short, so drops are
     // counted here one by one rather than lost in a kernel overflow.
-    this.pump.add(this.fd, this, () => this.groupClass === 'notif' && this.queuedNotifications < this.options.queueCapacity);
+    // A permission group never rests: a process waits on each of its events.
+    this.pump.add(this.fd, this, this.groupClass === 'notif' ? () => this.queuedNotifications < this.options.queueCapacity : undefined);
     this.flush();
   }
 

@@ -109,6 +109,47 @@ describe('integration: event pump', function () {
     }
   });
 
+  it('closes a notification watch in the middle of its rest; the next group is read as usual', async () => {
+    const pump = new EventPump();
+    const d = mkdir();
+    const seen: WatchEvent[] = [];
+    let restingAtClose = -1;
+    const closed = new Promise<void>((resolve) => {
+      const first: Watch = new Watch('resting', { groupClass: 'notif', marks: [{ path: d, scope: 'inode', mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, OPTIONS, pump, silentLogger);
+      first.attach({
+        sendEvents: (batch) => {
+          seen.push(...batch);
+          // The wake that read this event ends in a rest of NOTIFY_REST_MS;
+          // setImmediate runs later in the same loop turn, before any timer,
+          // so the close falls inside the rest and its timer finds the group gone.
+          setImmediate(() => {
+            restingAtClose = pump.rests;
+            first.close('disconnect');
+            resolve();
+          });
+          return true;
+        },
+        sendOverflow: () => true,
+      });
+    });
+    try {
+      expect((await sh(`: < ${d}/f`, 10_000).done).code).to.equal(0);
+      await closed;
+      expect(restingAtClose).to.equal(1);
+      expect(pump.size).to.equal(0);
+      const second = openWatch(pump, d, K.FAN_OPEN);
+      await sleep(20); // the first group's rest timer would have fired by now
+      expect((await sh(`: < ${d}/f`, 10_000).done).code).to.equal(0);
+      const deadline = Date.now() + 5000;
+      while (second.events.length === 0 && Date.now() < deadline) await sleep(5);
+      expect(second.events.map((e) => e.ev.path?.toString())).to.deep.equal([path.join(d, 'f')]);
+      expect(seen.length).to.equal(1);
+      second.w.close('disconnect');
+    } finally {
+      await pump.close();
+    }
+  });
+
   it('closes a watch whose handling fails, answers its pending events with its timeout decision, and serves the others', async () => {
     const pump = new EventPump();
     const [da, db] = [mkdir(), mkdir()];
