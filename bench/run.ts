@@ -10,7 +10,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { startDaemon, tempDir, type Daemon } from '../test/fixtures/harness';
+import { connect, getInfo, startDaemon, tempDir, type Daemon } from '../test/fixtures/harness';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BUILD = path.join(ROOT, 'bench', 'build');
@@ -69,6 +69,20 @@ function startReady(cmd: string, argv: string[]): Promise<{ proc: ChildProcess; 
 async function stopReady(p: { proc: ChildProcess; result: Promise<Json> }): Promise<Json> {
   p.proc.kill('SIGTERM');
   return p.result;
+}
+
+/**
+ * Wait until the daemon has closed every watch: a client's exit reaches the
+ * daemon a moment later, and until then its group (and ignore marks) still
+ * stand in the way of the next baseline.
+ */
+async function watchesClosed(daemon: Daemon): Promise<void> {
+  const client = connect(daemon.address);
+  try {
+    for (let i = 0; i < 100 && (await getInfo(client)).active_watches > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  } finally {
+    client.close();
+  }
 }
 
 /** Run the C load generator; several at once when parallel > 1. */
@@ -134,6 +148,7 @@ async function permissionCase(daemon: Daemon, dir: string, parallel: number): Pr
     run.machine_idle_pct = (100 * (m1.idle - m0.idle)) / (m1.total - m0.total);
     out.daemon.push(run);
     await stopReady(pol);
+    await watchesClosed(daemon);
   }
   return out;
 }
@@ -153,8 +168,9 @@ async function cacheCase(daemon: Daemon, dir: string): Promise<Json[]> {
     const got = await stopReady(pol);
     // The client's answers: NFILES if every later open was answered by the kernel's cache.
     reps.push({ none, first_pass: first, cached, opens: NFILES + PERM_OPS, client_answered: got.answered });
-    // The ignore marks live as long as the group: a watch closed with its
-    // client, so the next repetition starts uncached again.
+    // The ignore marks live as long as the group, which closes with its
+    // client's stream: the next repetition starts uncached again.
+    await watchesClosed(daemon);
   }
   return reps;
 }
@@ -273,6 +289,7 @@ async function notifyRep(daemon: Daemon, dir: string, rate: number, n: number, r
     const l = await load(dir, n, { rate, files: NOTIFY_FILES });
     await new Promise((r) => setTimeout(r, 1000));
     const got = await stopReady(tel);
+    await watchesClosed(daemon);
     const after = procStat(daemon.proc.pid!);
     row[mode].push({
       achieved_rate: l.ops_per_s,
@@ -408,6 +425,7 @@ function report(r: Json): void {
   if (r.notify) {
     console.log(`\nNotifications at fixed rates (opens -> events with path and process at a remote client); median (min-max) of ${r.notify[0].c.length} rep(s); ok k/n: lossless in k of n reps`);
     console.log(`  ${'rate/s'.padEnd(8)} ${'mode'.padEnd(17)} ${'achieved'.padStart(9)}  ${'delivered'.padEnd(28)} ${'ok'.padStart(4)}  ${'dropped (reported)'.padEnd(28)} ${'kernel-ovf'.padStart(10)} ${'cpu us/ev'.padStart(10)} ${'collector'.padStart(10)} ${'rss MB'.padStart(7)}`);
+    console.log('  (achieved, cpu us/ev (daemon, per delivered event) and collector: medians; kernel-ovf and C reader overflows: sums over the reps; rss: the largest)');
     const okOf = (runs: Json[]) => `${runs.filter((x) => x.lossless).length}/${runs.length}`;
     for (const n of r.notify) {
       for (const mode of NOTIFY_MODES) {
@@ -427,7 +445,7 @@ function report(r: Json): void {
     // The targets' questions, answered from the medians of this run.
     for (const mode of NOTIFY_MODES) {
       const lossless = r.notify.filter((n: Json) => n[mode].every((x: Json) => x.lossless)).map((n: Json) => n.rate);
-      const vsC = r.notify.map((n: Json) => `${n.rate}: ${(median(n[mode].map((x: Json) => x.delivered)) / median(n.c.map((x: Json) => x.events))).toFixed(2)}x`);
+      const vsC = r.notify.map((n: Json) => `${n.rate}: ${(median(n[mode].map((x: Json) => x.delivered)) / Math.max(1, median(n.c.map((x: Json) => x.events)))).toFixed(2)}x`);
       const vsF = r.notify[0].fatrace ? r.notify.map((n: Json) => `${n.rate}: ${(median(n[mode].map((x: Json) => x.delivered)) / Math.max(1, median(n.fatrace.map((x: Json) => x.events)))).toFixed(2)}x`) : [];
       console.log(`  ${mode}: lossless in every rep at ${lossless.length ? lossless.join(', ') : 'no rate'} /s; delivered vs C reader ${vsC.join(', ')}${vsF.length ? `; vs fatrace ${vsF.join(', ')}` : ''}`);
     }
