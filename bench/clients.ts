@@ -3,6 +3,7 @@
 //   policy ADDR DIR           answers every OPEN_PERM under DIR with ALLOW at once
 //   policy-cache ADDR DIR     the same, with verdicts cached in the kernel
 //   telemetry ADDR DIR [MODE] [skip-pid-verification] counts OPEN notifications under DIR (MODE: ReportMode number)
+//   telemetry-wire ADDR DIR [MODE] [skip-pid-verification]  the same, reading the wire format itself
 //   pingpong-server SOCK      bare grpc-js bidirectional echo (the transport's limit)
 //   pingpong-client SOCK N    N round trips against it
 // Each prints "ready" when set up and one JSON line of counts when done
@@ -50,6 +51,131 @@ function leanWatch(): grpc.ClientDuplexStream<any, any> {
   );
   // A 64 KiB HTTP/2 window (the default) lets the daemon send less than one
   // full batch per round trip; a collector raises it.
+  return (new Ctor(addr, grpc.credentials.createInsecure(), { 'grpc-node.flow_control_window': 16 * 1024 * 1024 }) as any).Watch();
+}
+
+/** What a collector that only counts needs of one WatchResponse. */
+interface Tally {
+  subscribed?: true;
+  events?: { events: number; withPath: number; withComm: number };
+  overflow?: { source: number; dropped: number };
+}
+
+/**
+ * Protobuf wire reading, no objects per event: a collector that stores or
+ * forwards events as they came can check each one this way and copy the
+ * bytes on. Unknown fields are skipped by wire type, as protobuf says.
+ */
+class WireReader {
+  pos: number;
+  constructor(
+    readonly buf: Buffer,
+    start = 0,
+    readonly end = buf.length,
+  ) {
+    this.pos = start;
+  }
+  varint(): number {
+    let v = 0;
+    let mul = 1;
+    for (;;) {
+      if (this.pos >= this.end) throw new Error('truncated varint');
+      const b = this.buf[this.pos++];
+      v += (b & 0x7f) * mul;
+      if (b < 0x80) return v;
+      mul *= 128;
+    }
+  }
+  /** The next field as [number, wire type, start, end] (start/end of a LEN payload). */
+  field(): [number, number, number, number] {
+    const tag = this.varint();
+    const wt = tag & 7;
+    const start = this.pos;
+    if (wt === 0) this.varint();
+    else if (wt === 1) this.pos += 8;
+    else if (wt === 5) this.pos += 4;
+    else if (wt === 2) {
+      const len = this.varint();
+      this.pos += len;
+      if (this.pos > this.end) throw new Error('field overruns its message');
+      return [Math.floor(tag / 8), wt, this.pos - len, this.pos];
+    } else throw new Error(`wire type ${wt}`);
+    return [Math.floor(tag / 8), wt, start, this.pos];
+  }
+}
+
+// Field numbers in fanotify.proto.
+const WR_SUBSCRIBED = 1;
+const WR_EVENTS = 2;
+const WR_OVERFLOW = 3;
+const EV_PATH = 4;
+const EV_PROCESS = 8;
+const PR_COMM = 5;
+
+function tally(buf: Buffer): Tally {
+  const t: Tally = {};
+  const r = new WireReader(buf);
+  while (r.pos < r.end) {
+    const [num, wt, s, e] = r.field();
+    if (wt !== 2) continue;
+    if (num === WR_SUBSCRIBED) t.subscribed = true;
+    else if (num === WR_EVENTS) {
+      const c = { events: 0, withPath: 0, withComm: 0 };
+      const batch = new WireReader(buf, s, e);
+      while (batch.pos < batch.end) {
+        const [bn, bwt, es, ee] = batch.field();
+        if (bn !== 1 || bwt !== 2) continue;
+        c.events++;
+        const ev = new WireReader(buf, es, ee);
+        while (ev.pos < ev.end) {
+          const [en, ewt, ps, pe] = ev.field();
+          if (en === EV_PATH && ewt === 2 && pe > ps) c.withPath++;
+          else if (en === EV_PROCESS && ewt === 2) {
+            const pr = new WireReader(buf, ps, pe);
+            while (pr.pos < pr.end) {
+              const [pn, pwt, cs, ce] = pr.field();
+              if (pn === PR_COMM && pwt === 2 && ce > cs) c.withComm++;
+            }
+          }
+        }
+      }
+      t.events = c;
+    } else if (num === WR_OVERFLOW) {
+      const o = { source: 0, dropped: 0 };
+      const ov = new WireReader(buf, s, e);
+      while (ov.pos < ov.end) {
+        const [on, owt, vs] = ov.field();
+        if (owt !== 0) continue;
+        const v = new WireReader(buf, vs).varint();
+        if (on === 1) o.source = v;
+        else if (on === 2) o.dropped = v;
+      }
+      t.overflow = o;
+    }
+  }
+  return t;
+}
+
+/** A Watch call whose responses are tallied from the wire (WireReader); requests encoded by protobufjs. */
+function wireWatch(): grpc.ClientDuplexStream<any, any> {
+  const root = new protobuf.Root();
+  root.resolvePath = (_o, target) => (path.isAbsolute(target) ? target : path.join(PROTO_DIR, target));
+  root.loadSync(FANOTIFY_PROTO, { keepCase: true });
+  const Req = root.lookupType('fanotify.v1.WatchRequest');
+  const Ctor = grpc.makeGenericClientConstructor(
+    {
+      Watch: {
+        path: '/fanotify.v1.Fanotify/Watch',
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: (m: object) => Buffer.from(Req.encode(Req.fromObject(m)).finish()),
+        requestDeserialize: (b: Buffer) => Req.decode(b),
+        responseSerialize: (b: Buffer) => b,
+        responseDeserialize: tally,
+      },
+    },
+    'Fanotify',
+  );
   return (new Ctor(addr, grpc.credentials.createInsecure(), { 'grpc-node.flow_control_window': 16 * 1024 * 1024 }) as any).Watch();
 }
 
@@ -191,7 +317,35 @@ function pingpongClient(): void {
   call.write(msg);
 }
 
-const modes: Record<string, () => void> = { policy: () => policy(), 'policy-cache': () => policy(true), 'policy-many': policyMany, telemetry, 'pingpong-server': pingpongServer, 'pingpong-client': pingpongClient };
+/** The telemetry collector on the wire reader: counts as telemetry() does, with no decode per event. */
+function telemetryWire(): void {
+  const c = { events: 0, withPath: 0, withComm: 0, droppedClient: 0, kernelOverflows: 0 };
+  const reportMode = Number(process.argv[5] ?? 0);
+  const skip = process.argv[6] === 'skip-pid-verification';
+  const call = wireWatch();
+  call.on('data', (t: Tally) => {
+    if (t.subscribed) console.log('ready');
+    if (t.events) {
+      c.events += t.events.events;
+      c.withPath += t.events.withPath;
+      c.withComm += t.events.withComm;
+    }
+    if (t.overflow?.source === OVERFLOW_CLIENT) c.droppedClient += t.overflow.dropped;
+    if (t.overflow?.source === OVERFLOW_KERNEL) c.kernelOverflows++;
+  });
+  call.on('error', (e: Error) => {
+    console.error(`watch failed: ${e.message}`);
+    process.exit(1);
+  });
+  call.write({ subscribe: { max_batch_events: 1024, report_mode: reportMode, skip_pid_verification: skip, marks: [{ path: arg, on_child: true, events: [5 /* EVENT_TYPE_OPEN */] }] } });
+  const cpu0 = process.cpuUsage();
+  onTerm(() => {
+    const u = process.cpuUsage(cpu0);
+    return { ...c, cpuMs: (u.user + u.system) / 1000 };
+  });
+}
+
+const modes: Record<string, () => void> = { policy: () => policy(), 'policy-cache': () => policy(true), 'policy-many': policyMany, telemetry, 'telemetry-wire': telemetryWire, 'pingpong-server': pingpongServer, 'pingpong-client': pingpongClient };
 if (!modes[mode]) {
   console.error(`unknown mode ${mode}`);
   process.exit(2);

@@ -35,6 +35,8 @@ const runs = (name: string) => !ONLY || ONLY.has(name);
 const MODES: Record<string, [number, boolean]> = { fd: [1, false], dfid_name: [2, false], dfid_name_nopidfd: [2, true] };
 const NOTIFY_MODES = (process.env.BENCH_MODES ?? (QUICK ? 'fd' : 'fd,dfid_name,dfid_name_nopidfd')).split(',');
 const NFILES = 1000;
+/** The notification collector: telemetry-wire (default) or telemetry (protobufjs decode), BENCH_COLLECTOR. */
+const COLLECTOR = process.env.BENCH_COLLECTOR ?? 'telemetry-wire';
 /** Distinct files for the notification case: the kernel merges an event into an identical one still queued, so too few files would read as loss. */
 const NOTIFY_FILES = QUICK ? 5000 : 50_000;
 
@@ -285,7 +287,7 @@ async function notifyCase(daemon: Daemon, dir: string): Promise<Json[]> {
 async function notifyRep(daemon: Daemon, dir: string, rate: number, n: number, row: Json, withFatrace: boolean): Promise<void> {
   for (const mode of NOTIFY_MODES) {
     const before = procStat(daemon.proc.pid!);
-    const tel = await startReady(process.execPath, [CLIENTS, 'telemetry', daemon.address, dir, String(MODES[mode][0]), MODES[mode][1] ? 'skip-pid-verification' : '']);
+    const tel = await startReady(process.execPath, [CLIENTS, COLLECTOR, daemon.address, dir, String(MODES[mode][0]), MODES[mode][1] ? 'skip-pid-verification' : '']);
     const l = await load(dir, n, { rate, files: NOTIFY_FILES });
     await new Promise((r) => setTimeout(r, 1000));
     const got = await stopReady(tel);
