@@ -7,7 +7,9 @@
 // notification path alone: FAN_OPEN events read, enriched and
 // encoded exactly as for a client, with the daemon's CPU time per event.
 // BENCH_PROFILE=file.cpuprofile writes a CPU profile of the load alone;
-// BENCH_PIDFD=0 leaves FAN_REPORT_PIDFD out, to measure what pidfds cost.
+// BENCH_PIDFD=0 leaves FAN_REPORT_PIDFD out, to measure what pidfds cost;
+// BENCH_SINK=stalled gives the watch a client that takes nothing (a queue
+// of 16,384, then every event dropped), to measure the drop path.
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as inspector from 'node:inspector';
@@ -55,7 +57,8 @@ async function notify(): Promise<void> {
   const pump = new EventPump();
   const spec = { groupClass: 'notif' as const, reportMode: mode, marks: [{ path: dir, scope: 'inode' as const, mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD, flags: 0 }] };
   const resolver = mode === 'dfid_name' ? await HandleResolver.open([dir]) : undefined;
-  const w = new Watch('bench', spec, { reportPidfd: process.env.BENCH_PIDFD !== '0', evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: 1 << 20 }, pump, silentLogger, resolver);
+  const stalled = process.env.BENCH_SINK === 'stalled';
+  const w = new Watch('bench', spec, { reportPidfd: process.env.BENCH_PIDFD !== '0', evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: stalled ? 16_384 : 1 << 20 }, pump, silentLogger, resolver);
   let events = 0;
   let bytes = 0;
   let withPath = 0;
@@ -64,7 +67,7 @@ async function notify(): Promise<void> {
       events += batch.length;
       for (const e of batch) if (e.ev.path) withPath++;
       bytes += encodeEventBatch(batch).length;
-      return true;
+      return !stalled;
     },
     sendOverflow: () => true,
   });
@@ -78,7 +81,7 @@ async function notify(): Promise<void> {
   w.close('disconnect');
   await pump.close();
   fs.rmSync(dir, { recursive: true, force: true });
-  console.log(JSON.stringify({ mode, ops, rate: l.ops_per_s, events, events_per_wake: events / pump.wakeups, with_path: withPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
+  console.log(JSON.stringify({ mode, ops, rate: l.ops_per_s, events, read: stats.eventsRead, dropped: stats.notificationsDropped, cpu_us_per_event_read: (cpu.user + cpu.system) / stats.eventsRead, events_per_wake: events / pump.wakeups, with_path: withPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
 }
 
 async function main(): Promise<void> {

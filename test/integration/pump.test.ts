@@ -7,6 +7,7 @@ import * as K from '../../src/kernel/constants';
 import { EventPump } from '../../src/kernel/pump';
 import { silentLogger } from '../../src/daemon/log';
 import { Watch, type WatchEvent } from '../../src/watch/watch';
+import { HandleResolver } from '../../src/kernel/enrich';
 import { fanotifyFdCount, sh, sleep, tempDir } from '../fixtures/harness';
 
 const OPTIONS = { verdictTimeoutMs: 5000, timeoutDecision: 'allow' as const, maxBatchEvents: 256, queueCapacity: 1024 };
@@ -149,6 +150,50 @@ describe('integration: event pump', function () {
       await pump.close();
     }
   });
+
+  for (const mode of ['fd', 'dfid_name'] as const) {
+    it(`drops for a client that takes nothing (${mode} mode): counts every event and closes its event fd and pidfd`, async () => {
+      const pump = new EventPump();
+      const d = mkdir();
+      const PHASES = 3;
+      const PER_PHASE = 200;
+      for (let p = 0; p < PHASES; p++) for (let i = 0; i < PER_PHASE; i++) fs.writeFileSync(path.join(d, `p${p}-${i}`), '');
+      const pidfds = () =>
+        fs.readdirSync('/proc/self/fd').filter((fd) => {
+          try {
+            return fs.readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[pidfd]';
+          } catch {
+            return false;
+          }
+        }).length;
+      const CAPACITY = 16;
+      const resolver = mode === 'dfid_name' ? await HandleResolver.open([d]) : undefined;
+      const w = new Watch('full', { groupClass: 'notif', reportMode: mode, marks: [{ path: d, scope: 'inode', mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, { ...OPTIONS, queueCapacity: CAPACITY }, pump, silentLogger, resolver);
+      // A sink that takes one batch, then is never writable again: the queue
+      // fills and stays full. By the third phase at the latest, every read
+      // starts with a full queue, so its events are decoded for their fds alone.
+      w.attach({ sendEvents: () => false, sendOverflow: () => false });
+      const [fdsBefore, pidfdsBefore] = [fanotifyFdCount(), pidfds()];
+      try {
+        for (let p = 0; p < PHASES; p++) {
+          expect((await sh(`for f in ${d}/p${p}-*; do : < $f; done`, 20_000).done).code).to.equal(0);
+          const deadline = Date.now() + 5000;
+          while (w.snapshot().eventsRead < (p + 1) * PER_PHASE && Date.now() < deadline) await sleep(10);
+          const st = w.snapshot();
+          expect(st.eventsRead).to.equal((p + 1) * PER_PHASE);
+          // Sent in the one batch, still queued (less the drop notice), or counted as dropped.
+          expect(st.eventsSent + st.queued - 1 + st.notificationsDropped).to.equal(st.eventsRead);
+          expect(st.kernelOverflows).to.equal(0);
+          expect(fanotifyFdCount(), `fds after phase ${p}`).to.equal(fdsBefore);
+          expect(pidfds(), `pidfds after phase ${p}`).to.equal(pidfdsBefore);
+        }
+        expect(w.snapshot().queued - 1).to.equal(CAPACITY);
+      } finally {
+        w.close('disconnect');
+        await pump.close();
+      }
+    });
+  }
 
   it('closes a watch whose handling fails, answers its pending events with its timeout decision, and serves the others', async () => {
     const pump = new EventPump();

@@ -89,6 +89,22 @@ describe('unit: decoder', () => {
     expect(e.dfid!.name).to.equal(undefined);
   });
 
+  it('reads only the pidfd with fdsOnly, and still checks every length', () => {
+    const rec = metadata({ mask: K.FAN_OPEN, fd: 9, pid: 5 }, [fidInfo(K.FAN_EVENT_INFO_TYPE_DFID_NAME, { name: Buffer.from('x') }), pidfdInfo(12), errorInfo(-5, 1)]);
+    const [e] = decodeEvents(rec, rec.length, true).events;
+    expect(e).to.include({ mask: K.FAN_OPEN, fd: 9, pid: 5, pidfd: 12 });
+    expect([e.dfid, e.error, e.malformed]).to.deep.equal([undefined, undefined, undefined]);
+    // An info record whose length overruns the event is flagged as in a full decode.
+    const bad = Buffer.from(rec);
+    bad.writeUInt16LE(0xffff, K.FAN_EVENT_METADATA_LEN + K.INFO_HDR_OFF_LEN);
+    expect(decodeEvents(bad, bad.length, true).events[0].malformed).to.match(/length 65535 invalid/);
+    // A broken header stops the walk as in a full decode.
+    const broken = Buffer.concat([rec, metadata({ mask: K.FAN_OPEN, vers: 2 })]);
+    const r = decodeEvents(broken, broken.length, true);
+    expect(r.events).to.have.length(1);
+    expect(r.error).to.be.instanceOf(DecodeError).with.property('offset', rec.length);
+  });
+
   it('counts and skips info records of unknown type', () => {
     const buf = metadata({ mask: K.FAN_OPEN }, [rawInfo(99, Buffer.alloc(8)), pidfdInfo(3)]);
     const e = decodeEvents(buf).events[0];
