@@ -24,17 +24,15 @@ function onTerm(report: () => object): void {
 }
 
 /**
- * A Watch call whose responses are decoded by protobufjs into message
- * objects, without proto-loader's conversion to plain objects (enum names,
- * 64-bit strings, defaults filled in): what a collector that only stores
- * events needs, and several times cheaper per event.
+ * A Watch call with requests encoded by protobufjs and each response turned
+ * into what `response` makes of its bytes, without proto-loader's
+ * conversion to plain objects (enum names, 64-bit strings, defaults filled in).
  */
-function leanWatch(): grpc.ClientDuplexStream<any, any> {
+function rawWatch(response: (root: protobuf.Root) => (b: Buffer) => unknown): grpc.ClientDuplexStream<any, any> {
   const root = new protobuf.Root();
   root.resolvePath = (_o, target) => (path.isAbsolute(target) ? target : path.join(PROTO_DIR, target));
   root.loadSync(FANOTIFY_PROTO, { keepCase: true });
   const Req = root.lookupType('fanotify.v1.WatchRequest');
-  const Res = root.lookupType('fanotify.v1.WatchResponse');
   const Ctor = grpc.makeGenericClientConstructor(
     {
       Watch: {
@@ -43,8 +41,8 @@ function leanWatch(): grpc.ClientDuplexStream<any, any> {
         responseStream: true,
         requestSerialize: (m: object) => Buffer.from(Req.encode(Req.fromObject(m)).finish()),
         requestDeserialize: (b: Buffer) => Req.decode(b),
-        responseSerialize: (m: object) => Buffer.from(Res.encode(Res.fromObject(m)).finish()),
-        responseDeserialize: (b: Buffer) => Res.decode(b),
+        responseSerialize: (b: Buffer) => b,
+        responseDeserialize: response(root),
       },
     },
     'Fanotify',
@@ -52,6 +50,14 @@ function leanWatch(): grpc.ClientDuplexStream<any, any> {
   // A 64 KiB HTTP/2 window (the default) lets the daemon send less than one
   // full batch per round trip; a collector raises it.
   return (new Ctor(addr, grpc.credentials.createInsecure(), { 'grpc-node.flow_control_window': 16 * 1024 * 1024 }) as any).Watch();
+}
+
+/** Responses decoded by protobufjs into message objects: what a collector that only stores events needs. */
+function leanWatch(): grpc.ClientDuplexStream<any, any> {
+  return rawWatch((root) => {
+    const Res = root.lookupType('fanotify.v1.WatchResponse');
+    return (b) => Res.decode(b);
+  });
 }
 
 /** What a collector that only counts needs of one WatchResponse. */
@@ -156,27 +162,9 @@ function tally(buf: Buffer): Tally {
   return t;
 }
 
-/** A Watch call whose responses are tallied from the wire (WireReader); requests encoded by protobufjs. */
+/** Responses tallied from the wire (WireReader), no object per event. */
 function wireWatch(): grpc.ClientDuplexStream<any, any> {
-  const root = new protobuf.Root();
-  root.resolvePath = (_o, target) => (path.isAbsolute(target) ? target : path.join(PROTO_DIR, target));
-  root.loadSync(FANOTIFY_PROTO, { keepCase: true });
-  const Req = root.lookupType('fanotify.v1.WatchRequest');
-  const Ctor = grpc.makeGenericClientConstructor(
-    {
-      Watch: {
-        path: '/fanotify.v1.Fanotify/Watch',
-        requestStream: true,
-        responseStream: true,
-        requestSerialize: (m: object) => Buffer.from(Req.encode(Req.fromObject(m)).finish()),
-        requestDeserialize: (b: Buffer) => Req.decode(b),
-        responseSerialize: (b: Buffer) => b,
-        responseDeserialize: tally,
-      },
-    },
-    'Fanotify',
-  );
-  return (new Ctor(addr, grpc.credentials.createInsecure(), { 'grpc-node.flow_control_window': 16 * 1024 * 1024 }) as any).Watch();
+  return rawWatch(() => tally);
 }
 
 function watch(subscribe: object, onMessage: (msg: any, call: grpc.ClientDuplexStream<any, any>) => void, lean = false): void {
