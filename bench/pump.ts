@@ -9,7 +9,8 @@
 // BENCH_PROFILE=file.cpuprofile writes a CPU profile of the load alone;
 // BENCH_PIDFD=0 leaves FAN_REPORT_PIDFD out, to measure what pidfds cost;
 // BENCH_SINK=stalled gives the watch a client that takes nothing (a queue
-// of 16,384, then every event dropped), to measure the drop path.
+// of 16,384 or BENCH_QUEUE, then every event dropped), to measure the drop
+// path and what a queued event holds in memory (heap_used_mb).
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as inspector from 'node:inspector';
@@ -58,7 +59,7 @@ async function notify(): Promise<void> {
   const spec = { groupClass: 'notif' as const, reportMode: mode, marks: [{ path: dir, scope: 'inode' as const, mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD, flags: 0 }] };
   const resolver = mode === 'dfid_name' ? await HandleResolver.open([dir]) : undefined;
   const stalled = process.env.BENCH_SINK === 'stalled';
-  const w = new Watch('bench', spec, { reportPidfd: process.env.BENCH_PIDFD !== '0', evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: stalled ? 16_384 : 1 << 20 }, pump, silentLogger, resolver);
+  const w = new Watch('bench', spec, { reportPidfd: process.env.BENCH_PIDFD !== '0', evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: stalled ? Number(process.env.BENCH_QUEUE ?? 16_384) : 1 << 20 }, pump, silentLogger, resolver);
   let events = 0;
   let bytes = 0;
   let withPath = 0;
@@ -78,10 +79,13 @@ async function notify(): Promise<void> {
   const cpu = process.cpuUsage(cpu0);
   if (profile) fs.writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(await profile()));
   const stats = w.snapshot();
+  // With node --expose-gc, the live heap while the queue still holds its events.
+  global.gc?.();
+  const heapUsedMb = process.memoryUsage().heapUsed / 2 ** 20;
   w.close('disconnect');
   await pump.close();
   fs.rmSync(dir, { recursive: true, force: true });
-  console.log(JSON.stringify({ mode, ops, rate: l.ops_per_s, events, read: stats.eventsRead, dropped: stats.notificationsDropped, cpu_us_per_event_read: (cpu.user + cpu.system) / stats.eventsRead, events_per_wake: events / pump.wakeups, with_path: withPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
+  console.log(JSON.stringify({ mode, ops, rate: l.ops_per_s, events, read: stats.eventsRead, queued: stats.queued, heap_used_mb: heapUsedMb, dropped: stats.notificationsDropped, cpu_us_per_event_read: (cpu.user + cpu.system) / stats.eventsRead, events_per_wake: events / pump.wakeups, with_path: withPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
 }
 
 async function main(): Promise<void> {
