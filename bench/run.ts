@@ -35,6 +35,12 @@ const runs = (name: string) => !ONLY || ONLY.has(name);
 const MODES: Record<string, [number, boolean]> = { fd: [1, false], dfid_name: [2, false], dfid_name_nopidfd: [2, true] };
 const NOTIFY_MODES = (process.env.BENCH_MODES ?? (QUICK ? 'fd' : 'fd,dfid_name,dfid_name_nopidfd')).split(',');
 const NFILES = 1000;
+/**
+ * The permission cases' policy client, BENCH_POLICY: policy-wire (default;
+ * the wire format, as the ping-pong baseline sends raw bytes) or policy
+ * (proto-loader, as most grpc-js clients are written).
+ */
+const POLICY = process.env.BENCH_POLICY ?? 'policy-wire';
 /** The notification collector: telemetry-wire (default) or telemetry (protobufjs decode), BENCH_COLLECTOR. */
 const COLLECTOR = process.env.BENCH_COLLECTOR ?? 'telemetry-wire';
 /** Distinct files for the notification case: the kernel merges an event into an identical one still queued, so too few files would read as loss. */
@@ -140,7 +146,7 @@ async function permissionCase(daemon: Daemon, dir: string, parallel: number): Pr
     const c = await startReady(path.join(BUILD, 'responder'), [dir]);
     out.c.push(await load(dir, PERM_OPS, { parallel }));
     await stopReady(c);
-    const pol = await startReady(process.execPath, [CLIENTS, 'policy', daemon.address, dir]);
+    const pol = await startReady(process.execPath, [CLIENTS, POLICY, daemon.address, dir]);
     const [d0, p0, m0] = [procStat(daemon.proc.pid!), procStat(pol.proc.pid!), machineStat()];
     const run = await load(dir, PERM_OPS, { parallel });
     const [d1, p1, m1] = [procStat(daemon.proc.pid!), procStat(pol.proc.pid!), machineStat()];
@@ -190,7 +196,7 @@ async function scaleOnce(daemon: Daemon): Promise<Json> {
   const dirs = Array.from({ length: watches }, () => tempDir('fanotifyd-bench-scale-'));
   for (const d of dirs) for (let i = 0; i < 10; i++) fs.writeFileSync(path.join(d, `f${i}`), '');
   try {
-    const pol = await startReady(process.execPath, [CLIENTS, 'policy-many', daemon.address, dirs.join(',')]);
+    const pol = await startReady(process.execPath, [CLIENTS, 'policy-wire', daemon.address, dirs.join(',')]);
     const t0 = Date.now();
     const runs = await Promise.all(dirs.map((d) => loadFiles(d, 10, perWatch)));
     const secs = (Date.now() - t0) / 1000;
