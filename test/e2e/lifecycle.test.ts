@@ -4,7 +4,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { connect, runChild, sh, sleep, startDaemon, tempDir, WatchStream, withDaemon } from '../fixtures/harness';
+import { connect, runChild, sh, sleep, startDaemon, tempDir, WatchStream, withDaemon, withKernelQueue } from '../fixtures/harness';
 
 describe('e2e: lifecycle and pressure', function () {
   this.timeout(120_000);
@@ -52,12 +52,14 @@ describe('e2e: lifecycle and pressure', function () {
   it('drops notifications for a client that does not read, counts them and says so', async () => {
     const dir = mkdir();
     await withDaemon(['--queue-capacity', '64'], async ({ client }) => {
+      const N = 20_000;
       const s = new WatchStream(client, { max_batch_events: 16, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] }] });
-      await s.subscribed();
+      // The kernel's queue holds all N, as in the test below: what is
+      // counted here is the daemon's dropping, never a kernel overflow.
+      await withKernelQueue(2 * N, () => s.subscribed());
       s.call.pause();
       // One open per file: the kernel merges identical events still in its
       // queue, so distinct files make the count of events exact.
-      const N = 20_000;
       for (let i = 0; i < N; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
       const r = await sh(`for f in ${dir}/f*; do : < $f; done`, 60_000).done;
       expect(r.code).to.equal(0);
@@ -89,17 +91,9 @@ describe('e2e: lifecycle and pressure', function () {
       // A shell loop of builtin opens can outrun the daemon's reads for a
       // while (the kernel makes two fds per event here); a kernel queue of
       // 16,384 then overflows, reported but uncounted, and the exact count
-      // below could not be checked. This group's kernel queue holds all N
-      // (the size is read when a group is created, so it is put back at once).
-      const SYSCTL = '/proc/sys/fs/fanotify/max_queued_events';
-      const saved = fs.readFileSync(SYSCTL, 'utf8').trim();
-      fs.writeFileSync(SYSCTL, String(2 * N));
+      // below could not be checked. This group's kernel queue holds all N.
       const s = new WatchStream(client, { max_batch_events: 64, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
-      try {
-        await s.subscribed();
-      } finally {
-        fs.writeFileSync(SYSCTL, saved);
-      }
+      await withKernelQueue(2 * N, () => s.subscribed());
       // The client stops reading: grpc-js stops taking data from the
       // stream, HTTP/2 flow control stops the daemon's writes.
       s.call.pause();
@@ -182,23 +176,15 @@ describe('e2e: lifecycle and pressure', function () {
 
 describe('e2e: kernel queue overflow', function () {
   this.timeout(60_000);
-  const SYSCTL = '/proc/sys/fs/fanotify/max_queued_events';
 
   it('reports a kernel FAN_Q_OVERFLOW as Overflow{KERNEL} and keeps going', async () => {
     const dir = tempDir();
-    const saved = fs.readFileSync(SYSCTL, 'utf8').trim();
     const daemon = await startDaemon();
     const client = connect(daemon.address);
     try {
-      // The queue size is read when a group is created: shrink it for this
-      // one group only, then put it back at once.
-      fs.writeFileSync(SYSCTL, '64');
+      // A kernel queue of 64 events for this one group.
       const s = new WatchStream(client, { marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] }] });
-      try {
-        await s.subscribed();
-      } finally {
-        fs.writeFileSync(SYSCTL, saved);
-      }
+      await withKernelQueue(64, () => s.subscribed());
       for (let i = 0; i < 500; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
       // Stop the daemon so the kernel queue fills, then let it read again.
       daemon.proc.kill('SIGSTOP');
@@ -219,7 +205,6 @@ describe('e2e: kernel queue overflow', function () {
       await s.until(() => s.events.length > 64, 10_000, 'an event after the overflow');
       s.cancel();
     } finally {
-      fs.writeFileSync(SYSCTL, saved);
       client.close();
       expect(await daemon.stop()).to.equal(0);
       fs.rmSync(dir, { recursive: true, force: true });
