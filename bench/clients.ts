@@ -121,6 +121,20 @@ const EV_PATH = 4;
 const EV_PROCESS = 8;
 const PR_COMM = 5;
 
+/** The varint at buf[pos]. */
+function varintAt(buf: Buffer, pos: number): number {
+  return new WireReader(buf, pos).varint();
+}
+
+/** Call f with the bounds of each Event of the EventBatch in buf[start, end). */
+function eachEvent(buf: Buffer, start: number, end: number, f: (es: number, ee: number) => void): void {
+  const batch = new WireReader(buf, start, end);
+  while (batch.pos < batch.end) {
+    const [bn, bwt, es, ee] = batch.field();
+    if (bn === 1 && bwt === 2) f(es, ee);
+  }
+}
+
 function tally(buf: Buffer): Tally {
   const t: Tally = {};
   const r = new WireReader(buf);
@@ -130,10 +144,7 @@ function tally(buf: Buffer): Tally {
     if (num === WR_SUBSCRIBED) t.subscribed = true;
     else if (num === WR_EVENTS) {
       const c = { events: 0, withPath: 0, withComm: 0 };
-      const batch = new WireReader(buf, s, e);
-      while (batch.pos < batch.end) {
-        const [bn, bwt, es, ee] = batch.field();
-        if (bn !== 1 || bwt !== 2) continue;
+      eachEvent(buf, s, e, (es, ee) => {
         c.events++;
         const ev = new WireReader(buf, es, ee);
         while (ev.pos < ev.end) {
@@ -147,7 +158,7 @@ function tally(buf: Buffer): Tally {
             }
           }
         }
-      }
+      });
       t.events = c;
     } else if (num === WR_OVERFLOW) {
       const o = { source: 0, dropped: 0 };
@@ -155,9 +166,8 @@ function tally(buf: Buffer): Tally {
       while (ov.pos < ov.end) {
         const [on, owt, vs] = ov.field();
         if (owt !== 0) continue;
-        const v = new WireReader(buf, vs).varint();
-        if (on === 1) o.source = v;
-        else if (on === 2) o.dropped = v;
+        if (on === 1) o.source = varintAt(buf, vs);
+        else if (on === 2) o.dropped = varintAt(buf, vs);
       }
       t.overflow = o;
     }
@@ -201,6 +211,9 @@ function policy(cache = false): void {
 const EV_ID = 1;
 const EV_NEEDS_VERDICT = 7;
 const WQ_VERDICTS = 2;
+const VB_VERDICTS = 1;
+const VD_ID = 1;
+const VD_DECISION = 2;
 const DECISION_ALLOW = 1;
 
 /** The ids of the events of one WatchResponse that need a verdict, read from the wire. */
@@ -210,21 +223,18 @@ function idsNeedingVerdict(buf: Buffer): number[] {
   while (r.pos < r.end) {
     const [num, wt, s, e] = r.field();
     if (num !== WR_EVENTS || wt !== 2) continue;
-    const batch = new WireReader(buf, s, e);
-    while (batch.pos < batch.end) {
-      const [bn, bwt, es, ee] = batch.field();
-      if (bn !== 1 || bwt !== 2) continue;
+    eachEvent(buf, s, e, (es, ee) => {
       let id = 0;
       let needs = false;
       const ev = new WireReader(buf, es, ee);
       while (ev.pos < ev.end) {
         const [en, ewt, vs] = ev.field();
         if (ewt !== 0) continue;
-        if (en === EV_ID) id = new WireReader(buf, vs).varint();
-        else if (en === EV_NEEDS_VERDICT) needs = new WireReader(buf, vs).varint() !== 0;
+        if (en === EV_ID) id = varintAt(buf, vs);
+        else if (en === EV_NEEDS_VERDICT) needs = varintAt(buf, vs) !== 0;
       }
       if (needs) ids.push(id);
-    }
+    });
   }
   return ids;
 }
@@ -241,10 +251,10 @@ function varintBytes(v: number, out: number[]): void {
 function allowAll(ids: number[]): Buffer {
   const batch: number[] = [];
   for (const id of ids) {
-    const v: number[] = [(EV_ID << 3) | 0];
+    const v: number[] = [VD_ID << 3];
     varintBytes(id, v);
-    v.push((2 << 3) | 0, DECISION_ALLOW);
-    batch.push((1 << 3) | 2);
+    v.push(VD_DECISION << 3, DECISION_ALLOW);
+    batch.push((VB_VERDICTS << 3) | 2);
     varintBytes(v.length, batch);
     for (const b of v) batch.push(b);
   }
