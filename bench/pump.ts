@@ -21,7 +21,7 @@ import { silentLogger } from '../src/daemon/log';
 import { Watch } from '../src/watch/watch';
 import type { ReportMode } from '../src/watch/group';
 import { HandleResolver } from '../src/kernel/enrich';
-import { encodeEventBatch } from '../src/service/wire';
+import { encodeEvent, eventBatch } from '../src/service/wire';
 import { tempDir } from '../test/fixtures/harness';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -64,10 +64,13 @@ async function notify(): Promise<void> {
   let bytes = 0;
   let withPath = 0;
   w.attach({
-    sendEvents: (batch) => {
-      events += batch.length;
-      for (const e of batch) if (e.ev.path) withPath++;
-      bytes += encodeEventBatch(batch).length;
+    encode: (it) => {
+      if (it.ev.path) withPath++;
+      return encodeEvent(it);
+    },
+    sendEvents: (encoded, count) => {
+      events += count;
+      bytes += eventBatch(encoded).length;
       return !stalled;
     },
     sendOverflow: () => true,
@@ -88,6 +91,8 @@ async function notify(): Promise<void> {
   console.log(JSON.stringify({ mode, ops, rate: l.ops_per_s, events, read: stats.eventsRead, queued: stats.queued, heap_used_mb: heapUsedMb, dropped: stats.notificationsDropped, cpu_us_per_event_read: (cpu.user + cpu.system) / stats.eventsRead, events_per_wake: events / pump.wakeups, with_path: withPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
 }
 
+const NOTHING = new Uint8Array(0);
+
 async function main(): Promise<void> {
   if (process.argv[2] === 'notify') return notify();
   fs.mkdirSync(BUILD, { recursive: true });
@@ -106,9 +111,16 @@ async function main(): Promise<void> {
 
     const pump = new EventPump();
     const w = new Watch('bench', { groupClass: 'content', marks: [{ path: dir, scope: 'inode', mask: K.FAN_OPEN_PERM | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: 1 << 20 }, pump, silentLogger);
+    // The pump alone: nothing is encoded. Permission events are "encoded"
+    // as they are sent, so their ids are known when the batch goes.
+    const sent: number[] = [];
     w.attach({
-      sendEvents: (batch) => {
-        for (const e of batch) if (e.needsVerdict) w.verdict(e.id, 'allow');
+      encode: (it) => {
+        if (it.needsVerdict) sent.push(it.id);
+        return NOTHING;
+      },
+      sendEvents: () => {
+        for (const id of sent.splice(0)) w.verdict(id, 'allow');
         return true;
       },
       sendOverflow: () => true,

@@ -15,7 +15,7 @@ import * as convert from './convert';
 import { SyscallError } from '../kernel/ffi';
 import { ApiError, toStatus } from './errors';
 import { Authorizer, type PolicyRule } from './policy';
-import { encodeEventBatch } from './wire';
+import { encodeEvent, eventBatch } from './wire';
 
 export interface ServiceLimits extends convert.SubscribeLimits {
   queueCapacity: number;
@@ -66,7 +66,11 @@ const UNDECODABLE = Symbol('undecodable');
  * answers a frame its deserializer rejects with INTERNAL and no reason, but
  * a bad frame is the client's error, and the client should learn what it is.
  */
-/** Largest EventBatch message sent; larger batches are split (an event is at most a few tens of KiB). */
+/**
+ * Largest EventBatch message sent (but for a single event, at most a few
+ * tens of KiB): a client with grpc's default 4 MiB receive limit must never
+ * get a message it refuses, which would end its stream.
+ */
 export const MAX_BATCH_BYTES = 1024 * 1024;
 
 export function serviceDefinition(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
@@ -245,6 +249,7 @@ export class FanotifyService {
         timeoutDecision: req.timeoutDecision,
         maxBatchEvents: req.maxBatchEvents,
         queueCapacity: this.limits.queueCapacity,
+        maxBatchBytes: MAX_BATCH_BYTES,
         maxPending: this.limits.maxPendingPerWatch,
         onVerdictLatency: (ms: number) => this.onVerdictLatency?.(ms),
         onDecision: (item: WatchEvent, allowed: boolean, by: string) =>
@@ -300,7 +305,8 @@ export class FanotifyService {
         },
       });
       const sink: WatchSink = {
-        sendEvents: (batch) => this.writeEvents(call, w, batch),
+        encode: encodeEvent,
+        sendEvents: (encoded) => this.write(call, w, eventBatch(encoded)),
         sendOverflow: (notice) => this.write(call, w, { overflow: convert.overflowToProto(notice) }),
       };
       w.attach(sink);
@@ -361,19 +367,6 @@ export class FanotifyService {
       const status = toStatus(err);
       return { request_id: requestId, code: status.code, message: status.details, errno: err instanceof SyscallError ? err.code : '' };
     }
-  }
-
-  /**
-   * One EventBatch message, or several when its encoding passes
-   * MAX_BATCH_BYTES: a client with grpc's default 4 MiB receive limit must
-   * never get a message it refuses (which would end its stream).
-   */
-  private writeEvents(call: WatchCall, w: Watch, batch: WatchEvent[]): boolean {
-    const bytes = encodeEventBatch(batch);
-    if (bytes.length <= MAX_BATCH_BYTES || batch.length === 1) return this.write(call, w, bytes);
-    const half = batch.length >> 1;
-    const first = this.writeEvents(call, w, batch.slice(0, half));
-    return this.writeEvents(call, w, batch.slice(half)) && first;
   }
 
   private write(call: WatchCall, w: Watch, msg: unknown): boolean {

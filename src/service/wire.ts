@@ -1,10 +1,12 @@
-// The hot path's protobuf encoder: an EventBatch WatchResponse written
-// straight from the watch's events into one buffer. The generic path
-// (proto-loader: plain object, fromObject, a protobufjs Writer with one
-// operation object per field) allocated several objects per field, and
-// garbage collection became the largest cost of a busy notification watch
-// (docs/performance.md). Here nothing is allocated per field; a process's
-// message is encoded once (in a reused scratch buffer, then copied out) and
+// The hot path's protobuf encoder: events written straight from the
+// watch's objects into a reused buffer. The generic path (proto-loader:
+// plain object, fromObject, a protobufjs Writer with one operation object
+// per field) allocated several objects per field, and garbage collection
+// became the largest cost of a busy notification watch
+// (docs/performance.md). Here nothing is allocated per field. Each event
+// is encoded on its own, as an EventBatch holds it, when it is queued
+// (src/watch/event-queue.ts); a batch is those encodings one after another
+// behind a WatchResponse header. A process's message is encoded once and
 // reused while the process cache returns it.
 //
 // Field numbers are those of proto/fanotify/v1/fanotify.proto;
@@ -21,8 +23,12 @@ const LEN = 2;
 const LEN_RESERVE = 5;
 
 class Writer {
-  buf = Buffer.allocUnsafe(256 * 1024);
+  buf: Buffer;
   pos = 0;
+
+  constructor(size = 64 * 1024) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
 
   reset(): void {
     this.pos = 0;
@@ -127,6 +133,7 @@ class Writer {
 const processBytes = new WeakMap<ProcessInfo, Buffer>();
 const scratch = new Writer();
 const processScratch = new Writer();
+const header = new Writer(16);
 
 function encodeProcess(p: ProcessInfo): Buffer {
   let b = processBytes.get(p);
@@ -224,12 +231,27 @@ function event(w: Writer, it: WatchEvent): void {
   w.end(at);
 }
 
-/** A serialized WatchResponse { events: EventBatch } holding the batch. */
-export function encodeEventBatch(batch: WatchEvent[]): Buffer {
+/**
+ * One event as an EventBatch would hold it (its field 1, tag and length
+ * included), so that events encoded one by one concatenate into a batch.
+ * The bytes are valid until the next call.
+ */
+export function encodeEvent(it: WatchEvent): Uint8Array {
   const w = scratch;
   w.reset();
-  const at = w.begin(2);
-  for (const it of batch) event(w, it);
-  w.end(at);
-  return Buffer.from(w.buf.subarray(0, w.pos));
+  event(w, it);
+  return w.buf.subarray(0, w.pos);
+}
+
+/** A serialized WatchResponse { events: EventBatch } around events encoded by encodeEvent. */
+export function eventBatch(events: Uint8Array): Buffer {
+  // Not the scratch writer: `events` may be its last encodeEvent().
+  const w = header;
+  w.reset();
+  w.tag(2, LEN);
+  w.varint(events.length);
+  const out = Buffer.allocUnsafe(w.pos + events.length);
+  w.buf.copy(out, 0, 0, w.pos);
+  out.set(events, w.pos);
+  return out;
 }

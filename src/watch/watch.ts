@@ -11,6 +11,7 @@ import { decodeEvents, type RawEvent } from '../kernel/decoder';
 import { bareEvent, enrich, HandleResolver, isOwnThread, ProcessCache, type FsEvent } from '../kernel/enrich';
 import * as ffi from '../kernel/ffi';
 import type { EventPump, PumpClient } from '../kernel/pump';
+import { EventQueue } from './event-queue';
 import type { Logger } from '../daemon/log';
 import {
   addIgnoreForFd,
@@ -36,6 +37,8 @@ export interface WatchOptions {
   maxBatchEvents: number;
   /** Notification events held for a slow client before new ones are dropped. */
   queueCapacity: number;
+  /** Encoded size a batch stays within (but for a single larger event); no limit when unset. */
+  maxBatchBytes?: number;
   /**
    * Permission events awaiting a verdict at most; past it a new one is
    * answered with the timeout decision at once (and still delivered, as
@@ -66,9 +69,16 @@ export interface OverflowNotice {
   total: number;
 }
 
-/** Where a watch sends its output. A false return means: stop until resume(). */
+/**
+ * Where a watch sends its output, and how its events are encoded for it
+ * (the queue holds notification events encoded: event-queue.ts). A false
+ * return means: stop until resume().
+ */
 export interface WatchSink {
-  sendEvents(events: WatchEvent[]): boolean;
+  /** One event's bytes, valid until the next call; a notification event is encoded when queued, a permission event when sent. */
+  encode(it: WatchEvent): Uint8Array;
+  /** `count` events: their encodings one after another, valid only during the call. */
+  sendEvents(encoded: Buffer, count: number): boolean;
   sendOverflow(notice: OverflowNotice): boolean;
 }
 
@@ -113,8 +123,6 @@ export interface WatchStats {
   queued: number;
 }
 
-type QueueItem = WatchEvent | { overflow: OverflowNotice };
-
 const RESPONSE: Record<Decision, number> = { allow: K.FAN_ALLOW, deny: K.FAN_DENY };
 const SELF_PID = process.pid;
 
@@ -127,8 +135,7 @@ export class Watch implements PumpClient {
   private readonly reportTid: boolean;
   private readonly procs = new ProcessCache();
   private readonly pending = new Map<number, { item: WatchEvent; deadline: number }>();
-  private queue: QueueItem[] = [];
-  private queueHead = 0;
+  private readonly queue = new EventQueue();
   private queuedNotifications = 0;
   /** The client-overflow notice still in the queue, grown while drops continue. */
   private openDropNotice?: OverflowNotice;
@@ -177,7 +184,7 @@ export class Watch implements PumpClient {
     this.reportMode = group.reportMode;
   }
 
-  /** Start delivering to sink; events read before attach wait in the queue. */
+  /** Start reading the group, delivering to sink. */
   attach(sink: WatchSink): void {
     this.sink = sink;
     this.writable = true;
@@ -261,8 +268,7 @@ export class Watch implements PumpClient {
     this.drainQueue(response, reason);
     ffi.closeFd(this.fd);
     this.resolver?.close();
-    this.queue = [];
-    this.queueHead = 0;
+    this.queue.clear();
     this.sink = undefined;
     this.onClose?.(this);
   }
@@ -322,7 +328,7 @@ export class Watch implements PumpClient {
     const isPerm = (raw.mask & K.FAN_PERMISSION_EVENTS) !== 0 && raw.fd >= 0;
     if (raw.mask & K.FAN_Q_OVERFLOW) {
       this.stats.kernelOverflows++;
-      this.push({ overflow: { source: 'kernel', dropped: 0, total: this.stats.kernelOverflows } });
+      this.queue.pushOverflow({ source: 'kernel', dropped: 0, total: this.stats.kernelOverflows });
       this.release(raw);
       return;
     }
@@ -338,7 +344,7 @@ export class Watch implements PumpClient {
       this.stats.notificationsDropped++;
       if (!this.openDropNotice) {
         this.openDropNotice = { source: 'client', dropped: 0, total: 0 };
-        this.push({ overflow: this.openDropNotice });
+        this.queue.pushOverflow(this.openDropNotice);
       }
       this.openDropNotice.dropped++;
       this.openDropNotice.total = this.stats.notificationsDropped;
@@ -359,15 +365,19 @@ export class Watch implements PumpClient {
       ev.fd = K.FAN_NOFD;
     }
     const item: WatchEvent = { id: this.nextId++, ev, permission: isPerm, needsVerdict: isPerm };
-    if (isPerm && this.pending.size >= (this.options.maxPending ?? Infinity)) {
+    if (!isPerm) {
+      // Reads start at attach(), so a sink is there.
+      this.queue.pushEncoded(this.sink!.encode(item));
+      this.queuedNotifications++;
+      return;
+    }
+    if (this.pending.size >= (this.options.maxPending ?? Infinity)) {
       this.answer(item.id, item, RESPONSE[this.options.timeoutDecision], 'limit');
-    } else if (isPerm) {
+    } else {
       this.pending.set(item.id, { item, deadline: now + this.options.verdictTimeoutMs });
       if (!this.timer) this.armTimer(this.options.verdictTimeoutMs);
-    } else {
-      this.queuedNotifications++;
     }
-    this.push(item);
+    this.queue.pushEvent(item);
   }
 
   /**
@@ -404,39 +414,21 @@ export class Watch implements PumpClient {
     if (raw.pidfd !== undefined && raw.pidfd >= 0) ffi.closeFd(raw.pidfd);
   }
 
-  private push(item: QueueItem): void {
-    this.queue.push(item);
-  }
-
   private flush(): void {
     const sink = this.sink;
     if (!sink) return;
-    const max = this.options.maxBatchEvents;
-    while (this.writable && this.queueHead < this.queue.length) {
-      const first = this.queue[this.queueHead];
-      if ('overflow' in first) {
-        this.queueHead++;
-        if (first.overflow === this.openDropNotice) this.openDropNotice = undefined;
-        this.writable = sink.sendOverflow(first.overflow);
+    const encode = (it: WatchEvent) => sink.encode(it);
+    while (this.writable && this.queue.length) {
+      const notice = this.queue.takeOverflow();
+      if (notice) {
+        if (notice === this.openDropNotice) this.openDropNotice = undefined;
+        this.writable = sink.sendOverflow(notice);
         continue;
       }
-      const batch: WatchEvent[] = [];
-      while (batch.length < max && this.queueHead < this.queue.length) {
-        const it = this.queue[this.queueHead];
-        if ('overflow' in it) break;
-        batch.push(it);
-        this.queueHead++;
-        if (!it.permission) this.queuedNotifications--;
-      }
-      this.stats.eventsSent += batch.length;
-      this.writable = sink.sendEvents(batch);
-    }
-    if (this.queueHead === this.queue.length) {
-      this.queue = [];
-      this.queueHead = 0;
-    } else if (this.queueHead > 4096 && this.queueHead > this.queue.length / 2) {
-      this.queue = this.queue.slice(this.queueHead);
-      this.queueHead = 0;
+      const batch = this.queue.takeEvents(this.options.maxBatchEvents, this.options.maxBatchBytes ?? Infinity, encode);
+      this.queuedNotifications -= batch.notifications;
+      this.stats.eventsSent += batch.count;
+      this.writable = sink.sendEvents(batch.bytes, batch.count);
     }
   }
 
@@ -508,7 +500,7 @@ export class Watch implements PumpClient {
 
   snapshot(): WatchStats {
     this.stats.pending = this.pending.size;
-    this.stats.queued = this.queue.length - this.queueHead;
+    this.stats.queued = this.queue.length;
     return { ...this.stats, decisions: { ...this.stats.decisions } };
   }
 }

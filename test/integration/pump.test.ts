@@ -8,21 +8,20 @@ import { EventPump } from '../../src/kernel/pump';
 import { silentLogger } from '../../src/daemon/log';
 import { Watch, type WatchEvent } from '../../src/watch/watch';
 import { HandleResolver } from '../../src/kernel/enrich';
-import { fanotifyFdCount, sh, sleep, tempDir } from '../fixtures/harness';
+import { fanotifyFdCount, objectSink, sh, sleep, tempDir } from '../fixtures/harness';
 
 const OPTIONS = { verdictTimeoutMs: 5000, timeoutDecision: 'allow' as const, maxBatchEvents: 256, queueCapacity: 1024 };
 
 function openWatch(pump: EventPump, dir: string, mask: number, groupClass: 'notif' | 'content' = 'notif', queueCapacity = OPTIONS.queueCapacity) {
   const events: WatchEvent[] = [];
   const w = new Watch(`t-${path.basename(dir)}`, { groupClass, marks: [{ path: dir, scope: 'inode', mask: mask | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, { ...OPTIONS, queueCapacity }, pump, silentLogger);
-  w.attach({
-    sendEvents: (batch) => {
+  w.attach(
+    objectSink((batch) => {
       events.push(...batch);
       for (const e of batch) if (e.needsVerdict) w.verdict(e.id, 'allow');
       return true;
-    },
-    sendOverflow: () => true,
-  });
+    }),
+  );
   return { w, events };
 }
 
@@ -117,8 +116,8 @@ describe('integration: event pump', function () {
     let restingAtClose = -1;
     const closed = new Promise<void>((resolve) => {
       const first: Watch = new Watch('resting', { groupClass: 'notif', marks: [{ path: d, scope: 'inode', mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, OPTIONS, pump, silentLogger);
-      first.attach({
-        sendEvents: (batch) => {
+      first.attach(
+        objectSink((batch) => {
           seen.push(...batch);
           // The wake that read this event ends in a rest of NOTIFY_REST_MS;
           // setImmediate runs later in the same loop turn, before any timer,
@@ -129,9 +128,8 @@ describe('integration: event pump', function () {
             resolve();
           });
           return true;
-        },
-        sendOverflow: () => true,
-      });
+        }),
+      );
     });
     try {
       expect((await sh(`: < ${d}/f`, 10_000).done).code).to.equal(0);
@@ -172,7 +170,7 @@ describe('integration: event pump', function () {
       // A sink that takes one batch, then is never writable again: the queue
       // fills and stays full. By the third phase at the latest, every read
       // starts with a full queue, so its events are decoded for their fds alone.
-      w.attach({ sendEvents: () => false, sendOverflow: () => false });
+      w.attach(objectSink(() => false, () => false));
       const [fdsBefore, pidfdsBefore] = [fanotifyFdCount(), pidfds()];
       try {
         for (let p = 0; p < PHASES; p++) {
@@ -200,12 +198,11 @@ describe('integration: event pump', function () {
     const [da, db] = [mkdir(), mkdir()];
     const failures: Error[] = [];
     const broken = new Watch('broken', { groupClass: 'content', marks: [{ path: da, scope: 'inode', mask: K.FAN_OPEN_PERM | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, { ...OPTIONS, timeoutDecision: 'deny', onFailed: (e) => failures.push(e) }, pump, silentLogger);
-    broken.attach({
-      sendEvents: () => {
+    broken.attach(
+      objectSink(() => {
         throw new Error('sink broke');
-      },
-      sendOverflow: () => true,
-    });
+      }),
+    );
     const healthy = openWatch(pump, db, K.FAN_OPEN_PERM, 'content');
     // The opener is denied at once (the watch's timeout decision), not after the 5 s verdict timeout.
     const r = await sh(`cat ${da}/f`, 10_000).done;
@@ -252,7 +249,7 @@ describe('integration: event pump', function () {
     // Three openers wait in the kernel's queue before the watch reads: one read brings all three.
     const openers = ['f', 'g', 'h'].map((f) => sh(`cat ${d}/${f}`, 10_000));
     await sleep(300);
-    w.attach({ sendEvents: () => true, sendOverflow: () => true });
+    w.attach(objectSink(() => true));
     const results = await Promise.all(openers.map((o) => o.done));
     for (const r of results) expect(r.stderr).to.match(/Operation not permitted/);
     expect(w.isClosed).to.equal(true);

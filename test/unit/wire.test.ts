@@ -5,7 +5,8 @@ import * as K from '../../src/kernel/constants';
 import { readProcess, unknownProcess, type FsEvent, type ProcessInfo } from '../../src/kernel/enrich';
 import { EVENT_TYPES } from '../../src/service/convert';
 import { fanotifyService } from '../../src/service/proto';
-import { encodeEventBatch } from '../../src/service/wire';
+import { encodeEvent, eventBatch } from '../../src/service/wire';
+import { EventQueue } from '../../src/watch/event-queue';
 import type { WatchEvent } from '../../src/watch/watch';
 import { seededRandom } from '../fixtures/harness';
 
@@ -18,7 +19,7 @@ function item(ev: Partial<FsEvent>, id = 1, needsVerdict = false): WatchEvent {
 }
 
 function one(it: WatchEvent): any {
-  const msg = decode(encodeEventBatch([it]));
+  const msg = decode(eventBatch(encodeEvent(it)));
   expect(msg.response).to.equal('events');
   expect(msg.events.events).to.have.length(1);
   return msg.events.events[0];
@@ -104,13 +105,18 @@ describe('wire: EventBatch encoding', () => {
     expect(e.path).to.equal('/x');
   });
 
-  it('keeps a batch in order, including large ones that outgrow the buffer', () => {
+  it('keeps a batch in order through the queue, across its chunks and past its first buffer', () => {
     const rnd = seededRandom(7);
     const me = readProcess(process.pid);
     const batch = Array.from({ length: 3000 }, (_, i) =>
       item({ path: Buffer.from(`/x/${'y'.repeat(Math.floor(rnd() * 300))}/${i}`), process: i % 2 ? me : unknownProcess(i), timeMs: i }, i + 1),
     );
-    const events = decode(encodeEventBatch(batch)).events.events;
+    const q = new EventQueue();
+    for (const it of batch) q.pushEncoded(encodeEvent(it));
+    const taken = q.takeEvents(batch.length, Infinity, encodeEvent);
+    expect(taken.count).to.equal(batch.length);
+    expect(taken.bytes.length).to.be.above(256 * 1024);
+    const events = decode(eventBatch(taken.bytes)).events.events;
     expect(events.map((e: any) => Number(e.id))).to.deep.equal(batch.map((b) => b.id));
     expect(events.map((e: any) => e.path)).to.deep.equal(batch.map((b) => b.ev.path!.toString()));
     expect(events[1].process.comm).to.equal(me.comm);

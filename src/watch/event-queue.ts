@@ -1,0 +1,159 @@
+// A watch's outbound queue, first in first out: notification events held
+// already encoded, permission events held as objects, and overflow notices.
+//
+// Why encoded: a queue backed up behind a slow client holds each event for
+// milliseconds or more, long enough for V8 to copy it out of the young
+// generation and later collect it from the old one. Held as objects (the
+// event, its path and name buffers, its entries), 16,384 queued dfid_name
+// events were 0.74 KB each of live heap, and at saturation the daemon's
+// heap grew to several times its live size (docs/performance.md). Encoded,
+// an event is a few hundred bytes in a reused chunk and nothing per event
+// on the JS heap but a small integer (its length).
+//
+// Permission events stay objects until they are sent: what is encoded for
+// them (needs_verdict) can change while they wait, when a deadline answers
+// one. A process is blocked on each, so --max-pending-per-watch bounds them.
+import type { OverflowNotice, WatchEvent } from './watch';
+
+/**
+ * Chunk size of the encoded bytes (about 170 dfid_name events); an event
+ * larger than it gets a chunk of its own. Each notification watch keeps one
+ * emptied chunk for reuse.
+ */
+const CHUNK_BYTES = 64 * 1024;
+
+/**
+ * Where a batch is gathered, shared by every queue: the sink copies a batch
+ * before it returns, and all watches run on the one thread.
+ */
+let out = Buffer.allocUnsafe(CHUNK_BYTES);
+
+function room(keep: number, n: number): void {
+  if (n <= out.length) return;
+  const bigger = Buffer.allocUnsafe(Math.max(out.length * 2, n));
+  out.copy(bigger, 0, 0, keep);
+  out = bigger;
+}
+
+interface Chunk {
+  buf: Buffer;
+  /** Bytes written. */
+  end: number;
+}
+
+/** A queue entry: an encoded notification's length, a permission event, or a notice. */
+type Entry = number | WatchEvent | { overflow: OverflowNotice };
+
+export interface Batch {
+  /** The events' encodings, one after another; valid until the next takeEvents() of any queue. */
+  bytes: Buffer;
+  count: number;
+  /** How many of them were notification events. */
+  notifications: number;
+}
+
+export class EventQueue {
+  private entries: Entry[] = [];
+  private head = 0;
+  private chunks: Chunk[] = [];
+  /** Where the next encoded event is read, in chunks[0]. */
+  private readPos = 0;
+  /** One emptied chunk kept for reuse, so a steady stream allocates none. */
+  private spare?: Buffer;
+
+  get length(): number {
+    return this.entries.length - this.head;
+  }
+
+  /** A notification event's encoding (copied: `encoded` may be reused by its writer). */
+  pushEncoded(encoded: Uint8Array): void {
+    const n = encoded.length;
+    let last = this.chunks[this.chunks.length - 1];
+    if (!last || last.end + n > last.buf.length) {
+      const reuse = this.spare && this.spare.length >= n ? this.spare : undefined;
+      if (reuse) this.spare = undefined;
+      last = { buf: reuse ?? Buffer.allocUnsafe(Math.max(CHUNK_BYTES, n)), end: 0 };
+      this.chunks.push(last);
+    }
+    last.buf.set(encoded, last.end);
+    last.end += n;
+    this.entries.push(n);
+  }
+
+  pushEvent(it: WatchEvent): void {
+    this.entries.push(it);
+  }
+
+  pushOverflow(notice: OverflowNotice): void {
+    this.entries.push({ overflow: notice });
+  }
+
+  /** The notice at the head of the queue, taken; undefined when the head is an event or the queue is empty. */
+  takeOverflow(): OverflowNotice | undefined {
+    const e = this.entries[this.head];
+    if (e === undefined || typeof e === 'number' || !('overflow' in e)) return undefined;
+    this.advance();
+    return e.overflow;
+  }
+
+  /**
+   * The events at the head, up to the first notice, at most maxEvents of
+   * them and, but for a single larger event, at most maxBytes. Permission
+   * events are encoded now, with `encode`.
+   */
+  takeEvents(maxEvents: number, maxBytes: number, encode: (it: WatchEvent) => Uint8Array): Batch {
+    let len = 0;
+    let count = 0;
+    let notifications = 0;
+    while (count < maxEvents && this.head < this.entries.length) {
+      const e = this.entries[this.head];
+      let bytes: Uint8Array;
+      if (typeof e === 'number') {
+        let c = this.chunks[0];
+        if (this.readPos >= c.end) {
+          this.dropHeadChunk();
+          c = this.chunks[0];
+        }
+        bytes = c.buf.subarray(this.readPos, this.readPos + e);
+      } else if ('overflow' in e) {
+        break;
+      } else {
+        bytes = encode(e);
+      }
+      if (count > 0 && len + bytes.length > maxBytes) break;
+      room(len, len + bytes.length);
+      out.set(bytes, len);
+      len += bytes.length;
+      count++;
+      if (typeof e === 'number') {
+        this.readPos += e;
+        notifications++;
+      }
+      this.advance();
+    }
+    if (this.length === 0) this.clear();
+    return { bytes: out.subarray(0, len), count, notifications };
+  }
+
+  /** Forget everything queued. */
+  clear(): void {
+    if (this.chunks.length) this.spare = this.chunks[this.chunks.length - 1].buf;
+    this.chunks = [];
+    this.readPos = 0;
+    this.entries = [];
+    this.head = 0;
+  }
+
+  private advance(): void {
+    this.entries[this.head++] = 0;
+    if (this.head > 4096 && this.head > this.entries.length / 2) {
+      this.entries = this.entries.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  private dropHeadChunk(): void {
+    this.spare = this.chunks.shift()!.buf;
+    this.readPos = 0;
+  }
+}
