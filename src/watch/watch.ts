@@ -145,6 +145,12 @@ export class Watch implements PumpClient {
   private timer?: NodeJS.Timeout;
   private closed = false;
   private readonly responseBuf = Buffer.alloc(K.FAN_RESPONSE_LEN + K.AUDIT_RULE_INFO_LEN);
+  /**
+   * Event fds and pidfds done with in the current read, closed together at
+   * its end: the kernel made them together, so most are consecutive
+   * numbers, and closeFds takes a run in one close_range(2).
+   */
+  private readonly toClose: number[] = [];
   readonly stats: WatchStats = {
     eventsRead: 0,
     eventsSent: 0,
@@ -293,15 +299,19 @@ export class Watch implements PumpClient {
     }
     const now = Date.now();
     this.resolver?.newBatch();
-    for (let i = 0; i < events.length; i++) {
-      try {
-        this.take(events[i], now);
-      } catch (err) {
-        // The watch fails and closes (onError); the rest of this read never
-        // reaches it, so answer that now as the close answers the rest.
-        for (const raw of events.slice(i + 1)) this.abandon(raw, RESPONSE[this.options.timeoutDecision], 'disconnect');
-        throw err;
+    try {
+      for (let i = 0; i < events.length; i++) {
+        try {
+          this.take(events[i], now);
+        } catch (err) {
+          // The watch fails and closes (onError); the rest of this read never
+          // reaches it, so answer that now as the close answers the rest.
+          for (const raw of events.slice(i + 1)) this.abandon(raw, RESPONSE[this.options.timeoutDecision], 'disconnect');
+          throw err;
+        }
       }
+    } finally {
+      this.closeReleased();
     }
   }
 
@@ -359,9 +369,9 @@ export class Watch implements PumpClient {
       this.log.warn('event enrichment failed; delivering the bare event', { watch: this.id, error: err });
       ev = bareEvent(raw, now);
     }
-    if (raw.pidfd !== undefined && raw.pidfd >= 0) ffi.closeFd(raw.pidfd);
+    if (raw.pidfd !== undefined && raw.pidfd >= 0) this.toClose.push(raw.pidfd);
     if (!isPerm && raw.fd >= 0) {
-      ffi.closeFd(raw.fd);
+      this.toClose.push(raw.fd);
       ev.fd = K.FAN_NOFD;
     }
     const item: WatchEvent = { id: this.nextId++, ev, permission: isPerm, needsVerdict: isPerm };
@@ -392,9 +402,12 @@ export class Watch implements PumpClient {
         const len = ffi.readNonblock(this.fd, buf);
         if (len <= 0) return;
         for (const raw of decodeEvents(buf, len).events) this.abandon(raw, response, reason);
+        this.closeReleased();
       }
     } catch (err) {
       this.log.warn('draining the group at close failed; the kernel answers the rest', { watch: this.id, error: err });
+    } finally {
+      this.closeReleased();
     }
   }
 
@@ -408,10 +421,16 @@ export class Watch implements PumpClient {
     this.release(raw);
   }
 
-  /** Close the fds a record carries when it will not be delivered. */
+  /** Close (at the end of the read: closeReleased) the fds a record carries when it will not be delivered. */
   private release(raw: RawEvent): void {
-    if (raw.fd >= 0) ffi.closeFd(raw.fd);
-    if (raw.pidfd !== undefined && raw.pidfd >= 0) ffi.closeFd(raw.pidfd);
+    if (raw.fd >= 0) this.toClose.push(raw.fd);
+    if (raw.pidfd !== undefined && raw.pidfd >= 0) this.toClose.push(raw.pidfd);
+  }
+
+  private closeReleased(): void {
+    if (!this.toClose.length) return;
+    ffi.closeFds(this.toClose);
+    this.toClose.length = 0;
   }
 
   private flush(): void {
