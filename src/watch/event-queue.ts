@@ -16,11 +16,28 @@
 import type { OverflowNotice, WatchEvent } from './watch';
 
 /**
- * Chunk size of the encoded bytes (about 170 dfid_name events); an event
- * larger than it gets a chunk of its own. Each notification watch keeps one
- * emptied chunk for reuse.
+ * The encoded bytes live in chunks. A queue's first chunk is small, cut
+ * from Node's shared buffer pool (allocUnsafe below 4 KiB), so a watch
+ * that holds a few events holds little; the next ones are 64 KiB (about 170
+ * dfid_name events), and an event larger than that gets a chunk of its own.
+ * An emptied 64 KiB chunk goes to a pool shared by every queue, so a steady
+ * stream allocates none, and an empty queue holds no chunk at all.
  */
+const FIRST_CHUNK_BYTES = 4 * 1024 - 1;
 const CHUNK_BYTES = 64 * 1024;
+/** Emptied chunks kept for reuse, for all queues together (1 MiB). */
+const POOL_CHUNKS = 16;
+const pool: Buffer[] = [];
+
+function newChunk(first: boolean, n: number): Buffer {
+  if (first && n <= FIRST_CHUNK_BYTES) return Buffer.allocUnsafe(FIRST_CHUNK_BYTES);
+  if (n <= CHUNK_BYTES && pool.length) return pool.pop()!;
+  return Buffer.allocUnsafe(Math.max(CHUNK_BYTES, n));
+}
+
+function recycle(b: Buffer): void {
+  if (b.length === CHUNK_BYTES && pool.length < POOL_CHUNKS) pool.push(b);
+}
 
 /**
  * Where a batch is gathered, shared by every queue: the sink copies a batch
@@ -58,8 +75,6 @@ export class EventQueue {
   private chunks: Chunk[] = [];
   /** Where the next encoded event is read, in chunks[0]. */
   private readPos = 0;
-  /** One emptied chunk kept for reuse, so a steady stream allocates none. */
-  private spare?: Buffer;
 
   get length(): number {
     return this.entries.length - this.head;
@@ -70,9 +85,7 @@ export class EventQueue {
     const n = encoded.length;
     let last = this.chunks[this.chunks.length - 1];
     if (!last || last.end + n > last.buf.length) {
-      const reuse = this.spare && this.spare.length >= n ? this.spare : undefined;
-      if (reuse) this.spare = undefined;
-      last = { buf: reuse ?? Buffer.allocUnsafe(Math.max(CHUNK_BYTES, n)), end: 0 };
+      last = { buf: newChunk(!last, n), end: 0 };
       this.chunks.push(last);
     }
     last.buf.set(encoded, last.end);
@@ -137,7 +150,7 @@ export class EventQueue {
 
   /** Forget everything queued. */
   clear(): void {
-    if (this.chunks.length) this.spare = this.chunks[this.chunks.length - 1].buf;
+    for (const c of this.chunks) recycle(c.buf);
     this.chunks = [];
     this.readPos = 0;
     this.entries = [];
@@ -153,7 +166,7 @@ export class EventQueue {
   }
 
   private dropHeadChunk(): void {
-    this.spare = this.chunks.shift()!.buf;
+    recycle(this.chunks.shift()!.buf);
     this.readPos = 0;
   }
 }

@@ -75,7 +75,11 @@ export interface OverflowNotice {
  * return means: stop until resume().
  */
 export interface WatchSink {
-  /** One event's bytes, valid until the next call; a notification event is encoded when queued, a permission event when sent. */
+  /**
+   * One event's bytes, valid until the next call. A notification event is
+   * encoded when queued, a permission event when sent, and again if it did
+   * not fit in that batch: encode must have no side effects.
+   */
   encode(it: WatchEvent): Uint8Array;
   /** `count` events: their encodings one after another, valid only during the call. */
   sendEvents(encoded: Buffer, count: number): boolean;
@@ -369,11 +373,12 @@ export class Watch implements PumpClient {
       this.log.warn('event enrichment failed; delivering the bare event', { watch: this.id, error: err });
       ev = bareEvent(raw, now);
     }
-    if (raw.pidfd !== undefined && raw.pidfd >= 0) this.toClose.push(raw.pidfd);
+    // The event fd first: the kernel made it before the pidfd, so the list stays in order.
     if (!isPerm && raw.fd >= 0) {
       this.toClose.push(raw.fd);
       ev.fd = K.FAN_NOFD;
     }
+    if (raw.pidfd !== undefined && raw.pidfd >= 0) this.toClose.push(raw.pidfd);
     const item: WatchEvent = { id: this.nextId++, ev, permission: isPerm, needsVerdict: isPerm };
     if (!isPerm) {
       // Reads start at attach(), so a sink is there.
@@ -429,8 +434,12 @@ export class Watch implements PumpClient {
 
   private closeReleased(): void {
     if (!this.toClose.length) return;
-    ffi.closeFds(this.toClose);
-    this.toClose.length = 0;
+    try {
+      ffi.closeFds(this.toClose);
+    } finally {
+      // Never closed twice: by the next read these numbers may be another's.
+      this.toClose.length = 0;
+    }
   }
 
   private flush(): void {

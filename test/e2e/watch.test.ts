@@ -196,6 +196,9 @@ describe('e2e: Watch over a unix socket', function () {
         expect(e.process.cmdline.slice(0, 3)).to.deep.equal(['sh', '-c', e.process.cmdline[2]]);
       }
       expect(s.status).to.equal(undefined);
+      // Each event here is over 16 KiB, so a batch within the daemon's 1 MiB holds at most 64.
+      const sizes = s.responses.filter((m) => m.events).map((m) => m.events.events.length);
+      expect(Math.max(...sizes)).to.be.at.most(64);
     } finally {
       r.kill();
     }

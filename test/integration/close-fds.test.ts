@@ -1,6 +1,7 @@
 // closeFds on the real kernel: runs of consecutive fds go in one
 // close_range(2), and no fd outside the list is touched.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { expect } from 'chai';
 import * as ffi from '../../src/kernel/ffi';
 
@@ -17,11 +18,16 @@ const isOpen = (fd: number) => {
 describe('integration: closeFds', () => {
   it('closes every listed fd, in runs or alone, sorted or not, and leaves the fds between them open', () => {
     const fds = Array.from({ length: 12 }, () => fs.openSync('/dev/null', 'r'));
+    // The lowest free numbers: consecutive in a test process that has no holes below them.
+    expect(fds.every((fd, i) => i === 0 || fd === fds[i - 1] + 1), `fds ${fds}`).to.equal(true);
     // Kept open: in the middle of a run, so a range over its neighbours would close it.
     const keep = [fds[3], fds[8]];
     const close = fds.filter((fd) => !keep.includes(fd));
     const list = [...close].reverse();
-    ffi.closeFds(list);
+    // Three runs (0-2, 4-7, 9-11): three close_range calls where the kernel
+    // has it (Linux 5.9), else one close each.
+    const [major, minor] = os.release().split('.').map(Number);
+    expect(ffi.closeFds(list)).to.equal(major > 5 || (major === 5 && minor >= 9) ? 3 : close.length);
     for (const fd of close) expect(isOpen(fd), `fd ${fd}`).to.equal(false);
     for (const fd of keep) expect(isOpen(fd), `fd ${fd}`).to.equal(true);
     for (const fd of keep) fs.closeSync(fd);
@@ -29,7 +35,7 @@ describe('integration: closeFds', () => {
 
   it('closes only the first n of the list', () => {
     const fds = Array.from({ length: 4 }, () => fs.openSync('/dev/null', 'r'));
-    ffi.closeFds(fds, 2);
+    expect(ffi.closeFds(fds, 2)).to.be.within(1, 2);
     expect(fds.map(isOpen)).to.deep.equal([false, false, true, true]);
     for (const fd of fds.slice(2)) fs.closeSync(fd);
   });

@@ -193,6 +193,26 @@ describe('integration: event pump', function () {
     });
   }
 
+  it('ends a batch at maxBatchBytes', async () => {
+    const pump = new EventPump();
+    const d = mkdir();
+    for (let i = 0; i < 9; i++) fs.writeFileSync(path.join(d, `g${i}`), '');
+    // objectSink encodes an event in 4 bytes: at most 2 fit in 8.
+    const w = new Watch('bytes', { groupClass: 'notif', marks: [{ path: d, scope: 'inode', mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, { ...OPTIONS, maxBatchBytes: 8 }, pump, silentLogger);
+    try {
+      // Opened before the watch reads: its first read takes all ten events at once.
+      expect((await sh(`: < ${d}/f; for i in 0 1 2 3 4 5 6 7 8; do : < ${d}/g$i; done`, 10_000).done).code).to.equal(0);
+      const sizes: number[] = [];
+      w.attach(objectSink((batch) => (sizes.push(batch.length), true)));
+      const deadline = Date.now() + 5000;
+      while (sizes.reduce((a, b) => a + b, 0) < 10 && Date.now() < deadline) await sleep(10);
+      expect(sizes).to.deep.equal([2, 2, 2, 2, 2]);
+    } finally {
+      w.close('disconnect');
+      await pump.close();
+    }
+  });
+
   it('closes a watch whose handling fails, answers its pending events with its timeout decision, and serves the others', async () => {
     const pump = new EventPump();
     const [da, db] = [mkdir(), mkdir()];

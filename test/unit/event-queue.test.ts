@@ -83,6 +83,31 @@ describe('event queue', () => {
     }
   });
 
+  it('takes and pushes in turn, as a watch does, in the middle of a chunk and after a notice empties it', () => {
+    const q = new EventQueue();
+    const want: string[] = [];
+    let got = '';
+    for (let round = 0; round < 200; round++) {
+      for (let i = 0; i < 7; i++) {
+        const label = `[${round}.${i}${'x'.repeat((round * 7 + i) % 900)}]`;
+        q.pushEncoded(bytes(label));
+        want.push(label);
+      }
+      if (round % 5 === 0) q.pushOverflow({ source: 'client', dropped: round, total: round });
+      got += q.takeEvents(3, Infinity, encodePermission).bytes.toString();
+      if (round % 5 === 0) {
+        while (q.takeOverflow() === undefined && q.length) got += q.takeEvents(100, Infinity, encodePermission).bytes.toString();
+        expect(q.length).to.equal(0);
+      }
+    }
+    for (;;) {
+      const b = q.takeEvents(100, Infinity, encodePermission);
+      if (!b.count) break;
+      got += b.bytes.toString();
+    }
+    expect(got).to.equal(want.join(''));
+  });
+
   it('forgets everything on clear()', () => {
     const q = new EventQueue();
     q.pushEncoded(bytes('[n1]'));

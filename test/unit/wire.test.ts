@@ -97,7 +97,7 @@ describe('wire: EventBatch encoding', () => {
   });
 
   it('encodes a command line larger than the encoder buffer', () => {
-    // Three 100 KiB arguments: more than the 256 KiB the writers start with.
+    // Three 100 KiB arguments: more than the 64 KiB the writers start with.
     const cmdline = ['sh', ...Array.from({ length: 3 }, (_, i) => String(i).repeat(100 * 1024))];
     const proc: ProcessInfo = { ...unknownProcess(9), comm: 'sh', cmdline, details: true };
     const e = one(item({ pid: 9, path: Buffer.from('/x'), process: proc }));
