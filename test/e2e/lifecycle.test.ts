@@ -139,6 +139,7 @@ describe('e2e: lifecycle and pressure', function () {
       const kernelOverflows = () => overflows().filter((o) => o.source === 'OVERFLOW_SOURCE_KERNEL');
       // A kernel overflow loses an unknown number of events: stop waiting and say so.
       await s.until(() => s.events.length + dropped() >= N || kernelOverflows().length > 0, 30_000, 'all events accounted for');
+      console.log(`      after resuming: ${s.events.length} delivered, ${dropped()} dropped and reported, ${kernelOverflows().length} kernel overflows`);
       expect(kernelOverflows(), 'kernel overflows').to.deep.equal([]);
       expect(dropped()).to.be.greaterThan(N / 2);
       expect(s.events.length + dropped()).to.equal(N);
