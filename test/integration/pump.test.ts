@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { expect } from 'chai';
 import * as K from '../../src/kernel/constants';
 import { EventPump } from '../../src/kernel/pump';
+import * as ffi from '../../src/kernel/ffi';
 import { silentLogger } from '../../src/daemon/log';
 import { Watch, type WatchEvent } from '../../src/watch/watch';
 import { HandleResolver } from '../../src/kernel/enrich';
@@ -192,6 +193,40 @@ describe('integration: event pump', function () {
       }
     });
   }
+
+  it('closes a watch whose poll cannot restart after its rest, and serves the others', async () => {
+    const pump = new EventPump();
+    const [d, other] = [mkdir(), mkdir()];
+    const failures: Error[] = [];
+    const events: WatchEvent[] = [];
+    const w = new Watch('unresumable', { groupClass: 'notif', marks: [{ path: d, scope: 'inode', mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, { ...OPTIONS, onFailed: (e) => failures.push(e) }, pump, silentLogger);
+    w.attach(objectSink((batch) => (events.push(...batch), true)));
+    const healthy = openWatch(pump, other, K.FAN_OPEN);
+    // libuv refusing uv_poll_start, as it would for an fd it can no longer poll.
+    const real = ffi.pollResume;
+    (ffi as { pollResume: typeof ffi.pollResume }).pollResume = () => {
+      throw new ffi.SyscallError('uv_poll_start', 9, 'EBADF');
+    };
+    try {
+      // The event is read at once; the rest after that wake ends in the failing resume.
+      expect((await sh(`: < ${d}/f`, 10_000).done).code).to.equal(0);
+      const deadline = Date.now() + 5000;
+      while (!w.isClosed && Date.now() < deadline) await sleep(10);
+      expect(events.length).to.equal(1);
+      expect(w.isClosed).to.equal(true);
+      expect(failures.map((e) => e.message)).to.deep.equal(['uv_poll_start EBADF: EBADF']);
+      expect(pump.size).to.equal(1);
+    } finally {
+      (ffi as { pollResume: typeof ffi.pollResume }).pollResume = real;
+    }
+    // The other group, resting too, resumes with the real call and is read as usual.
+    expect((await sh(`: < ${other}/f`, 10_000).done).code).to.equal(0);
+    const deadline = Date.now() + 5000;
+    while (healthy.events.length < 1 && Date.now() < deadline) await sleep(10);
+    expect(healthy.events.map((e) => e.ev.path?.toString())).to.deep.equal([path.join(other, 'f')]);
+    healthy.w.close('disconnect');
+    await pump.close();
+  });
 
   it('ends a batch at maxBatchBytes', async () => {
     const pump = new EventPump();
