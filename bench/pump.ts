@@ -116,7 +116,7 @@ async function main(): Promise<void> {
     w.attach({
       encode: (it) => {
         idBytes.writeUInt32LE(it.id);
-        return idBytes;
+        return { bytes: idBytes };
       },
       sendEvents: (encoded, count) => {
         for (let i = 0; i < count; i++) w.verdict(encoded.readUInt32LE(4 * i), 'allow');

@@ -187,6 +187,11 @@ const closeRangeFn = (() => {
 })();
 let closeRangeWorks = closeRangeFn !== undefined;
 
+/** Whether closeFds still closes runs with close_range (false once it failed, or without glibc's wrapper). */
+export function closeRangeInUse(): boolean {
+  return closeRangeWorks;
+}
+
 /**
  * Close distinct fds the caller owns, fds[0..n): each run of consecutive
  * numbers with one close_range(2). A run holds only numbers from the list,

@@ -15,7 +15,7 @@ import { isUtf8 } from 'node:buffer';
 import type { FileId } from '../kernel/decoder';
 import type { ProcessInfo, ResolvedEntry } from '../kernel/enrich';
 import { EVENT_TYPE_NUMBERS } from './convert';
-import type { WatchEvent } from '../watch/watch';
+import type { EncodedEvent, WatchEvent } from '../watch/watch';
 
 const VARINT = 0;
 const LEN = 2;
@@ -115,10 +115,14 @@ class Writer {
     return at;
   }
 
-  /** End the nested message begun at `at`: write its length and close the gap left by the reserve. */
-  end(at: number): void {
+  /**
+   * End the nested message begun at `at`: write its length and close the
+   * gap left by the reserve. `after` bytes of it are still to come, written
+   * elsewhere.
+   */
+  end(at: number, after = 0): void {
     const start = at + LEN_RESERVE;
-    const len = this.pos - start;
+    const len = this.pos - start + after;
     let n = 1;
     while (len >= 2 ** (7 * n)) n++;
     const save = this.pos;
@@ -183,7 +187,8 @@ function fileHandle(w: Writer, first: number, id: FileId): void {
   w.bytes(first + 2, id.fileHandle.subarray(8));
 }
 
-function event(w: Writer, it: WatchEvent): void {
+/** The event without its process message, which follows it (and is counted in its length); returns that message. */
+function event(w: Writer, it: WatchEvent): Buffer {
   const ev = it.ev;
   const at = w.begin(1);
   w.uint(1, it.id);
@@ -199,7 +204,6 @@ function event(w: Writer, it: WatchEvent): void {
   }
   w.bool(6, ev.isDir);
   w.bool(7, it.needsVerdict);
-  w.bytes(8, encodeProcess(ev.process));
   const time = w.begin(9);
   w.uint(1, Math.floor(ev.timeMs / 1000));
   w.uint(2, (ev.timeMs % 1000) * 1e6);
@@ -228,19 +232,29 @@ function event(w: Writer, it: WatchEvent): void {
     w.end(t);
   }
   w.int(19, ev.fdError ?? 0);
-  w.end(at);
+  // Field 8 last (protobuf takes fields in any order): the process's
+  // message is not copied into each event but follows it, shared.
+  const process = encodeProcess(ev.process);
+  w.tag(8, LEN);
+  w.varint(process.length);
+  w.end(at, process.length);
+  return process;
 }
 
 /**
  * One event as an EventBatch would hold it (its field 1, tag and length
- * included), so that events encoded one by one concatenate into a batch.
- * The bytes are valid until the next call.
+ * included), in two parts that follow each other: `bytes`, valid until the
+ * next call, and `tail`, the process's message, the same Buffer for every
+ * event of a process while the process cache returns it, never changed.
+ * Events encoded one by one concatenate into a batch.
  */
-export function encodeEvent(it: WatchEvent): Uint8Array {
+const encoded: EncodedEvent = { bytes: new Uint8Array(0), tail: undefined };
+export function encodeEvent(it: WatchEvent): EncodedEvent {
   const w = scratch;
   w.reset();
-  event(w, it);
-  return w.buf.subarray(0, w.pos);
+  encoded.tail = event(w, it);
+  encoded.bytes = w.buf.subarray(0, w.pos);
+  return encoded;
 }
 
 /** A serialized WatchResponse { events: EventBatch } around events encoded by encodeEvent. */

@@ -7,21 +7,23 @@
 // event, its path and name buffers, its entries), 16,384 queued dfid_name
 // events were 0.74 KB each of live heap, and at saturation the daemon's
 // heap grew to several times its live size (docs/performance.md). Encoded,
-// an event is a few hundred bytes in a reused chunk and nothing per event
-// on the JS heap but a small integer (its length).
+// an event is its own bytes (a few hundred) in a chunk, and on the JS heap
+// only a small integer (their length) and a reference to its process's
+// message: that message (up to 16 KiB of command line) is encoded once per
+// process and shared by its events, in the queue as it was among objects.
 //
 // Permission events stay objects until they are sent: what is encoded for
 // them (needs_verdict) can change while they wait, when a deadline answers
 // one. A process is blocked on each, so --max-pending-per-watch bounds them.
-import type { OverflowNotice, WatchEvent } from './watch';
+import type { EncodedEvent, OverflowNotice, WatchEvent } from './watch';
 
 /**
  * The encoded bytes live in chunks. A queue's first chunk is small, cut
  * from Node's shared buffer pool (allocUnsafe below 4 KiB), so a watch
  * that holds a few events holds little; the next ones are 64 KiB (about 170
  * dfid_name events), and an event larger than that gets a chunk of its own.
- * An emptied 64 KiB chunk goes to a pool shared by every queue, so a steady
- * stream allocates none, and an empty queue holds no chunk at all.
+ * An emptied 64 KiB chunk goes to a pool shared by every queue, so a
+ * backed-up queue recycles its chunks, and an empty queue holds none.
  */
 const FIRST_CHUNK_BYTES = 4 * 1024 - 1;
 const CHUNK_BYTES = 64 * 1024;
@@ -58,8 +60,11 @@ interface Chunk {
   end: number;
 }
 
-/** A queue entry: an encoded notification's length, a permission event, or a notice. */
-type Entry = number | WatchEvent | { overflow: OverflowNotice };
+/**
+ * A queue entry: an encoded notification's length in the chunks, followed
+ * by its shared tail when it has one; a permission event; or a notice.
+ */
+type Entry = number | Uint8Array | WatchEvent | { overflow: OverflowNotice };
 
 export interface Batch {
   /** The events' encodings, one after another; valid until the next takeEvents() of any queue. */
@@ -72,55 +77,67 @@ export interface Batch {
 export class EventQueue {
   private entries: Entry[] = [];
   private head = 0;
+  /** Events and notices queued (a tail is part of its event). */
+  private queued = 0;
   private chunks: Chunk[] = [];
   /** Where the next encoded event is read, in chunks[0]. */
   private readPos = 0;
 
   get length(): number {
-    return this.entries.length - this.head;
+    return this.queued;
   }
 
-  /** A notification event's encoding (copied: `encoded` may be reused by its writer). */
-  pushEncoded(encoded: Uint8Array): void {
-    const n = encoded.length;
+  /**
+   * A notification event's encoding: `bytes` are copied (their writer may
+   * reuse them); `tail`, which follows them in the encoding, is held as it
+   * is, so it must never change (a process's message, shared by its events).
+   */
+  pushEncoded(bytes: Uint8Array, tail?: Uint8Array): void {
+    const n = bytes.length;
     let last = this.chunks[this.chunks.length - 1];
     if (!last || last.end + n > last.buf.length) {
       last = { buf: newChunk(!last, n), end: 0 };
       this.chunks.push(last);
     }
-    last.buf.set(encoded, last.end);
+    last.buf.set(bytes, last.end);
     last.end += n;
     this.entries.push(n);
+    if (tail?.length) this.entries.push(tail);
+    this.queued++;
   }
 
   pushEvent(it: WatchEvent): void {
     this.entries.push(it);
+    this.queued++;
   }
 
   pushOverflow(notice: OverflowNotice): void {
     this.entries.push({ overflow: notice });
+    this.queued++;
   }
 
   /** The notice at the head of the queue, taken; undefined when the head is an event or the queue is empty. */
   takeOverflow(): OverflowNotice | undefined {
     const e = this.entries[this.head];
-    if (e === undefined || typeof e === 'number' || !('overflow' in e)) return undefined;
+    if (e === undefined || typeof e === 'number' || e instanceof Uint8Array || !('overflow' in e)) return undefined;
     this.advance();
+    if (--this.queued === 0) this.clear();
     return e.overflow;
   }
 
   /**
    * The events at the head, up to the first notice, at most maxEvents of
    * them and, but for a single larger event, at most maxBytes. Permission
-   * events are encoded now, with `encode`.
+   * events are encoded now, with `encode` (again, if one does not fit).
    */
-  takeEvents(maxEvents: number, maxBytes: number, encode: (it: WatchEvent) => Uint8Array): Batch {
+  takeEvents(maxEvents: number, maxBytes: number, encode: (it: WatchEvent) => EncodedEvent): Batch {
     let len = 0;
     let count = 0;
     let notifications = 0;
     while (count < maxEvents && this.head < this.entries.length) {
       const e = this.entries[this.head];
       let bytes: Uint8Array;
+      let tail: Uint8Array | undefined;
       if (typeof e === 'number') {
         let c = this.chunks[0];
         if (this.readPos >= c.end) {
@@ -128,23 +145,29 @@ export class EventQueue {
           c = this.chunks[0];
         }
         bytes = c.buf.subarray(this.readPos, this.readPos + e);
-      } else if ('overflow' in e) {
+        const next = this.entries[this.head + 1];
+        if (next instanceof Uint8Array) tail = next;
+      } else if (e instanceof Uint8Array || 'overflow' in e) {
         break;
       } else {
-        bytes = encode(e);
+        ({ bytes, tail } = encode(e));
       }
-      if (count > 0 && len + bytes.length > maxBytes) break;
-      room(len, len + bytes.length);
+      const size = bytes.length + (tail?.length ?? 0);
+      if (count > 0 && len + size > maxBytes) break;
+      room(len, len + size);
       out.set(bytes, len);
-      len += bytes.length;
+      if (tail) out.set(tail, len + bytes.length);
+      len += size;
       count++;
       if (typeof e === 'number') {
         this.readPos += e;
         notifications++;
+        if (tail) this.advance();
       }
       this.advance();
+      this.queued--;
     }
-    if (this.length === 0) this.clear();
+    if (this.queued === 0) this.clear();
     return { bytes: out.subarray(0, len), count, notifications };
   }
 
@@ -155,6 +178,7 @@ export class EventQueue {
     this.readPos = 0;
     this.entries = [];
     this.head = 0;
+    this.queued = 0;
   }
 
   private advance(): void {

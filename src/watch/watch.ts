@@ -69,6 +69,11 @@ export interface OverflowNotice {
   total: number;
 }
 
+export interface EncodedEvent {
+  bytes: Uint8Array;
+  tail?: Uint8Array;
+}
+
 /**
  * Where a watch sends its output, and how its events are encoded for it
  * (the queue holds notification events encoded: event-queue.ts). A false
@@ -76,11 +81,13 @@ export interface OverflowNotice {
  */
 export interface WatchSink {
   /**
-   * One event's bytes, valid until the next call. A notification event is
-   * encoded when queued, a permission event when sent, and again if it did
-   * not fit in that batch: encode must have no side effects.
+   * One event's encoding: `bytes`, valid until the next call, then `tail`,
+   * bytes that never change and may be held (shared by many events). A
+   * notification event is encoded when queued, a permission event when
+   * sent, and again if it did not fit in that batch: encode must have no
+   * side effects.
    */
-  encode(it: WatchEvent): Uint8Array;
+  encode(it: WatchEvent): EncodedEvent;
   /** `count` events: their encodings one after another, valid only during the call. */
   sendEvents(encoded: Buffer, count: number): boolean;
   sendOverflow(notice: OverflowNotice): boolean;
@@ -382,7 +389,8 @@ export class Watch implements PumpClient {
     const item: WatchEvent = { id: this.nextId++, ev, permission: isPerm, needsVerdict: isPerm };
     if (!isPerm) {
       // Reads start at attach(), so a sink is there.
-      this.queue.pushEncoded(this.sink!.encode(item));
+      const e = this.sink!.encode(item);
+      this.queue.pushEncoded(e.bytes, e.tail);
       this.queuedNotifications++;
       return;
     }

@@ -115,7 +115,7 @@ describe('e2e: lifecycle and pressure', function () {
       // The queue holds at most CAPACITY events (far less than 16 KB each,
       // path and process included); the rest is slack for V8's young
       // generation and HTTP/2 buffers. Holding all 100,000 events costs
-      // about 80 MB (docs/security.md).
+      // about 50 MB (docs/security.md).
       const bound = 32 * MB + CAPACITY * 16 * 1024;
       expect(peak - before, `RSS grew ${((peak - before) / MB).toFixed(1)} MB`).to.be.below(bound);
 

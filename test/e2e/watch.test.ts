@@ -186,8 +186,16 @@ describe('e2e: Watch over a unix socket', function () {
     const s = watch({ max_batch_events: 4096, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
     await s.subscribed();
     const big = Array.from({ length: 150 }, (_, i) => String.fromCharCode(97 + (i % 26)).repeat(10 * 1024));
-    const r = runChild('sh', ['-c', `for i in $(seq 0 299); do : < ${dir}/f$i; done; sleep 20`, 'sh', ...big], 30_000);
+    // The client reads nothing until all 300 are queued, so the daemon has
+    // them at once to batch (the marker is outside the watched directory).
+    const marker = path.join(tempDir(), 'done');
+    s.call.pause();
+    const r = runChild('sh', ['-c', `for i in $(seq 0 299); do : < ${dir}/f$i; done; : > ${marker}; sleep 20`, 'sh', ...big], 30_000);
     try {
+      const deadline = Date.now() + 10_000;
+      while (!fs.existsSync(marker) && Date.now() < deadline) await sleep(20);
+      await sleep(200);
+      s.call.resume();
       await s.until(() => s.events.filter((e) => e.process.pid === r.pid).length >= 300, 10_000, '300 opens');
       const mine = s.events.filter((e) => e.process.pid === r.pid);
       expect(new Set(mine.map((e) => e.path)).size).to.equal(300);

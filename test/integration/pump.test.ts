@@ -219,11 +219,19 @@ describe('integration: event pump', function () {
     } finally {
       (ffi as { pollResume: typeof ffi.pollResume }).pollResume = real;
     }
-    // The other group, resting too, resumes with the real call and is read as usual.
+    // The other group rests after each wake too, and resumes with the real
+    // call: a second event after the first one's rest is read as well.
+    const wait = async (n: number) => {
+      const deadline = Date.now() + 5000;
+      while (healthy.events.length < n && Date.now() < deadline) await sleep(10);
+    };
     expect((await sh(`: < ${other}/f`, 10_000).done).code).to.equal(0);
-    const deadline = Date.now() + 5000;
-    while (healthy.events.length < 1 && Date.now() < deadline) await sleep(10);
-    expect(healthy.events.map((e) => e.ev.path?.toString())).to.deep.equal([path.join(other, 'f')]);
+    await wait(1);
+    await sleep(20);
+    expect((await sh(`: < ${other}/f`, 10_000).done).code).to.equal(0);
+    await wait(2);
+    expect(healthy.events.map((e) => e.ev.path?.toString())).to.deep.equal([path.join(other, 'f'), path.join(other, 'f')]);
+    expect(healthy.w.isClosed).to.equal(false);
     healthy.w.close('disconnect');
     await pump.close();
   });

@@ -12,7 +12,7 @@ const bytes = (label: string) => Buffer.from(label);
 function permission(id: number): WatchEvent {
   return { id, permission: true, needsVerdict: true, ev: { mask: K.FAN_OPEN_PERM, pid: 1, fd: K.FAN_NOFD, deleted: false, isDir: false, process: unknownProcess(1), timeMs: 0 } };
 }
-const encodePermission = (it: WatchEvent) => bytes(`[p${it.id}${it.needsVerdict ? '?' : ''}]`);
+const encodePermission = (it: WatchEvent) => ({ bytes: bytes(`[p${it.id}${it.needsVerdict ? '?' : ''}]`) });
 
 describe('event queue', () => {
   it('keeps the order of notifications, permission events and notices, and ends a batch at a notice', () => {
@@ -106,6 +106,35 @@ describe('event queue', () => {
       got += b.bytes.toString();
     }
     expect(got).to.equal(want.join(''));
+  });
+
+  it('puts a shared tail right after its event, counts it in maxBytes, and holds it without copying', () => {
+    const q = new EventQueue();
+    const tail = Buffer.alloc(16 * 1024, 0x74);
+    const before = process.memoryUsage().arrayBuffers;
+    for (let i = 0; i < 10_000; i++) q.pushEncoded(bytes(`[n${i}]`), tail);
+    // Copied, the tails alone would be 160 MiB; held, the queue is the events' own bytes.
+    expect(process.memoryUsage().arrayBuffers - before).to.be.below(8 * 1024 * 1024);
+    expect(q.length).to.equal(10_000);
+    const two = q.takeEvents(100, 2 * (tail.length + 8), encodePermission);
+    expect(two.count).to.equal(2);
+    expect(two.bytes.toString('latin1')).to.equal(`[n0]${tail.toString('latin1')}[n1]${tail.toString('latin1')}`);
+    q.pushEvent(permission(7));
+    let rest = 0;
+    for (let b = q.takeEvents(1000, Infinity, encodePermission); b.count; b = q.takeEvents(1000, Infinity, encodePermission)) rest += b.count;
+    expect(rest).to.equal(9_999);
+    expect(q.length).to.equal(0);
+  });
+
+  it('empties itself when a notice is the last thing taken', () => {
+    const q = new EventQueue();
+    q.pushEncoded(bytes('[n1]'));
+    q.pushOverflow({ source: 'kernel', dropped: 0, total: 1 });
+    expect(q.takeEvents(10, Infinity, encodePermission).count).to.equal(1);
+    expect(q.takeOverflow()).to.deep.equal({ source: 'kernel', dropped: 0, total: 1 });
+    expect(q.length).to.equal(0);
+    q.pushEncoded(bytes('[n2]'));
+    expect(q.takeEvents(10, Infinity, encodePermission).bytes.toString()).to.equal('[n2]');
   });
 
   it('forgets everything on clear()', () => {

@@ -18,8 +18,11 @@ function item(ev: Partial<FsEvent>, id = 1, needsVerdict = false): WatchEvent {
   return { id, ev: { ...base, ...ev }, permission: needsVerdict, needsVerdict };
 }
 
+/** An event's two parts, joined. */
+const whole = (e: { bytes: Uint8Array; tail?: Uint8Array }) => Buffer.concat([e.bytes, e.tail ?? new Uint8Array(0)]);
+
 function one(it: WatchEvent): any {
-  const msg = decode(eventBatch(encodeEvent(it)));
+  const msg = decode(eventBatch(whole(encodeEvent(it))));
   expect(msg.response).to.equal('events');
   expect(msg.events.events).to.have.length(1);
   return msg.events.events[0];
@@ -105,6 +108,15 @@ describe('wire: EventBatch encoding', () => {
     expect(e.path).to.equal('/x');
   });
 
+  it('gives the events of one process the same process message, not a copy each', () => {
+    const me = readProcess(process.pid);
+    const a = encodeEvent(item({ process: me }, 1)).tail;
+    const b = encodeEvent(item({ process: me }, 2)).tail;
+    expect(a).to.not.equal(undefined);
+    expect(a).to.equal(b);
+    expect(encodeEvent(item({ process: unknownProcess(3) }, 3)).tail).to.not.equal(a);
+  });
+
   it('keeps a batch in order through the queue, across its chunks and past its first buffer', () => {
     const rnd = seededRandom(7);
     const me = readProcess(process.pid);
@@ -112,7 +124,10 @@ describe('wire: EventBatch encoding', () => {
       item({ path: Buffer.from(`/x/${'y'.repeat(Math.floor(rnd() * 300))}/${i}`), process: i % 2 ? me : unknownProcess(i), timeMs: i }, i + 1),
     );
     const q = new EventQueue();
-    for (const it of batch) q.pushEncoded(encodeEvent(it));
+    for (const it of batch) {
+      const e = encodeEvent(it);
+      q.pushEncoded(e.bytes, e.tail);
+    }
     const taken = q.takeEvents(batch.length, Infinity, encodeEvent);
     expect(taken.count).to.equal(batch.length);
     expect(taken.bytes.length).to.be.above(256 * 1024);
