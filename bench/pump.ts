@@ -82,13 +82,16 @@ async function notify(): Promise<void> {
   const cpu = process.cpuUsage(cpu0);
   if (profile) fs.writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(await profile()));
   const stats = w.snapshot();
-  // With node --expose-gc, the live heap while the queue still holds its events.
+  // With node --expose-gc, the live heap and ArrayBuffers while the queue still holds its events.
   global.gc?.();
-  const heapUsedMb = process.memoryUsage().heapUsed / 2 ** 20;
+  const { heapUsed, arrayBuffers } = process.memoryUsage();
+  const heapUsedMb = heapUsed / 2 ** 20;
+  // The queue's encoded events are ArrayBuffers, outside the JS heap.
+  const arrayBuffersMb = arrayBuffers / 2 ** 20;
   w.close('disconnect');
   await pump.close();
   fs.rmSync(dir, { recursive: true, force: true });
-  console.log(JSON.stringify({ mode, ops, rate: l.ops_per_s, events, read: stats.eventsRead, queued: stats.queued, heap_used_mb: heapUsedMb, dropped: stats.notificationsDropped, cpu_us_per_event_read: (cpu.user + cpu.system) / stats.eventsRead, events_per_wake: events / pump.wakeups, queued_with_path: queuedWithPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
+  console.log(JSON.stringify({ mode, ops, rate: l.ops_per_s, events, read: stats.eventsRead, queued: stats.queued, heap_used_mb: heapUsedMb, array_buffers_mb: arrayBuffersMb, dropped: stats.notificationsDropped, cpu_us_per_event_read: (cpu.user + cpu.system) / stats.eventsRead, events_per_wake: events / pump.wakeups, queued_with_path: queuedWithPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
 }
 
 const idBytes = Buffer.alloc(4);
