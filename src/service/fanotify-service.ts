@@ -24,6 +24,8 @@ export interface ServiceLimits extends convert.SubscribeLimits {
   maxWatchesPerIdentity: number;
   /** A Watch stream must send Subscribe this soon (the connection handshake time); unset: no limit. */
   handshakeTimeoutMs?: number;
+  /** The server's largest message (--max-message-bytes); batches stay below it too. */
+  maxMessageBytes?: number;
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -72,6 +74,8 @@ const UNDECODABLE = Symbol('undecodable');
  * get a message it refuses, which would end its stream.
  */
 export const MAX_BATCH_BYTES = 1024 * 1024;
+/** A WatchResponse around a batch's events adds a tag and a length: at most 6 bytes. */
+const BATCH_HEADER_BYTES = 6;
 
 export function serviceDefinition(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
   const out: Record<string, grpc.MethodDefinition<any, any>> = {};
@@ -249,7 +253,8 @@ export class FanotifyService {
         timeoutDecision: req.timeoutDecision,
         maxBatchEvents: req.maxBatchEvents,
         queueCapacity: this.limits.queueCapacity,
-        maxBatchBytes: MAX_BATCH_BYTES,
+        // grpc-js would end the stream on a message past its send limit.
+        maxBatchBytes: Math.min(MAX_BATCH_BYTES, (this.limits.maxMessageBytes ?? Infinity) - BATCH_HEADER_BYTES),
         maxPending: this.limits.maxPendingPerWatch,
         onVerdictLatency: (ms: number) => this.onVerdictLatency?.(ms),
         onDecision: (item: WatchEvent, allowed: boolean, by: string) =>

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { type Client, connect, type Daemon, fdCount, getInfo, runChild, sh, sleep, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
+import { type Client, connect, type Daemon, fdCount, getInfo, runChild, sh, sleep, startDaemon, tempDir, WatchStream, withDaemon } from '../fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 describe('e2e: Watch over a unix socket', function () {
@@ -212,6 +212,33 @@ describe('e2e: Watch over a unix socket', function () {
     } finally {
       r.kill();
     }
+  });
+
+  it('keeps event batches within a --max-message-bytes below 1 MiB', async () => {
+    const limit = 64 * 1024;
+    await withDaemon(['--max-message-bytes', String(limit)], async ({ client, dir: d }) => {
+      for (let i = 0; i < 50; i++) fs.writeFileSync(path.join(d, `f${i}`), '');
+      const s = new WatchStream(client, { max_batch_events: 4096, marks: [{ path: d, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
+      await s.subscribed();
+      // About 10 KiB of arguments in each event, 500 KiB in all, queued while the client reads nothing.
+      const marker = path.join(tempDir(), 'done');
+      s.call.pause();
+      const r = runChild('sh', ['-c', `for i in $(seq 0 49); do : < ${d}/f$i; done; : > ${marker}; sleep 20`, 'sh', 'x'.repeat(10 * 1024)], 30_000);
+      try {
+        const deadline = Date.now() + 10_000;
+        while (!fs.existsSync(marker) && Date.now() < deadline) await sleep(20);
+        await sleep(200);
+        s.call.resume();
+        await s.until(() => s.events.filter((e) => e.process.pid === r.pid).length >= 50, 10_000, '50 opens');
+        expect(s.status).to.equal(undefined);
+        const batchBytes = s.responses.filter((m) => m.events).map((m) => m.events.events.reduce((n: number, e: any) => n + e.process.cmdline.join('\0').length, 0));
+        expect(batchBytes.length).to.be.above(5);
+        expect(Math.max(...batchBytes)).to.be.below(limit);
+      } finally {
+        r.kill();
+        s.cancel();
+      }
+    });
   });
 
   it('denies one file with EPERM and allows the others', async () => {
