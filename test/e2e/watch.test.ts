@@ -8,6 +8,26 @@ import { expect } from 'chai';
 import { type Client, connect, type Daemon, fdCount, getInfo, runChild, sh, sleep, startDaemon, tempDir, WatchStream, withDaemon } from '../fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
+/**
+ * A child with `args` opens dir/f0..f(n-1) while the stream reads nothing,
+ * so the daemon holds all n events at once to batch; the stream reads again
+ * once they are opened (a marker outside the watched directory says so).
+ * The child sleeps on; the caller kills it.
+ */
+async function openWhilePaused(s: WatchStream, dir: string, n: number, args: string[]) {
+  const marker = path.join(tempDir(), 'done');
+  s.call.pause();
+  const r = runChild('sh', ['-c', `for i in $(seq 0 ${n - 1}); do : < ${dir}/f$i; done; : > ${marker}; sleep 20`, 'sh', ...args], 30_000);
+  const deadline = Date.now() + 10_000;
+  while (!fs.existsSync(marker) && Date.now() < deadline) await sleep(20);
+  await sleep(200);
+  s.call.resume();
+  return r;
+}
+
+/** Bytes of command line carried by each EventBatch the stream got. */
+const argumentBytesPerBatch = (s: WatchStream) => s.responses.filter((m) => m.events).map((m) => m.events.events.reduce((n: number, e: any) => n + e.process.cmdline.join('\0').length, 0));
+
 describe('e2e: Watch over a unix socket', function () {
   this.timeout(60_000);
   let daemon: Daemon;
@@ -186,16 +206,8 @@ describe('e2e: Watch over a unix socket', function () {
     const s = watch({ max_batch_events: 4096, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
     await s.subscribed();
     const big = Array.from({ length: 150 }, (_, i) => String.fromCharCode(97 + (i % 26)).repeat(10 * 1024));
-    // The client reads nothing until all 300 are queued, so the daemon has
-    // them at once to batch (the marker is outside the watched directory).
-    const marker = path.join(tempDir(), 'done');
-    s.call.pause();
-    const r = runChild('sh', ['-c', `for i in $(seq 0 299); do : < ${dir}/f$i; done; : > ${marker}; sleep 20`, 'sh', ...big], 30_000);
+    const r = await openWhilePaused(s, dir, 300, big);
     try {
-      const deadline = Date.now() + 10_000;
-      while (!fs.existsSync(marker) && Date.now() < deadline) await sleep(20);
-      await sleep(200);
-      s.call.resume();
       await s.until(() => s.events.filter((e) => e.process.pid === r.pid).length >= 300, 10_000, '300 opens');
       const mine = s.events.filter((e) => e.process.pid === r.pid);
       expect(new Set(mine.map((e) => e.path)).size).to.equal(300);
@@ -206,7 +218,7 @@ describe('e2e: Watch over a unix socket', function () {
       }
       expect(s.status).to.equal(undefined);
       // Each event carries about 10 KiB of arguments, 3 MiB in all: the daemon splits them into messages of at most 1 MiB.
-      const batchBytes = s.responses.filter((m) => m.events).map((m) => m.events.events.reduce((n: number, e: any) => n + e.process.cmdline.join('\0').length, 0));
+      const batchBytes = argumentBytesPerBatch(s);
       expect(batchBytes.length).to.be.above(2);
       expect(Math.max(...batchBytes)).to.be.at.most(1024 * 1024);
     } finally {
@@ -220,18 +232,12 @@ describe('e2e: Watch over a unix socket', function () {
       for (let i = 0; i < 50; i++) fs.writeFileSync(path.join(d, `f${i}`), '');
       const s = new WatchStream(client, { max_batch_events: 4096, marks: [{ path: d, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
       await s.subscribed();
-      // About 10 KiB of arguments in each event, 500 KiB in all, queued while the client reads nothing.
-      const marker = path.join(tempDir(), 'done');
-      s.call.pause();
-      const r = runChild('sh', ['-c', `for i in $(seq 0 49); do : < ${d}/f$i; done; : > ${marker}; sleep 20`, 'sh', 'x'.repeat(10 * 1024)], 30_000);
+      // About 10 KiB of arguments in each event, 500 KiB in all.
+      const r = await openWhilePaused(s, d, 50, ['x'.repeat(10 * 1024)]);
       try {
-        const deadline = Date.now() + 10_000;
-        while (!fs.existsSync(marker) && Date.now() < deadline) await sleep(20);
-        await sleep(200);
-        s.call.resume();
         await s.until(() => s.events.filter((e) => e.process.pid === r.pid).length >= 50, 10_000, '50 opens');
         expect(s.status).to.equal(undefined);
-        const batchBytes = s.responses.filter((m) => m.events).map((m) => m.events.events.reduce((n: number, e: any) => n + e.process.cmdline.join('\0').length, 0));
+        const batchBytes = argumentBytesPerBatch(s);
         expect(batchBytes.length).to.be.above(5);
         expect(Math.max(...batchBytes)).to.be.below(limit);
       } finally {
