@@ -13,7 +13,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as path from 'node:path';
 import * as protobuf from 'protobufjs';
-import { FANOTIFY_PROTO, PROTO_DIR } from '../src/service/proto';
+import { FANOTIFY_PROTO, PROTO_DIR } from '../src/api/proto';
 import { connect } from '../test/fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */

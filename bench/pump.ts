@@ -17,11 +17,11 @@ import * as inspector from 'node:inspector';
 import * as path from 'node:path';
 import * as K from '../src/kernel/constants';
 import { EventPump } from '../src/kernel/pump';
-import { silentLogger } from '../src/daemon/log';
+import { silentLogger } from '../src/common/log';
 import { Watch } from '../src/watch/watch';
-import type { ReportMode } from '../src/watch/group';
-import { HandleResolver } from '../src/kernel/enrich';
-import { encodeEvent, eventBatch } from '../src/service/wire';
+import type { ReportMode } from '../src/kernel/group';
+import { HandleResolver } from '../src/host/enrich';
+import { encodeEvent, eventBatch } from '../src/api/wire';
 import { tempDir } from '../test/fixtures/harness';
 
 const ROOT = path.resolve(__dirname, '..', '..');

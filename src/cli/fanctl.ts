@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
-import { fanotifyClientConstructor } from '../service/proto';
+import { fanotifyClientConstructor } from '../api/proto';
 
 const DEFAULT_TARGET = 'unix:/run/fanotifyd/fanotifyd.sock';
 

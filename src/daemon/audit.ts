@@ -3,7 +3,7 @@
 // kernel has its answer, through an asynchronous stream: a slow, full or
 // unwritable disk costs records (logged and counted), never a verdict.
 import * as fs from 'node:fs';
-import type { Logger } from './log';
+import type { Logger } from '../common/log';
 
 /** Records held in memory while the disk is slow; past it they are dropped and counted. */
 const MAX_BUFFERED_BYTES = 8 * 1024 * 1024;

@@ -2,7 +2,8 @@
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULTS } from './defaults';
-import type { Level } from './log';
+import type { Level } from '../common/log';
+import { FanotifydError } from '../common/errors';
 
 export interface Config {
   listen: string[];
@@ -39,11 +40,9 @@ export interface Config {
 
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
-export class ConfigError extends Error {
-  readonly code = 'ECONFIG';
+export class ConfigError extends FanotifydError {
   constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
+    super('ECONFIG', message);
   }
 }
 

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError, parseAddress, type Config } from './config';
-import type { Logger } from './log';
+import type { Logger } from '../common/log';
 
 /** TLS material for TCP listeners: the daemon's certificate and key, and the CA client certificates must come from. */
 export interface TlsFiles {

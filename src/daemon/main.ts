@@ -12,14 +12,14 @@ process.env.UV_THREADPOOL_SIZE ??= '8';
 import * as grpc from '@grpc/grpc-js';
 import { probeKernel } from '../kernel/probe';
 import { EventPump } from '../kernel/pump';
-import { FanotifyService, serviceDefinition } from '../service/fanotify-service';
-import { Authorizer, loadPolicy } from '../service/policy';
-import { fanotifyService } from '../service/proto';
-import { addHealth, addReflection } from '../service/reflection';
+import { FanotifyService, serviceDefinition } from '../api/fanotify-service';
+import { Authorizer, loadPolicy } from '../api/policy';
+import { fanotifyService } from '../api/proto';
+import { addHealth, addReflection } from '../api/reflection';
 import { ConfigError, parseConfig, USAGE, type Config } from './config';
 import { bindAll, readTls, type Listeners } from './listeners';
 import { AuditTrail } from './audit';
-import { createLogger } from './log';
+import { createLogger } from '../common/log';
 import { createMetrics, serveMetrics } from './metrics';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -8,12 +8,11 @@
 // Only a broken metadata header stops the walk, since event_len can no
 // longer be trusted to find the next record.
 import * as K from './constants';
+import { FanotifydError } from '../common/errors';
 
-export class DecodeError extends Error {
-  readonly code = 'EDECODE';
+export class DecodeError extends FanotifydError {
   constructor(message: string, readonly offset: number) {
-    super(`${message} at offset ${offset}`);
-    this.name = 'DecodeError';
+    super('EDECODE', `${message} at offset ${offset}`);
   }
 }
 

@@ -8,6 +8,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import koffi from 'koffi';
+import { FanotifydError } from '../common/errors';
 
 const libc = koffi.load('libc.so.6');
 
@@ -22,17 +23,13 @@ const c = {
 };
 
 /** A failed system call: errno, its symbolic name and the call that failed. */
-export class SyscallError extends Error {
-  readonly errno: number;
-  readonly code: string;
-  readonly syscall: string;
-  constructor(syscall: string, errno: number, detail?: string) {
-    const code = errnoName(errno);
-    super(`${syscall}${detail ? ` ${detail}` : ''}: ${code}`);
-    this.name = 'SyscallError';
-    this.errno = errno;
-    this.code = code;
-    this.syscall = syscall;
+export class SyscallError extends FanotifydError {
+  constructor(
+    readonly syscall: string,
+    readonly errno: number,
+    detail?: string,
+  ) {
+    super(errnoName(errno), `${syscall}${detail ? ` ${detail}` : ''}: ${errnoName(errno)}`);
   }
 }
 

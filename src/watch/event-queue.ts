@@ -15,7 +15,7 @@
 // Permission events stay objects until they are sent: what is encoded for
 // them (needs_verdict) can change while they wait, when a deadline answers
 // one. A process is blocked on each, so --max-pending-per-watch bounds them.
-import type { EncodedEvent, OverflowNotice, WatchEvent } from './watch';
+import type { EncodedEvent, OverflowNotice, WatchEvent } from './types';
 
 /**
  * The encoded bytes live in chunks. A queue's first chunk is small, cut

@@ -8,11 +8,14 @@
 // when the daemon's own process caused it.
 import * as K from '../kernel/constants';
 import { decodeEvents, type RawEvent } from '../kernel/decoder';
-import { bareEvent, enrich, HandleResolver, isOwnThread, ProcessCache, type FsEvent } from '../kernel/enrich';
+import { bareEvent, enrich, HandleResolver, isOwnThread, ProcessCache, type FsEvent } from '../host/enrich';
 import * as ffi from '../kernel/ffi';
 import type { EventPump, PumpClient } from '../kernel/pump';
+import { FanotifydError } from '../common/errors';
 import { EventQueue } from './event-queue';
-import type { Logger } from '../daemon/log';
+import type { Decision, DecidedBy, EncodedEvent, OverflowNotice, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
+export type { Decision, DecidedBy, EncodedEvent, OverflowNotice, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
+import type { Logger } from '../common/log';
 import {
   addIgnoreForFd,
   addMark,
@@ -26,112 +29,13 @@ import {
   type MarkScope,
   type MarkSpec,
   type ReportMode,
-} from './group';
-
-export type Decision = 'allow' | 'deny';
-export type DecidedBy = 'client' | 'timeout' | 'disconnect' | 'shutdown' | 'self' | 'limit';
-
-export interface WatchOptions {
-  verdictTimeoutMs: number;
-  timeoutDecision: Decision;
-  maxBatchEvents: number;
-  /** Notification events held for a slow client before new ones are dropped. */
-  queueCapacity: number;
-  /** Encoded size a batch stays within (but for a single larger event); no limit when unset. */
-  maxBatchBytes?: number;
-  /**
-   * Permission events awaiting a verdict at most; past it a new one is
-   * answered with the timeout decision at once (and still delivered, as
-   * needing no verdict), so a client that stops answering cannot make the
-   * daemon hold an unbounded number of blocked processes and fds.
-   */
-  maxPending?: number;
-  /** Called with the time from reading an event to the client's verdict on it. */
-  onVerdictLatency?: (ms: number) => void;
-  /** Called after each permission response is written to the kernel (never before). */
-  onDecision?: (item: WatchEvent, allowed: boolean, by: DecidedBy) => void;
-  /** Called once the watch has closed itself after a failure (onError). */
-  onFailed?: (err: Error) => void;
-}
-
-export interface WatchEvent {
-  id: number;
-  ev: FsEvent;
-  /** A permission event (never dropped for a slow client). */
-  permission: boolean;
-  /** True while a verdict is awaited; cleared once the event is answered. */
-  needsVerdict: boolean;
-}
-
-export interface OverflowNotice {
-  source: 'kernel' | 'client';
-  dropped: number;
-  total: number;
-}
-
-export interface EncodedEvent {
-  bytes: Uint8Array;
-  tail?: Uint8Array;
-}
-
-/**
- * Where a watch sends its output, and how its events are encoded for it
- * (the queue holds notification events encoded: event-queue.ts). A false
- * return means: stop until resume().
- */
-export interface WatchSink {
-  /**
-   * One event's encoding: `bytes`, valid until the next call, then `tail`,
-   * bytes that never change and may be held (shared by many events). A
-   * notification event is encoded when queued, a permission event when
-   * sent, and again if it did not fit in that batch: encode must have no
-   * side effects.
-   */
-  encode(it: WatchEvent): EncodedEvent;
-  /** `count` events: their encodings one after another, valid only during the call. */
-  sendEvents(encoded: Buffer, count: number): boolean;
-  sendOverflow(notice: OverflowNotice): boolean;
-}
-
-export interface VerdictOptions {
-  /** Cache an ALLOW in the kernel with an ignore mark until the file is modified. */
-  cache?: boolean;
-  /** FAN_DENY_ERRNO: the errno a DENY fails the operation with. */
-  errno?: number;
-  /** FAN_AUDIT: ask the kernel for an audit record. */
-  audit?: boolean;
-  /** With audit: FAN_INFO naming the policy rule that decided. */
-  auditRule?: number;
-}
+} from '../kernel/group';
 
 /** The watch closed while a mark request was in flight. */
-export class WatchClosedError extends Error {
-  readonly code = 'ECLOSED';
+export class WatchClosedError extends FanotifydError {
   constructor() {
-    super('the watch closed');
-    this.name = 'WatchClosedError';
+    super('ECLOSED', 'the watch closed');
   }
-}
-
-export interface WatchStats {
-  eventsRead: number;
-  eventsSent: number;
-  notificationsDropped: number;
-  kernelOverflows: number;
-  decodeErrors: number;
-  malformedRecords: number;
-  unknownVerdicts: number;
-  responseErrors: number;
-  /** Responses the kernel refused with extra bits (errno, audit) and took as plain ALLOW/DENY. */
-  responseFallbacks: number;
-  cachedVerdicts: number;
-  cacheErrors: number;
-  decisions: Record<DecidedBy, number>;
-  /** Permission responses by what they said. */
-  allowed: number;
-  denied: number;
-  pending: number;
-  queued: number;
 }
 
 const RESPONSE: Record<Decision, number> = { allow: K.FAN_ALLOW, deny: K.FAN_DENY };

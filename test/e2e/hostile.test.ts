@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import * as protobuf from 'protobufjs';
-import { PROTO_DIR } from '../../src/service/proto';
+import { PROTO_DIR } from '../../src/api/proto';
 import { bytesClient, type Client, connect, type Daemon, getInfo, runChild, seededRandom, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */

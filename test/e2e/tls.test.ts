@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { fanotifyClientConstructor } from '../../src/service/proto';
+import { fanotifyClientConstructor } from '../../src/api/proto';
 import { startDaemon, tempDir, waitForLog, WatchStream, type Daemon } from '../fixtures/harness';
 
 function openssl(dir: string, ...args: string[]): void {

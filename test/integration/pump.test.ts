@@ -6,9 +6,9 @@ import { expect } from 'chai';
 import * as K from '../../src/kernel/constants';
 import { EventPump } from '../../src/kernel/pump';
 import * as ffi from '../../src/kernel/ffi';
-import { silentLogger } from '../../src/daemon/log';
+import { silentLogger } from '../../src/common/log';
 import { Watch, type WatchEvent } from '../../src/watch/watch';
-import { HandleResolver } from '../../src/kernel/enrich';
+import { HandleResolver } from '../../src/host/enrich';
 import { fanotifyFdCount, objectSink, sh, sleep, tempDir } from '../fixtures/harness';
 
 const OPTIONS = { verdictTimeoutMs: 5000, timeoutDecision: 'allow' as const, maxBatchEvents: 256, queueCapacity: 1024 };

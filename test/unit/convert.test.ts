@@ -2,10 +2,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import * as K from '../../src/kernel/constants';
-import { joinEntry, unknownProcess } from '../../src/kernel/enrich';
+import { joinEntry, unknownProcess } from '../../src/host/enrich';
 import type { KernelFeatures } from '../../src/kernel/probe';
-import { EVENT_TYPES, parseSubscribe, parseVerdicts, typeToBit } from '../../src/service/convert';
-import { ApiError } from '../../src/service/errors';
+import { EVENT_TYPES, parseSubscribe, parseVerdicts, typeToBit } from '../../src/api/convert';
+import { ApiError } from '../../src/api/errors';
 
 const LIMITS = { defaultVerdictTimeoutMs: 5000, maxVerdictTimeoutMs: 60000, defaultMaxBatchEvents: 256, maxBatchEvents: 4096, maxMarksPerWatch: 4 };
 

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { createLogger, type Level } from '../../src/daemon/log';
+import { createLogger, type Level } from '../../src/common/log';
 
 /** A logger at level whose lines land in the returned array, one string each. */
 function capture(level: Level, base: Record<string, unknown> = {}) {

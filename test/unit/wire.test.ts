@@ -2,10 +2,10 @@
 // the .proto itself (the same deserializer clients generate from it).
 import { expect } from 'chai';
 import * as K from '../../src/kernel/constants';
-import { readProcess, unknownProcess, type FsEvent, type ProcessInfo } from '../../src/kernel/enrich';
-import { EVENT_TYPES } from '../../src/service/convert';
-import { fanotifyService } from '../../src/service/proto';
-import { encodeEvent, eventBatch } from '../../src/service/wire';
+import { readProcess, unknownProcess, type FsEvent, type ProcessInfo } from '../../src/host/enrich';
+import { EVENT_TYPES } from '../../src/api/convert';
+import { fanotifyService } from '../../src/api/proto';
+import { encodeEvent, eventBatch } from '../../src/api/wire';
 import { EventQueue } from '../../src/watch/event-queue';
 import type { WatchEvent } from '../../src/watch/watch';
 import { seededRandom } from '../fixtures/harness';

@@ -5,7 +5,7 @@ import { constants as osConstants } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import * as K from '../kernel/constants';
 import type { KernelFeatures } from '../kernel/probe';
-import type { GroupClass, GroupSpec, MarkScope, MarkSpec, ReportMode } from '../watch/group';
+import type { GroupClass, GroupSpec, MarkScope, MarkSpec, ReportMode } from '../kernel/group';
 import type { Decision, OverflowNotice } from '../watch/watch';
 import { ApiError } from './errors';
 

@@ -5,9 +5,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import * as K from './constants';
-import type { FileId, RawEvent } from './decoder';
-import * as ffi from './ffi';
+import * as K from '../kernel/constants';
+import type { FileId, RawEvent } from '../kernel/decoder';
+import * as ffi from '../kernel/ffi';
 
 export interface ProcessInfo {
   pid: number;

@@ -1,8 +1,9 @@
 // A fanotify group: which fanotify_init flags a subscription needs, and the
 // calls that create the group and place its marks.
 import * as fs from 'node:fs';
-import * as K from '../kernel/constants';
-import * as ffi from '../kernel/ffi';
+import * as K from './constants';
+import * as ffi from './ffi';
+import { FanotifydError } from '../common/errors';
 
 export type GroupClass = 'notif' | 'content' | 'pre_content';
 export type MarkScope = 'inode' | 'mount' | 'filesystem' | 'mount_namespace';
@@ -52,11 +53,9 @@ const SCOPE_FLAGS: Record<MarkScope, number> = {
 };
 
 /** Error for a subscription the kernel cannot serve as asked; the message says what to change. */
-export class GroupSpecError extends Error {
-  readonly code = 'EGROUPSPEC';
+export class GroupSpecError extends FanotifydError {
   constructor(message: string) {
-    super(message);
-    this.name = 'GroupSpecError';
+    super('EGROUPSPEC', message);
   }
 }
 

@@ -2,7 +2,7 @@
 // errno codes, never on message text.
 import * as grpc from '@grpc/grpc-js';
 import { SyscallError } from '../kernel/ffi';
-import { GroupSpecError } from '../watch/group';
+import { GroupSpecError } from '../kernel/group';
 
 /** An error that already knows its status; the message tells the client what to fix. */
 export class ApiError extends Error {
