@@ -20,7 +20,18 @@ interface FileEntry {
   deps: string[];
 }
 
-/** Index of a FileDescriptorSet: files by name, and the file defining each symbol. */
+// Field numbers of descriptor.proto used below.
+const FILE = { name: 1, package: 2, dependency: 3, message: 4, enum: 5, service: 6, extension: 7 };
+const MESSAGE = { field: 2, nested: 3, enum: 4, extension: 6, oneof: 8 };
+const ENUM = { value: 2 };
+const SERVICE = { method: 2 };
+
+/**
+ * Index of a FileDescriptorSet: files by name, and the file defining each
+ * symbol. A symbol is anything with a full name: message, field, oneof,
+ * extension, enum, enum value, service, method; grpcurl's describe asks for
+ * any of them with file_containing_symbol.
+ */
 export class DescriptorIndex {
   readonly files = new Map<string, FileEntry>();
   readonly symbols = new Map<string, string>();
@@ -39,38 +50,60 @@ export class DescriptorIndex {
     const defs: Array<[number, Buffer]> = [];
     for (const [field, value] of fields(bytes)) {
       if (!Buffer.isBuffer(value)) continue;
-      if (field === 1) name = value.toString('utf8');
-      else if (field === 2) pkg = value.toString('utf8');
-      else if (field === 3) deps.push(value.toString('utf8'));
-      else if (field === 4 || field === 5 || field === 6) defs.push([field, value]);
+      if (field === FILE.name) name = value.toString('utf8');
+      else if (field === FILE.package) pkg = value.toString('utf8');
+      else if (field === FILE.dependency) deps.push(value.toString('utf8'));
+      else defs.push([field, value]);
     }
     // Keep the first: buf may emit a shared dependency once per input set.
     if (this.files.has(name)) return;
     this.files.set(name, { name, bytes, deps });
-    const prefix = pkg ? `${pkg}.` : '';
+    const scope = pkg ? `${pkg}.` : '';
     for (const [field, value] of defs) {
-      if (field === 4) this.addMessage(value, prefix, name);
-      else if (field === 5) this.symbols.set(prefix + nameOf(value), name);
-      else this.addService(value, prefix, name);
+      if (field === FILE.message) this.addMessage(value, scope, name);
+      else if (field === FILE.enum) this.addEnum(value, scope, name);
+      else if (field === FILE.service) this.addService(value, scope, name);
+      else if (field === FILE.extension) this.symbols.set(scope + nameOf(value), name);
     }
   }
 
-  private addMessage(msg: Buffer, prefix: string, file: string): void {
-    const full = prefix + nameOf(msg);
+  private addMessage(msg: Buffer, scope: string, file: string): void {
+    const full = scope + nameOf(msg);
     this.symbols.set(full, file);
     this.messages.add(full);
     for (const [field, value] of fields(msg)) {
       if (!Buffer.isBuffer(value)) continue;
-      if (field === 3) this.addMessage(value, `${full}.`, file);
-      else if (field === 4) this.symbols.set(`${full}.${nameOf(value)}`, file);
+      if (field === MESSAGE.nested) this.addMessage(value, `${full}.`, file);
+      else if (field === MESSAGE.enum) this.addEnum(value, `${full}.`, file);
+      else if (field === MESSAGE.field || field === MESSAGE.oneof || field === MESSAGE.extension) {
+        this.symbols.set(`${full}.${nameOf(value)}`, file);
+      }
     }
   }
 
-  private addService(svc: Buffer, prefix: string, file: string): void {
-    const full = prefix + nameOf(svc);
+  /**
+   * Enum values are scoped as siblings of their enum (C++ rules, which
+   * protoc and protobuf-go follow: fanotify.v1.EVENT_TYPE_OPEN), but
+   * grpcurl's descriptor library also names them inside the enum
+   * (fanotify.v1.EventType.EVENT_TYPE_OPEN) and asks for whichever the user
+   * typed, so both resolve.
+   */
+  private addEnum(enm: Buffer, scope: string, file: string): void {
+    const full = scope + nameOf(enm);
+    this.symbols.set(full, file);
+    for (const [field, value] of fields(enm)) {
+      if (field !== ENUM.value || !Buffer.isBuffer(value)) continue;
+      const name = nameOf(value);
+      this.symbols.set(scope + name, file);
+      this.symbols.set(`${full}.${name}`, file);
+    }
+  }
+
+  private addService(svc: Buffer, scope: string, file: string): void {
+    const full = scope + nameOf(svc);
     this.symbols.set(full, file);
     for (const [field, value] of fields(svc)) {
-      if (field === 2 && Buffer.isBuffer(value)) this.symbols.set(`${full}.${nameOf(value)}`, file);
+      if (field === SERVICE.method && Buffer.isBuffer(value)) this.symbols.set(`${full}.${nameOf(value)}`, file);
     }
   }
 
@@ -133,7 +166,27 @@ function* fields(buf: Buffer): Generator<[number, Buffer | number]> {
 
 const REFLECTION_PACKAGES = ['grpc.reflection.v1alpha', 'grpc.reflection.v1'];
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
+/** ServerReflectionRequest as proto-loader decodes it (keepCase, oneofs). */
+interface ReflectionRequest {
+  host?: string;
+  message_request?: 'file_by_filename' | 'file_containing_symbol' | 'file_containing_extension' | 'all_extension_numbers_of_type' | 'list_services';
+  file_by_filename?: string;
+  file_containing_symbol?: string;
+  file_containing_extension?: { containing_type?: string; extension_number?: number };
+  all_extension_numbers_of_type?: string;
+  list_services?: string;
+}
+
+/** ServerReflectionResponse, one of its message_response fields set. */
+interface ReflectionResponse {
+  valid_host: string;
+  original_request: ReflectionRequest;
+  file_descriptor_response?: { file_descriptor_proto: Buffer[] };
+  all_extension_numbers_response?: { base_type_name: string; extension_number: number[] };
+  list_services_response?: { service: Array<{ name: string }> };
+  error_response?: { error_code: number; error_message: string };
+}
+
 /**
  * Serve reflection for the services registered on server. Call after the
  * last addService, so the list of services is complete.
@@ -144,10 +197,10 @@ export function addReflection(server: grpc.Server, serviceNames: string[], descr
   for (const pkg of REFLECTION_PACKAGES) {
     const file = path.join('grpc', 'reflection', pkg.split('.').pop()!, 'reflection.proto');
     const def = protoLoader.loadSync(file, { ...LOADER_OPTIONS, includeDirs: [PROTO_DIR] });
-    const svc = (grpc.loadPackageDefinition(def) as any).grpc.reflection[pkg.split('.').pop()!].ServerReflection.service;
+    const svc = def[`${pkg}.ServerReflection`] as grpc.ServiceDefinition;
     server.addService(svc, {
-      ServerReflectionInfo: (call: grpc.ServerDuplexStream<any, any>) => {
-        call.on('data', (req: any) => {
+      ServerReflectionInfo: (call: grpc.ServerDuplexStream<ReflectionRequest, ReflectionResponse>) => {
+        call.on('data', (req: ReflectionRequest) => {
           if (!call.cancelled) call.write(answer(index, names, req));
         });
         call.on('end', () => call.end());
@@ -158,29 +211,37 @@ export function addReflection(server: grpc.Server, serviceNames: string[], descr
   return index;
 }
 
-function answer(index: DescriptorIndex, names: string[], req: any): any {
-  const base = { valid_host: req?.host ?? '', original_request: req };
-  const notFound = (what: string) => ({ ...base, error_response: { error_code: grpc.status.NOT_FOUND, error_message: `${what} not found` } });
-  const files = (file: string | undefined, what: string) =>
-    file && index.files.has(file) ? { ...base, file_descriptor_response: { file_descriptor_proto: index.withDependencies(file) } } : notFound(what);
-  switch (req?.message_request) {
+function answer(index: DescriptorIndex, names: string[], req: ReflectionRequest): ReflectionResponse {
+  const base = { valid_host: req.host ?? '', original_request: req };
+  const notFound = (what: string): ReflectionResponse => ({
+    ...base,
+    error_response: { error_code: grpc.status.NOT_FOUND, error_message: `${what} not found` },
+  });
+  const files = (file: string | undefined, what: string): ReflectionResponse =>
+    file !== undefined && index.files.has(file)
+      ? { ...base, file_descriptor_response: { file_descriptor_proto: index.withDependencies(file) } }
+      : notFound(what);
+  switch (req.message_request) {
     case 'list_services':
       return { ...base, list_services_response: { service: names.map((name) => ({ name })) } };
     case 'file_by_filename':
       return files(req.file_by_filename, `file ${req.file_by_filename}`);
     case 'file_containing_symbol':
-      return files(index.symbols.get(req.file_containing_symbol), `symbol ${req.file_containing_symbol}`);
-    case 'all_extension_numbers_of_type':
-      return index.messages.has(req.all_extension_numbers_of_type)
-        ? { ...base, all_extension_numbers_response: { base_type_name: req.all_extension_numbers_of_type, extension_number: [] } }
-        : notFound(`type ${req.all_extension_numbers_of_type}`);
-    case 'file_containing_extension':
-      return notFound(`extension ${req.file_containing_extension?.extension_number} of ${req.file_containing_extension?.containing_type}`);
+      return files(index.symbols.get(req.file_containing_symbol ?? ''), `symbol ${req.file_containing_symbol}`);
+    case 'all_extension_numbers_of_type': {
+      const type = req.all_extension_numbers_of_type ?? '';
+      return index.messages.has(type)
+        ? { ...base, all_extension_numbers_response: { base_type_name: type, extension_number: [] } }
+        : notFound(`type ${type}`);
+    }
+    case 'file_containing_extension': {
+      const ext = req.file_containing_extension;
+      return notFound(`extension ${ext?.extension_number} of ${ext?.containing_type}`);
+    }
     default:
       return { ...base, error_response: { error_code: grpc.status.INVALID_ARGUMENT, error_message: 'no request set in ServerReflectionRequest' } };
   }
 }
-/* eslint-enable @typescript-eslint/no-explicit-any */
 
 /** grpc.health.v1.Health, SERVING for the whole server and for fanotify.v1.Fanotify. */
 export function addHealth(server: grpc.Server): HealthImplementation {

@@ -41,6 +41,34 @@ async function reflect(address: string, version: 'v1' | 'v1alpha', req: object):
   }
 }
 
+/**
+ * Every full name a decoded FileDescriptorProto defines, enum values under
+ * both scopes, as grpcurl's descriptor library indexes them.
+ */
+function symbolsOf(file: any): string[] {
+  const out: string[] = [];
+  const enumValues = (e: any, scope: string) => {
+    out.push(scope + e.name);
+    for (const v of e.value) out.push(scope + v.name, `${scope}${e.name}.${v.name}`);
+  };
+  const message = (m: any, scope: string) => {
+    const full = scope + m.name;
+    out.push(full);
+    for (const f of [...m.field, ...m.oneofDecl, ...m.extension]) out.push(`${full}.${f.name}`);
+    for (const n of m.nestedType) message(n, `${full}.`);
+    for (const e of m.enumType) enumValues(e, `${full}.`);
+  };
+  const scope = file.package ? `${file.package}.` : '';
+  for (const m of file.messageType) message(m, scope);
+  for (const e of file.enumType) enumValues(e, scope);
+  for (const x of file.extension) out.push(scope + x.name);
+  for (const s of file.service) {
+    out.push(scope + s.name);
+    for (const m of s.method) out.push(`${scope}${s.name}.${m.name}`);
+  }
+  return out;
+}
+
 describe('e2e: server reflection', function () {
   this.timeout(30_000);
   let daemon: Daemon;
@@ -72,6 +100,42 @@ describe('e2e: server reflection', function () {
     // A method name is a symbol too (grpcurl asks for it before a call).
     const byMethod = await reflect(daemon.address, 'v1', { file_containing_symbol: 'fanotify.v1.Fanotify.Watch' });
     expect(byMethod.file_descriptor_response.file_descriptor_proto.length).to.be.greaterThan(0);
+  });
+
+  // grpcurl's describe sends the name as typed and accepts the answer only
+  // if the first file defines it, with enum values named both ways its
+  // descriptor library knows (protoc's sibling scope and inside the enum).
+  const SYMBOLS: Array<[string, string, string]> = [
+    ['a field', 'fanotify.v1.Event.path_bytes', 'fanotify/v1/fanotify.proto'],
+    ['a oneof', 'fanotify.v1.WatchRequest.request', 'fanotify/v1/fanotify.proto'],
+    ['an enum value, sibling scope', 'fanotify.v1.EVENT_TYPE_OPEN', 'fanotify/v1/fanotify.proto'],
+    ['an enum value, inside its enum', 'fanotify.v1.EventType.EVENT_TYPE_OPEN', 'fanotify/v1/fanotify.proto'],
+    ['a nested enum', 'grpc.health.v1.HealthCheckResponse.ServingStatus', 'health/v1/health.proto'],
+    ['a nested enum value, sibling scope', 'grpc.health.v1.HealthCheckResponse.SERVING', 'health/v1/health.proto'],
+    ['a nested enum value, inside its enum', 'grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING', 'health/v1/health.proto'],
+    ['a field of a dependency', 'google.protobuf.Timestamp.seconds', 'google/protobuf/timestamp.proto'],
+  ];
+  for (const [kind, symbol, file] of SYMBOLS) {
+    it(`finds the file defining ${kind}: ${symbol}`, async () => {
+      const r = await reflect(daemon.address, 'v1', { file_containing_symbol: symbol });
+      expect(r.error_response, `error for ${symbol}`).to.equal(undefined);
+      const main = descriptor.FileDescriptorProto.decode(r.file_descriptor_response.file_descriptor_proto[0]);
+      expect(main.name).to.equal(file);
+      expect(symbolsOf(main)).to.include(symbol);
+    });
+  }
+
+  it('every symbol the descriptors define resolves to the file defining it', async () => {
+    const r = await reflect(daemon.address, 'v1', { file_containing_symbol: 'fanotify.v1.Fanotify' });
+    const main = descriptor.FileDescriptorProto.decode(r.file_descriptor_response.file_descriptor_proto[0]);
+    const all = symbolsOf(main);
+    expect(all.length).to.be.greaterThan(100);
+    const missing: string[] = [];
+    for (const symbol of all) {
+      const s = await reflect(daemon.address, 'v1alpha', { file_containing_symbol: symbol });
+      if (s.error_response) missing.push(symbol);
+    }
+    expect(missing).to.deep.equal([]);
   });
 
   it('answers NOT_FOUND for an unknown symbol and file', async () => {
