@@ -262,7 +262,7 @@ async function fatraceRun(dir: string, n: number, rate: number): Promise<Json> {
   const alive = proc.exitCode === null && proc.signalCode === null;
   proc.kill('SIGINT');
   await new Promise((r) => (proc.exitCode !== null || proc.signalCode !== null ? r(null) : proc.on('close', r)));
-  let events = 0;
+  let events: number;
   try {
     events = fs.readFileSync(out, 'utf8').split('\n').filter((l) => l.includes(dir)).length;
   } finally {

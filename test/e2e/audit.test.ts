@@ -5,7 +5,6 @@ import * as path from 'node:path';
 import { expect } from 'chai';
 import { connect, runChild, sleep, startDaemon, tempDir, WatchStream, withDaemon } from '../fixtures/harness';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
 describe('e2e: audit trail', function () {
   this.timeout(60_000);
   let dir: string;

@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { connect, runChild, startDaemon, tempDir, WatchStream, withDaemon } from '../fixtures/harness';
+import { runChild, WatchStream, withDaemon } from '../fixtures/harness';
 
 function scrape(address: string): Promise<Map<string, number>> {
   return new Promise((resolve, reject) => {

@@ -1,3 +1,6 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { expect } from 'chai';
 import { ConfigError, isLoopback, parseAddress, parseConfig, USAGE, type Config } from '../../src/daemon/config';
 import { DEFAULTS } from '../../src/daemon/defaults';
@@ -52,9 +55,6 @@ describe('unit: config', () => {
 });
 
 describe('unit: config file', () => {
-  const fs = require('node:fs') as typeof import('node:fs');
-  const os = require('node:os') as typeof import('node:os');
-  const path = require('node:path') as typeof import('node:path');
   let dir: string;
   beforeEach(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fanotifyd-cfg-'));
