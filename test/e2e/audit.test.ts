@@ -3,7 +3,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { connect, runChild, sleep, startDaemon, tempDir, WatchStream, withDaemon } from '../fixtures/harness';
+import { connect, runChild, startDaemon, tempDir, WatchStream, withDaemon } from '../fixtures/harness';
+import { waitFor } from '../fixtures/wait';
 
 describe('e2e: audit trail', function () {
   this.timeout(60_000);
@@ -61,8 +62,7 @@ describe('e2e: audit trail', function () {
       await s.subscribed();
       const r = await runChild('cat', [path.join(dir, 'w', 'bad')]).done;
       expect(r.stderr).to.match(/Operation not permitted/);
-      for (let i = 0; i < 50 && !daemon.logs.some((l) => l.includes('audit trail unwritable')); i++) await sleep(50);
-      expect(daemon.logs.some((l) => l.includes('audit trail unwritable'))).to.equal(true);
+      await waitFor(() => daemon.logs.some((l) => l.includes('audit trail unwritable')), 5000, 'the log line for the unwritable audit trail');
       s.cancel();
     });
   });

@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import { expect } from 'chai';
 import * as grpc from '@grpc/grpc-js';
 import { HTTP2_PREFACE } from '../../src/daemon/listeners';
-import { connect, DAEMON, getInfo, runChild, sleep, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
+import { connect, DAEMON, getInfo, runChild, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
+import { waitFor } from '../fixtures/wait';
 
 /** A raw connection to a unix socket that never closes its own side. */
 function rawConnect(sockPath: string): Promise<net.Socket> {
@@ -105,10 +106,8 @@ describe('e2e: listening', function () {
     const client = connect(d.address);
     try {
       await new Promise<void>((resolve, reject) => client.waitForReady(Date.now() + 5000, (e) => (e ? reject(e) : resolve())));
-      const t0 = Date.now();
-      // READY (2) until the daemon sends GOAWAY, then IDLE (0).
-      while (client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY && Date.now() - t0 < 5000) await sleep(25);
-      expect(client.getChannel().getConnectivityState(false)).to.not.equal(grpc.connectivityState.READY);
+      // READY until the daemon sends GOAWAY, then IDLE.
+      await waitFor(() => client.getChannel().getConnectivityState(false) !== grpc.connectivityState.READY, 5000, 'the daemon to end the idle connection');
     } finally {
       client.close();
       expect(await d.stop()).to.equal(0);
@@ -167,17 +166,28 @@ describe('e2e: listening', function () {
         s.write(HTTP2_PREFACE);
         raw.push(s);
       }
-      await sleep(200);
+      // The daemon accepts in the order the connections were made, so it
+      // has counted these two by the time it takes the next one.
       const extra = await rawConnect(sock);
       raw.push(extra);
       // The default handshake timeout is 10 s: this is the limit closing it.
       expect(await closedByDaemon(extra, 5000)).to.be.below(5000);
       expect((await getInfo(client)).kernel_release).to.be.a('string');
       raw[0].destroy();
-      await sleep(200);
-      const fresh = connect(d.address);
-      expect((await getInfo(fresh)).kernel_release).to.be.a('string');
-      fresh.close();
+      // Taken once the daemon has seen that close; refused until then.
+      const info = await waitFor(
+        async () => {
+          const fresh = connect(d.address);
+          try {
+            return await getInfo(fresh);
+          } finally {
+            fresh.close();
+          }
+        },
+        5000,
+        'a new connection to be served',
+      );
+      expect(info.kernel_release).to.be.a('string');
     } finally {
       for (const s of raw) s.destroy();
       client.close();
@@ -199,7 +209,10 @@ describe('e2e: listening', function () {
       const dir = tempDir();
       const w = new WatchStream(client, { marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] });
       await w.subscribed();
-      await sleep(600);
+      // Its handshake timer, had it kept one, fires before that of a
+      // stream opened after it: wait for that one's end.
+      const later = new WatchStream(client);
+      expect(grpc.status[(await later.ended(5000)).code]).to.equal('DEADLINE_EXCEEDED');
       expect(w.status).to.equal(undefined);
       w.cancel();
       fs.rmSync(dir, { recursive: true, force: true });
@@ -240,9 +253,12 @@ describe('e2e: listening', function () {
       const early = await rawConnect(sock);
       const late = await rawConnect(sock);
       raw.push(early, late);
-      late.resume();
+      // The daemon's SETTINGS back means it has taken the preface (and,
+      // accepting in order, the early connection too).
+      const answered = new Promise((resolve) => late.once('data', resolve));
       late.write(Buffer.concat([HTTP2_PREFACE, settings]));
-      await sleep(100);
+      await answered;
+      late.resume();
       expect(await d.stop()).to.equal(0);
     } finally {
       for (const s of raw) s.destroy();

@@ -96,7 +96,7 @@ describe('e2e: marks and responses', function () {
       ],
     });
     await s.subscribed();
-    const r = await sh(`exec 3<${dir}/b/f; exec 3<&-; exec 3<${dir}/a/f; exec 3<&-; sleep 0.3`).done;
+    const r = await sh(`exec 3<${dir}/b/f; exec 3<&-; exec 3<${dir}/a/f; exec 3<&-`).done;
     expect(r.code).to.equal(0);
     await s.until(() => s.events.some((e) => e.path === path.join(dir, 'a', 'f')), 5000, 'event outside the ignored directory');
     expect(s.events.filter((e) => e.path.startsWith(path.join(dir, 'b')))).to.deep.equal([]);

@@ -4,6 +4,7 @@ import * as http from 'node:http';
 import * as path from 'node:path';
 import { expect } from 'chai';
 import { runChild, WatchStream, withDaemon } from '../fixtures/harness';
+import { waitFor } from '../fixtures/wait';
 
 function scrape(address: string): Promise<Map<string, number>> {
   return new Promise((resolve, reject) => {
@@ -49,9 +50,10 @@ describe('e2e: metrics', function () {
       expect(m.get('process_open_fds')).to.be.greaterThan(0);
       // Totals outlive their watch.
       s.cancel();
-      for (let i = 0; i < 50 && (await scrape(address)).get('fanotifyd_active_watches') !== 0; i++) await new Promise((r) => setTimeout(r, 50));
-      const after = await scrape(address);
-      expect(after.get('fanotifyd_active_watches')).to.equal(0);
+      const after = await waitFor(async () => {
+        const m = await scrape(address);
+        return m.get('fanotifyd_active_watches') === 0 && m;
+      }, 5000, 'fanotifyd_active_watches 0');
       expect(after.get('fanotifyd_permission_decisions_total{decided_by="client"}')).to.equal(8);
     });
   });
