@@ -38,10 +38,10 @@ function fanctlSync(args: string[]) {
   return spawnSync(process.execPath, [FANCTL, ...args], { encoding: 'utf8', timeout: 30_000 });
 }
 
-/** fanotify.v1.Event from the build's descriptor set, by @bufbuild/protobuf alone (not through fanctl's code). */
-function eventSchema(): DescMessage {
+/** A message schema from the build's descriptor set, by @bufbuild/protobuf alone (not through fanctl's code). */
+function messageSchema(typeName: string): DescMessage {
   const set = fromBinary(FileDescriptorSetSchema, fs.readFileSync(DESCRIPTOR_SET));
-  return createFileRegistry(set).getMessage('fanotify.v1.Event')!;
+  return createFileRegistry(set).getMessage(typeName)!;
 }
 
 async function until(pred: () => boolean, ms: number, what: string): Promise<void> {
@@ -74,6 +74,10 @@ describe('e2e: fanctl', function () {
     expect(r.status).to.equal(0);
     expect(r.stdout).to.include(`kernel ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}`);
     expect(r.stdout).to.match(/events: .*open_perm/);
+    const json = fanctlSync(['info', '--json', '--target', daemon.address]);
+    expect(json.status).to.equal(0);
+    const info = fromJson(messageSchema('fanotify.v1.GetInfoResponse'), JSON.parse(json.stdout)) as unknown as { eventTypes: number[] };
+    expect(info.eventTypes.length).to.be.greaterThan(0);
   });
 
   it('health exits 0 while the daemon serves', () => {
@@ -172,7 +176,7 @@ describe('e2e: fanctl', function () {
   }
 
   it('watch --json prints one fanotify.v1.Event per line in protobuf JSON, which the canonical parser reads', async () => {
-    const Event = eventSchema();
+    const Event = messageSchema('fanotify.v1.Event');
     const file = path.join(dir, 'public');
     const w = fanctl(['watch', dir, '--events', 'open,close_nowrite', '--json', '--target', daemon.address]);
     try {
@@ -202,7 +206,7 @@ describe('e2e: fanctl', function () {
   });
 
   it('guard --json prints each denied event in protobuf JSON', async () => {
-    const Event = eventSchema();
+    const Event = messageSchema('fanotify.v1.Event');
     const g = fanctl(['guard', dir, '--deny', 'secret', '--json', '--target', daemon.address]);
     try {
       await g.ready;
