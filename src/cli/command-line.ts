@@ -151,7 +151,7 @@ within --timeout-ms, or stops, the daemon answers with --on-timeout.`;
 
 function addInfoCommands(program: Command, found: (i: Invocation) => void): void {
   withConnection(program.command('info').description("print what the daemon's kernel supports and the daemon's limits"))
-    .option('--json', 'print the GetInfoResponse in protobuf JSON')
+    .option('--json', 'print the GetInfoResponse in protobuf JSON; with several targets {"target", "info"}')
     .action((flags: ConnectionFlags & { json?: boolean }, cmd: Command) => {
       found({ command: 'info', connection: connectionOf(cmd, flags), json: Boolean(flags.json) });
     });

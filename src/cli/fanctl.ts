@@ -3,7 +3,8 @@
 // supports, `watch` prints events fatrace-style (or JSON lines), `guard` is
 // a small but real policy engine that denies paths matching globs.
 import { CanonicalJson, ClientConfigError, FanotifyClient } from '../client';
-import { EXIT_USAGE, parseCommandLine, type Invocation } from './command-line';
+import type { Subscribe } from '../api/gen/fanotify/v1/Subscribe';
+import { EXIT_USAGE, parseCommandLine, type GuardInvocation, type Invocation, type WatchInvocation } from './command-line';
 import { EventOutput } from './event-output';
 import { FleetWatch, type EventsHandler } from './fleet-watch';
 import { answerEvents, guardSubscribe } from './guard';
@@ -13,9 +14,9 @@ import { PathRules } from './path-rules';
 import { printEvents, watchSubscribe } from './watch';
 
 /** Watch until every stream ends or SIGINT/SIGTERM, which cancels them. */
-async function runWatch(clients: FanotifyClient[], inv: Invocation & { command: 'watch' | 'guard' }, json: CanonicalJson | undefined, io: Io): Promise<number> {
+async function runWatch(clients: FanotifyClient[], inv: WatchInvocation | GuardInvocation, json: CanonicalJson | undefined, io: Io): Promise<number> {
   const output = new EventOutput(io, json, clients.length > 1);
-  let subscribe;
+  let subscribe: Subscribe;
   let handler: EventsHandler;
   if (inv.command === 'watch') {
     subscribe = watchSubscribe(inv);
