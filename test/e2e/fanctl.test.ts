@@ -1,10 +1,14 @@
-// fanctl against a real daemon: the lines people read, and the guard that
-// policy-engine authors start from.
+// fanctl against a real daemon: the lines people read, the JSON lines
+// programs read, the guard that policy-engine authors start from, and TLS to
+// a remote daemon.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { createFileRegistry, fromBinary, fromJson, type DescMessage } from '@bufbuild/protobuf';
+import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { expect } from 'chai';
-import { globToRegExp } from '../../src/cli/fanctl';
+import { DESCRIPTOR_SET } from '../../src/api/proto';
+import { makeCerts } from '../fixtures/certs';
 import { runChild, sh, sleep, startDaemon, tempDir, type Daemon } from '../fixtures/harness';
 
 const FANCTL = path.resolve(__dirname, '..', '..', 'src', 'cli', 'fanctl.js');
@@ -28,6 +32,16 @@ function fanctl(args: string[]): { proc: ChildProcess; lines: string[]; stderr: 
     }),
   );
   return { proc, lines, stderr: () => err, ready };
+}
+
+function fanctlSync(args: string[]) {
+  return spawnSync(process.execPath, [FANCTL, ...args], { encoding: 'utf8', timeout: 30_000 });
+}
+
+/** A message schema from the build's descriptor set, by @bufbuild/protobuf alone (not through fanctl's code). */
+function messageSchema(typeName: string): DescMessage {
+  const set = fromBinary(FileDescriptorSetSchema, fs.readFileSync(DESCRIPTOR_SET));
+  return createFileRegistry(set).getMessage(typeName)!;
 }
 
 async function until(pred: () => boolean, ms: number, what: string): Promise<void> {
@@ -60,6 +74,10 @@ describe('e2e: fanctl', function () {
     expect(r.status).to.equal(0);
     expect(r.stdout).to.include(`kernel ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}`);
     expect(r.stdout).to.match(/events: .*open_perm/);
+    const json = fanctlSync(['info', '--json', '--target', daemon.address]);
+    expect(json.status).to.equal(0);
+    const info = fromJson(messageSchema('fanotify.v1.GetInfoResponse'), JSON.parse(json.stdout)) as unknown as { eventTypes: number[] };
+    expect(info.eventTypes.length).to.be.greaterThan(0);
   });
 
   it('health exits 0 while the daemon serves', () => {
@@ -133,11 +151,133 @@ describe('e2e: fanctl', function () {
     }
   });
 
-  it('matches globs per path segment', () => {
-    expect(globToRegExp('/srv/*.key').test('/srv/a.key')).to.equal(true);
-    expect(globToRegExp('/srv/*.key').test('/srv/x/a.key')).to.equal(false);
-    expect(globToRegExp('/srv/**/a.key').test('/srv/x/y/a.key')).to.equal(true);
-    expect(globToRegExp('**/secret').test('/tmp/d/secret')).to.equal(true);
-    expect(globToRegExp('/a.b').test('/axb')).to.equal(false);
+  // .gitignore's rules: a name pattern matches in any directory, and "**"
+  // is zero or more directories, so both reach a file directly in the dir.
+  for (const glob of ['*.key', '<dir>/**/*.key']) {
+    it(`guard --deny '${glob}' denies <dir>/x.key and allows <dir>/x.txt`, async () => {
+      fs.writeFileSync(path.join(dir, 'x.key'), 'k');
+      fs.writeFileSync(path.join(dir, 'x.txt'), 't');
+      const g = fanctl(['guard', dir, '--deny', glob.replace('<dir>', dir), '--target', daemon.address]);
+      try {
+        await g.ready;
+        const denied = await runChild('cat', [path.join(dir, 'x.key')]).done;
+        const allowed = await runChild('cat', [path.join(dir, 'x.txt')]).done;
+        expect(denied.stderr).to.match(/Operation not permitted/);
+        expect(denied.code).to.not.equal(0);
+        expect(allowed.code, allowed.stderr).to.equal(0);
+        expect(allowed.stdout).to.equal('t');
+        await until(() => g.lines.some((l) => l.startsWith('DENY ') && l.endsWith(` ${path.join(dir, 'x.key')}`)), 5000, 'the DENY line');
+        expect(g.lines.filter((l) => l.startsWith('DENY '))).to.have.length(1);
+      } finally {
+        g.proc.kill('SIGINT');
+        await new Promise((resolve) => g.proc.on('exit', resolve));
+      }
+    });
+  }
+
+  it('watch --json prints one fanotify.v1.Event per line in protobuf JSON, which the canonical parser reads', async () => {
+    const Event = messageSchema('fanotify.v1.Event');
+    const file = path.join(dir, 'public');
+    const w = fanctl(['watch', dir, '--events', 'open,close_nowrite', '--json', '--target', daemon.address]);
+    try {
+      await w.ready;
+      const opener = sh(`read x < ${file}; sleep 10`, 20_000);
+      await until(() => w.lines.some((l) => l.includes('EVENT_TYPE_CLOSE_NOWRITE')), 5000, 'the CLOSE_NOWRITE line');
+      opener.kill();
+      for (const line of w.lines) {
+        const json = JSON.parse(line);
+        // Strict: an unknown field, a snake_case name or a wrong type throws.
+        const ev = fromJson(Event, json) as unknown as { path: string; pathBytes: Uint8Array; process?: { pid: number }; id: bigint };
+        expect(ev.path).to.equal(file);
+        expect(Buffer.from(ev.pathBytes).toString()).to.equal(file);
+        expect(ev.process?.pid).to.equal(opener.pid);
+        expect(json.pathBytes).to.equal(Buffer.from(file).toString('base64'));
+        expect(json.time).to.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+        expect(json.id).to.be.a('string');
+        expect(json).to.not.have.any.keys('path_bytes', 'needs_verdict', 'is_dir');
+      }
+      // The kernel may merge the open and the close into one event: enum names either way.
+      const types = w.lines.flatMap((l) => JSON.parse(l).types);
+      expect(types).to.include.members(['EVENT_TYPE_OPEN', 'EVENT_TYPE_CLOSE_NOWRITE']);
+    } finally {
+      w.proc.kill('SIGINT');
+      await new Promise((resolve) => w.proc.on('exit', resolve));
+    }
+  });
+
+  it('guard --json prints each denied event in protobuf JSON', async () => {
+    const Event = messageSchema('fanotify.v1.Event');
+    const g = fanctl(['guard', dir, '--deny', 'secret', '--json', '--target', daemon.address]);
+    try {
+      await g.ready;
+      const denied = await runChild('cat', [path.join(dir, 'secret')]).done;
+      expect(denied.stderr).to.match(/Operation not permitted/);
+      await until(() => g.lines.length > 0, 5000, 'the denial line');
+      const ev = fromJson(Event, JSON.parse(g.lines[0])) as unknown as { path: string; needsVerdict: boolean };
+      expect(ev.path).to.equal(path.join(dir, 'secret'));
+      expect(ev.needsVerdict).to.equal(true);
+    } finally {
+      g.proc.kill('SIGINT');
+      await new Promise((resolve) => g.proc.on('exit', resolve));
+    }
+  });
+
+  it('refuses bad usage with exit 2 and a line saying what to fix', () => {
+    const bad = fanctlSync(['watch', dir, '--events', 'open,opne', '--target', daemon.address]);
+    expect(bad.status).to.equal(2);
+    expect(bad.stderr).to.match(/^fanctl: option '--events <list>' argument 'open,opne' is invalid\. "opne" is not one of: /m);
+    const missing = fanctlSync(['info', '--target', 'localhost:1', '--tls-ca', path.join(dir, 'nope.pem')]);
+    expect(missing.status).to.equal(2);
+    expect(missing.stderr).to.match(/^fanctl: cannot read the TLS CA file .*nope\.pem: ENOENT/m);
+  });
+
+  describe('to a daemon on TCP with TLS', () => {
+    let certs: string;
+    let tlsDaemon: Daemon;
+    let tcp: string;
+    const file = (f: string) => path.join(certs, f);
+    const withCert = () => ['--tls-cert', file('client.crt'), '--tls-key', file('client.key'), '--tls-ca', file('ca.crt')];
+
+    before(async () => {
+      certs = tempDir('fanotifyd-tls-');
+      // A name the address 127.0.0.1 does not match: only --tls-server-name makes it verify.
+      makeCerts(certs, 'DNS:fanotifyd.test');
+      tlsDaemon = await startDaemon(['--listen', '127.0.0.1:0', '--tls-cert', file('server.crt'), '--tls-key', file('server.key'), '--tls-client-ca', file('ca.crt')]);
+      tcp = `127.0.0.1:${/"127\.0\.0\.1:(\d+)"/.exec(tlsDaemon.logs.join('\n'))![1]}`;
+    });
+    after(async () => {
+      expect(await tlsDaemon.stop()).to.equal(0);
+      fs.rmSync(certs, { recursive: true, force: true });
+    });
+
+    it('info works with a client certificate, the CA and the server name', () => {
+      const r = fanctlSync(['info', '--target', tcp, ...withCert(), '--tls-server-name', 'fanotifyd.test']);
+      expect(r.stderr).to.equal('');
+      expect(r.status).to.equal(0);
+      expect(r.stdout).to.include(`kernel ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}`);
+    });
+
+    it('fails UNAVAILABLE with exit 1 when the name does not match, without a client certificate, or in plaintext', () => {
+      for (const args of [withCert(), ['--tls-ca', file('ca.crt'), '--tls-server-name', 'fanotifyd.test'], []]) {
+        const r = fanctlSync(['info', '--target', tcp, ...args]);
+        expect(r.status, args.join(' ')).to.equal(1);
+        expect(r.stderr, args.join(' ')).to.match(/^fanctl: UNAVAILABLE: /m);
+      }
+    });
+
+    it('watches a TLS target and a unix socket at once (TLS on TCP, the socket in plaintext)', async () => {
+      const w = fanctl(['watch', dir, '--events', 'open', '--target', tcp, '--target', daemon.address, ...withCert(), '--tls-server-name', 'fanotifyd.test']);
+      try {
+        await until(() => (w.stderr().match(/watching/g) ?? []).length === 2, 10_000, 'both targets watching');
+        const opener = sh(`read x < ${path.join(dir, 'public')}; sleep 10`, 20_000);
+        for (const t of [tcp, daemon.address]) {
+          await until(() => w.lines.some((l) => l.startsWith(`[${t}] `) && l.includes(`sh(${opener.pid}): OPEN ${path.join(dir, 'public')}`)), 5000, `the OPEN line from ${t}`);
+        }
+        opener.kill();
+      } finally {
+        w.proc.kill('SIGINT');
+        expect(await new Promise((resolve) => w.proc.on('exit', resolve))).to.equal(0);
+      }
+    });
   });
 });

@@ -1,0 +1,7 @@
+// The typed client library for fanotifyd: what fanctl is built on, and
+// what any other program that talks to the daemon can use.
+export { CanonicalJson } from './canonical-json';
+export { isUnixTarget, transportFor, type TlsOptions, type Transport } from './credentials';
+export { ClientConfigError } from './errors';
+export { FanotifyClient, type CallOptions, type ConnectOptions, type ServingStatus } from './fanotify-client';
+export { WatchStream, type Received, type WatchCall, type WatchHandlers, type WatchState } from './watch-stream';

@@ -1,0 +1,96 @@
+// One Watch stream, typed: the Subscribe goes out as it opens, responses
+// come back to the handlers by kind, and it ends exactly once, with the
+// call's status. Ending it is cancelling the call: a half-close leaves a
+// watch running on the daemon, so end() would not stop it.
+import * as grpc from '@grpc/grpc-js';
+import type { Event__Output } from '../api/gen/fanotify/v1/Event';
+import type { MarkResult__Output } from '../api/gen/fanotify/v1/MarkResult';
+import type { Overflow__Output } from '../api/gen/fanotify/v1/Overflow';
+import type { Subscribe } from '../api/gen/fanotify/v1/Subscribe';
+import type { Subscribed__Output } from '../api/gen/fanotify/v1/Subscribed';
+import type { Verdict } from '../api/gen/fanotify/v1/Verdict';
+import type { WatchRequest } from '../api/gen/fanotify/v1/WatchRequest';
+import type { WatchResponse__Output } from '../api/gen/fanotify/v1/WatchResponse';
+
+/** A decoded message with the bytes it came in (for a second decoder, such as canonical JSON). */
+export interface Received<T> {
+  message: T;
+  bytes: Buffer;
+}
+
+export interface WatchHandlers {
+  subscribed?(subscribed: Subscribed__Output): void;
+  /** One EventBatch, in kernel order; `response` is the whole WatchResponse it came in. */
+  events?(events: Event__Output[], response: Received<WatchResponse__Output>): void;
+  overflow?(overflow: Overflow__Output): void;
+  markResult?(result: MarkResult__Output): void;
+}
+
+export type WatchCall = grpc.ClientDuplexStream<WatchRequest, Received<WatchResponse__Output>>;
+
+/** subscribing: Subscribe sent, no answer yet; active: Subscribed came; ended: the call has its status. */
+export type WatchState = 'subscribing' | 'active' | 'ended';
+
+export class WatchStream {
+  private current: WatchState = 'subscribing';
+  private answered = false;
+  /** The call's final status: OK when the daemon ended it, CANCELLED after cancel(), else what failed. */
+  readonly done: Promise<grpc.StatusObject>;
+
+  constructor(
+    private readonly call: WatchCall,
+    subscribe: Subscribe,
+    handlers: WatchHandlers,
+  ) {
+    call.on('data', (response: Received<WatchResponse__Output>) => this.dispatch(response, handlers));
+    // grpc-js emits 'error' and then 'status' for a failed call; the status says it all.
+    call.on('error', () => undefined);
+    this.done = new Promise((resolve) =>
+      call.once('status', (status: grpc.StatusObject) => {
+        this.current = 'ended';
+        resolve(status);
+      }),
+    );
+    call.write({ subscribe });
+  }
+
+  get state(): WatchState {
+    return this.current;
+  }
+
+  /** Subscribed came on this stream (it may have ended since). */
+  get wasSubscribed(): boolean {
+    return this.answered;
+  }
+
+  /** Answers for events with needs_verdict; dropped once the stream has ended (the daemon applied timeout_decision). */
+  sendVerdicts(verdicts: Verdict[]): void {
+    if (this.current === 'ended' || verdicts.length === 0) return;
+    this.call.write({ verdicts: { verdicts } });
+  }
+
+  /** End the watch: the daemon closes its group and applies timeout_decision to anything pending. Idempotent. */
+  cancel(): void {
+    if (this.current !== 'ended') this.call.cancel();
+  }
+
+  private dispatch(response: Received<WatchResponse__Output>, handlers: WatchHandlers): void {
+    const m = response.message;
+    switch (m.response) {
+      case 'subscribed':
+        this.current = 'active';
+        this.answered = true;
+        handlers.subscribed?.(m.subscribed!);
+        break;
+      case 'events':
+        handlers.events?.(m.events!.events, response);
+        break;
+      case 'overflow':
+        handlers.overflow?.(m.overflow!);
+        break;
+      case 'mark_result':
+        handlers.markResult?.(m.mark_result!);
+        break;
+    }
+  }
+}
