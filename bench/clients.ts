@@ -196,7 +196,7 @@ function watch(subscribe: object, onMessage: (msg: any, call: grpc.ClientDuplexS
 /** Answers ALLOW at once; with cache, asks the kernel to remember it (an ignore mark until the file changes). */
 function policy(cache = false): void {
   let answered = 0;
-  const subscribe = { group_class: 'GROUP_CLASS_CONTENT', max_batch_events: 1024, marks: [{ path: arg, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] };
+  const subscribe = { group_class: 'GROUP_CLASS_CONTENT', timeout_decision: 'DECISION_ALLOW', max_batch_events: 1024, marks: [{ path: arg, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] };
   // One VerdictBatch per EventBatch: verdicts are batched like events.
   watch(subscribe, (msg, call) => {
     const evs = msg.events?.events;
@@ -289,7 +289,7 @@ function policyWire(): void {
       console.error(`watch on ${dir} failed: ${e.message}`);
       process.exit(1);
     });
-    call.write({ subscribe: { group_class: 'GROUP_CLASS_CONTENT', max_batch_events: 1024, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] } });
+    call.write({ subscribe: { group_class: 'GROUP_CLASS_CONTENT', timeout_decision: 'DECISION_ALLOW', max_batch_events: 1024, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] } });
   }
   onTerm(() => ({ answered }));
 }

@@ -1,6 +1,9 @@
-// proto <-> domain conversion. Requests arrive as proto-loader objects
-// (enums as names, 64-bit integers as decimal strings); everything here
-// checks shape and range before the domain layer sees it.
+// proto <-> domain conversion. Requests arrive as proto-loader objects of
+// the generated __Output types (enums as names, 64-bit integers as decimal
+// strings, absent fields as their defaults); everything here checks shape
+// and range before the domain layer sees it. The types are what a
+// well-formed message gives: an enum number the .proto does not name
+// arrives as that number, so every enum is looked up, never trusted.
 import { constants as osConstants } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import * as K from '../kernel/constants';
@@ -8,8 +11,16 @@ import type { KernelFeatures } from '../kernel/probe';
 import type { GroupClass, GroupSpec, MarkScope, MarkSpec, ReportMode } from '../kernel/group';
 import type { Decision, OverflowNotice } from '../watch/watch';
 import { ApiError } from './errors';
+import type { Decision__Output } from './gen/fanotify/v1/Decision';
+import type { EventType__Output } from './gen/fanotify/v1/EventType';
+import type { FlushMarks__Output } from './gen/fanotify/v1/FlushMarks';
+import type { Mark__Output } from './gen/fanotify/v1/Mark';
+import type { Overflow } from './gen/fanotify/v1/Overflow';
+import type { ReportMode__Output } from './gen/fanotify/v1/ReportMode';
+import type { Subscribe__Output } from './gen/fanotify/v1/Subscribe';
+import type { VerdictBatch__Output } from './gen/fanotify/v1/VerdictBatch';
 
-export const EVENT_TYPES: ReadonlyArray<[string, number]> = [
+export const EVENT_TYPES: ReadonlyArray<[EventType__Output, number]> = [
   ['EVENT_TYPE_ACCESS', K.FAN_ACCESS],
   ['EVENT_TYPE_MODIFY', K.FAN_MODIFY],
   ['EVENT_TYPE_CLOSE_WRITE', K.FAN_CLOSE_WRITE],
@@ -33,7 +44,7 @@ export const EVENT_TYPES: ReadonlyArray<[string, number]> = [
   ['EVENT_TYPE_MNT_ATTACH', K.FAN_MNT_ATTACH],
   ['EVENT_TYPE_MNT_DETACH', K.FAN_MNT_DETACH],
 ];
-const EVENT_BIT = new Map(EVENT_TYPES);
+const EVENT_BIT = new Map<unknown, number>(EVENT_TYPES);
 /** [mask bit, EventType number]: the list above is in enum order, from 1. */
 export const EVENT_TYPE_NUMBERS: ReadonlyArray<[number, number]> = EVENT_TYPES.map(([, bit], i) => [bit, i + 1]);
 
@@ -81,18 +92,20 @@ export interface SubscribeRequest {
   skipPidVerification: boolean;
 }
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
+/** The fields of Subscribe that are plain flags. */
+type SubscribeFlag = 'report_tid' | 'report_target_fid' | 'report_fd_error';
+
 /** Validate a Subscribe message against the API and this kernel. */
-export function parseSubscribe(msg: any, limits: SubscribeLimits, kernel: KernelFeatures): SubscribeRequest {
+export function parseSubscribe(msg: Subscribe__Output, limits: SubscribeLimits, kernel: KernelFeatures): SubscribeRequest {
   const invalid = (text: string) => new ApiError(grpc.status.INVALID_ARGUMENT, `Subscribe: ${text}`);
   const unsupported = (text: string) => new ApiError(grpc.status.FAILED_PRECONDITION, `Subscribe: ${text}`);
 
   // A field left out reads as its zero value, as in proto3.
-  const groupClass = GROUP_CLASSES[(msg?.group_class ?? 'GROUP_CLASS_UNSPECIFIED') as string];
-  if (!groupClass) throw invalid(`group_class ${String(msg?.group_class)} is unknown`);
+  const groupClass = GROUP_CLASSES[msg.group_class ?? 'GROUP_CLASS_UNSPECIFIED'];
+  if (!groupClass) throw invalid(`group_class ${String(msg.group_class)} is unknown`);
   if (!kernel.classes[groupClass]) throw unsupported(`this kernel (${kernel.release}) does not support ${msg.group_class}`);
 
-  const marksIn: any[] = Array.isArray(msg.marks) ? msg.marks : [];
+  const marksIn: Mark__Output[] = Array.isArray(msg.marks) ? msg.marks : [];
   if (marksIn.length === 0) throw invalid('marks is empty; give at least one Mark with a path and events');
   if (marksIn.length > limits.maxMarksPerWatch) {
     throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `Subscribe: ${marksIn.length} marks exceed the limit of ${limits.maxMarksPerWatch} per watch`);
@@ -106,16 +119,14 @@ export function parseSubscribe(msg: any, limits: SubscribeLimits, kernel: Kernel
   if (verdictTimeoutMs > limits.maxVerdictTimeoutMs) {
     throw invalid(`verdict_timeout_ms ${verdictTimeoutMs} exceeds the daemon's maximum of ${limits.maxVerdictTimeoutMs}`);
   }
-  const td = msg.timeout_decision ?? 'DECISION_UNSPECIFIED';
-  const timeoutDecision: Decision | undefined = td === 'DECISION_UNSPECIFIED' ? 'allow' : DECISIONS[td as string];
-  if (!timeoutDecision) throw invalid(`timeout_decision ${String(td)} is unknown; use DECISION_ALLOW or DECISION_DENY`);
+  const timeoutDecision = parseTimeoutDecision(msg.timeout_decision, groupClass);
 
   let maxBatchEvents = Number(msg.max_batch_events ?? 0);
   if (maxBatchEvents === 0) maxBatchEvents = limits.defaultMaxBatchEvents;
   if (maxBatchEvents > limits.maxBatchEvents) {
     throw invalid(`max_batch_events ${maxBatchEvents} exceeds the daemon's maximum of ${limits.maxBatchEvents}`);
   }
-  const flag = (field: string, bit: number): boolean => {
+  const flag = (field: SubscribeFlag, bit: number): boolean => {
     const on = msg[field] === true;
     if (on && !kernel.initFlags.get(bit)) throw unsupported(`this kernel (${kernel.release}) does not support ${field}`);
     return on;
@@ -124,14 +135,34 @@ export function parseSubscribe(msg: any, limits: SubscribeLimits, kernel: Kernel
   const reportTargetFid = flag('report_target_fid', K.FAN_REPORT_TARGET_FID);
   const reportFdError = flag('report_fd_error', K.FAN_REPORT_FD_ERROR);
   const rm = msg.report_mode ?? 'REPORT_MODE_UNSPECIFIED';
-  if (!(rm in REPORT_MODE_OF)) throw invalid(`report_mode ${String(rm)} is unknown`);
-  const reportMode = REPORT_MODE_OF[rm as string];
+  if (!Object.hasOwn(REPORT_MODE_OF, rm)) throw invalid(`report_mode ${String(rm)} is unknown`);
+  const reportMode = REPORT_MODE_OF[rm];
   if (reportMode === 'dfid_name' && !kernel.initFlags.get(K.FAN_REPORT_NAME)) throw unsupported(`this kernel (${kernel.release}) does not support REPORT_MODE_DFID_NAME`);
   const skipPidVerification = msg.skip_pid_verification === true;
   return { group: { groupClass, marks, audit, reportTid, reportTargetFid, reportFdError, reportMode }, verdictTimeoutMs, timeoutDecision, maxBatchEvents, skipPidVerification };
 }
 
-const MARK_FLAG_FIELDS: ReadonlyArray<[string, number]> = [
+/**
+ * What the kernel is told when a verdict does not come. A permission watch
+ * must say it: fail open or fail closed is a choice for whoever runs the
+ * policy, never a default nobody chose. A notification watch has no
+ * verdicts, so its value does not matter.
+ */
+function parseTimeoutDecision(td: Decision__Output | undefined, groupClass: GroupClass): Decision {
+  if (td === undefined || td === 'DECISION_UNSPECIFIED') {
+    if (groupClass === 'notif') return 'allow';
+    throw new ApiError(
+      grpc.status.INVALID_ARGUMENT,
+      'Subscribe.timeout_decision is required for permission classes: DECISION_ALLOW (fail open) or DECISION_DENY (fail closed)',
+    );
+  }
+  const decision = DECISIONS[td];
+  if (!decision) throw new ApiError(grpc.status.INVALID_ARGUMENT, `Subscribe: timeout_decision ${String(td)} is unknown; use DECISION_ALLOW or DECISION_DENY`);
+  return decision;
+}
+
+type MarkFlag = 'dont_follow' | 'only_dir' | 'evictable' | 'ignore' | 'ignore_survives_modify';
+const MARK_FLAG_FIELDS: ReadonlyArray<[MarkFlag, number]> = [
   ['dont_follow', K.FAN_MARK_DONT_FOLLOW],
   ['only_dir', K.FAN_MARK_ONLYDIR],
   ['evictable', K.FAN_MARK_EVICTABLE],
@@ -140,14 +171,14 @@ const MARK_FLAG_FIELDS: ReadonlyArray<[string, number]> = [
 ];
 
 /** A Mark message, validated for a watch of the given class. `where` prefixes every message. */
-export function parseMark(m: any, where: string, groupClass: GroupClass, kernel: KernelFeatures): MarkSpec {
+export function parseMark(m: Mark__Output | null | undefined, where: string, groupClass: GroupClass, kernel: KernelFeatures): MarkSpec {
   const invalid = (text: string) => new ApiError(grpc.status.INVALID_ARGUMENT, `${where}: ${text}`);
   if (!m || typeof m !== 'object') throw invalid('mark is missing');
-  const path = m?.path;
+  const path: unknown = m.path;
   if (typeof path !== 'string' || path === '') throw invalid('path is missing; give an absolute path');
   if (!path.startsWith('/')) throw invalid(`path "${path}" is relative; give an absolute path`);
   if (path.includes('\0')) throw invalid('path contains a NUL byte');
-  const scope = MARK_SCOPES[(m.scope ?? 'MARK_SCOPE_UNSPECIFIED') as string];
+  const scope = MARK_SCOPES[m.scope ?? 'MARK_SCOPE_UNSPECIFIED'];
   if (!scope) throw invalid(`scope ${String(m.scope)} is unknown`);
   if (!kernel.scopes[scope]) {
     throw new ApiError(grpc.status.FAILED_PRECONDITION, `${where}: this kernel (${kernel.release}) does not support ${m.scope}`);
@@ -201,11 +232,11 @@ export interface VerdictRequest {
 }
 
 /** Verdicts of a VerdictBatch, validated against the watch they are for. */
-export function parseVerdicts(msg: any, watch: { groupClass: GroupClass; audit: boolean } = { groupClass: 'content', audit: false }): VerdictRequest[] {
-  const list: any[] = Array.isArray(msg?.verdicts) ? msg.verdicts : [];
+export function parseVerdicts(msg: VerdictBatch__Output | null | undefined, watch: { groupClass: GroupClass; audit: boolean } = { groupClass: 'content', audit: false }): VerdictRequest[] {
+  const list = Array.isArray(msg?.verdicts) ? msg.verdicts : [];
   return list.map((v, i) => {
     const invalid = (text: string) => new ApiError(grpc.status.INVALID_ARGUMENT, `verdicts[${i}]: ${text}`);
-    const decision = DECISIONS[v?.decision as string];
+    const decision = DECISIONS[v?.decision];
     if (!decision) throw invalid(`decision ${String(v?.decision)} is not DECISION_ALLOW or DECISION_DENY`);
     const cache = v.cache === true;
     if (cache && decision !== 'allow') throw invalid('cache applies to DECISION_ALLOW only: the kernel allows what it ignores');
@@ -227,26 +258,25 @@ export function parseVerdicts(msg: any, watch: { groupClass: GroupClass; audit: 
   });
 }
 
-export function parseFlushScope(msg: any): MarkScope {
-  const scope = MARK_SCOPES[(msg?.scope ?? 'MARK_SCOPE_UNSPECIFIED') as string];
+export function parseFlushScope(msg: FlushMarks__Output | null | undefined): MarkScope {
+  const scope = MARK_SCOPES[msg?.scope ?? 'MARK_SCOPE_UNSPECIFIED'];
   if (!scope) throw new ApiError(grpc.status.INVALID_ARGUMENT, `FlushMarks: scope ${String(msg?.scope)} is unknown`);
   return scope;
 }
-/* eslint-enable @typescript-eslint/no-explicit-any */
 
-const REPORT_MODES: Record<ReportMode, string> = { fd: 'REPORT_MODE_FD', dfid_name: 'REPORT_MODE_DFID_NAME', mnt: 'REPORT_MODE_MNT' };
+const REPORT_MODES: Record<ReportMode, ReportMode__Output> = { fd: 'REPORT_MODE_FD', dfid_name: 'REPORT_MODE_DFID_NAME', mnt: 'REPORT_MODE_MNT' };
 const REPORT_MODE_OF: Record<string, ReportMode | undefined> = {
   REPORT_MODE_UNSPECIFIED: undefined,
   ...Object.fromEntries(Object.entries(REPORT_MODES).map(([mode, name]) => [name, mode as ReportMode])),
 };
-export function reportModeName(mode: ReportMode): string {
+export function reportModeName(mode: ReportMode): ReportMode__Output {
   return REPORT_MODES[mode];
 }
-export function decisionName(d: Decision): string {
+export function decisionName(d: Decision): Decision__Output {
   return d === 'allow' ? 'DECISION_ALLOW' : 'DECISION_DENY';
 }
 
-export function overflowToProto(o: OverflowNotice) {
+export function overflowToProto(o: OverflowNotice): Overflow {
   return {
     source: o.source === 'kernel' ? 'OVERFLOW_SOURCE_KERNEL' : 'OVERFLOW_SOURCE_CLIENT',
     dropped: o.dropped,

@@ -1,18 +1,26 @@
-// The one place errors become gRPC statuses. Branches on error classes and
-// errno codes, never on message text.
+// The one place errors become gRPC statuses. Branches on error codes and
+// errno names, never on message text, and on FanotifydError's stable codes
+// rather than the kernel layer's classes: importing those would load the
+// FFI (koffi) into every unit test of the API layer.
 import * as grpc from '@grpc/grpc-js';
-import { SyscallError } from '../kernel/ffi';
-import { GroupSpecError } from '../kernel/group';
+import { FanotifydError } from '../common/errors';
 
 /** An error that already knows its status; the message tells the client what to fix. */
-export class ApiError extends Error {
+export class ApiError extends FanotifydError {
   constructor(
     readonly status: grpc.status,
     message: string,
   ) {
-    super(message);
-    this.name = 'ApiError';
+    super('EAPI', message);
   }
+}
+
+/** src/kernel/group.ts GroupSpecError: a group or mark the kernel would refuse, said before asking it. */
+const GROUP_SPEC_CODE = 'EGROUPSPEC';
+
+/** src/kernel/ffi.ts SyscallError: its code is the errno name, and it names the call. */
+function isSyscallError(err: unknown): err is FanotifydError & { syscall: string; errno: number } {
+  return err instanceof FanotifydError && typeof (err as { syscall?: unknown }).syscall === 'string';
 }
 
 const ERRNO_STATUS: Record<string, grpc.status> = {
@@ -50,8 +58,8 @@ export function toStatus(err: unknown): { code: grpc.status; details: string } {
     return err as { code: grpc.status; details: string };
   }
   if (err instanceof ApiError) return { code: err.status, details: err.message };
-  if (err instanceof GroupSpecError) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
-  if (err instanceof SyscallError) {
+  if (err instanceof FanotifydError && err.code === GROUP_SPEC_CODE) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
+  if (isSyscallError(err)) {
     const hint = ERRNO_HINT[err.code];
     return {
       code: ERRNO_STATUS[err.code] ?? grpc.status.INTERNAL,
@@ -65,7 +73,7 @@ export function toStatus(err: unknown): { code: grpc.status; details: string } {
   return { code: grpc.status.INTERNAL, details: `internal error: ${(err as Error)?.message ?? String(err)}` };
 }
 
-export function toServiceError(err: unknown): Partial<grpc.StatusObject> {
-  const { code, details } = toStatus(err);
-  return { code, details };
+/** The kernel's errno name when a system call failed (MarkResult.errno), else "". */
+export function errnoName(err: unknown): string {
+  return isSyscallError(err) ? err.code : '';
 }

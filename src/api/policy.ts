@@ -1,5 +1,6 @@
 // Authorization: which client may mark what. A policy file lists rules;
-// the first rule whose pattern matches one of the client's names applies.
+// the first rule whose pattern matches one of the client's names (a whole
+// name, never part of one) applies.
 // With no policy file every client may do everything (the unix socket's
 // mode and group are then the only gate); with one, a client no rule
 // matches may do nothing.
@@ -7,6 +8,7 @@ import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import type { GroupClass, MarkSpec } from '../kernel/group';
 import { ApiError } from './errors';
+import { describeIdentity, type ClientIdentity } from './identity';
 import type { PolicyRule } from './policy-file';
 export { loadPolicy, PolicyError, type PolicyRule } from './policy-file';
 
@@ -20,6 +22,14 @@ function under(p: string, prefix: string): boolean {
   return prefix === '/' || p === prefix || p.startsWith(prefix + '/');
 }
 
+/** The rule that applies to a client, its place in the file, and how messages name it. */
+export interface RuleMatch {
+  rule: PolicyRule;
+  index: number;
+  /** 'policy rule #0 ("local")' */
+  name: string;
+}
+
 export class Authorizer {
   /** undefined: no policy configured, everything allowed. */
   constructor(private rules?: PolicyRule[]) {}
@@ -28,30 +38,34 @@ export class Authorizer {
     this.rules = rules;
   }
 
-  /** The rule for a client (by its comma-separated names), with its index. */
-  ruleFor(identity: string): { rule: PolicyRule; index: number } | undefined {
+  /** The first rule matching one of the client's names; undefined with no policy or no match. */
+  ruleFor(identity: ClientIdentity): RuleMatch | undefined {
     if (!this.rules) return undefined;
-    const names = identity.split(',');
-    const index = this.rules.findIndex((r) => names.some((n) => globMatch(r.match, n)));
-    return index < 0 ? undefined : { rule: this.rules[index], index };
+    const index = this.rules.findIndex((r) => identity.names.some((n) => globMatch(r.match, n)));
+    if (index < 0) return undefined;
+    const rule = this.rules[index];
+    return { rule, index, name: `policy rule #${index} (${JSON.stringify(rule.match)})` };
   }
 
-  private require(identity: string): { rule: PolicyRule; name: string } | undefined {
+  private require(identity: ClientIdentity): RuleMatch | undefined {
     if (!this.rules) return undefined;
     const found = this.ruleFor(identity);
-    if (!found) throw new ApiError(grpc.status.PERMISSION_DENIED, `no policy rule matches client "${identity}"`);
-    return { rule: found.rule, name: `policy rule #${found.index} ("${found.rule.match}")` };
+    if (!found) throw new ApiError(grpc.status.PERMISSION_DENIED, `no policy rule matches client ${describeIdentity(identity)}`);
+    return found;
   }
 
-  checkGetInfo(identity: string): void {
+  checkGetInfo(identity: ClientIdentity): void {
     const r = this.require(identity);
     if (r && !r.rule.getInfo) throw new ApiError(grpc.status.PERMISSION_DENIED, `${r.name} does not allow GetInfo`);
   }
 
-  /** Check a watch (or a mark added to one); activeWatches counts this rule's watches. */
-  checkWatch(identity: string, groupClass: GroupClass, marks: MarkSpec[], activeWatches?: (rule: PolicyRule) => number): void {
+  /**
+   * Check a watch's class and marks (or a mark added to one). Returns the
+   * rule that allowed it, whose watch limit the registry applies.
+   */
+  checkWatch(identity: ClientIdentity, groupClass: GroupClass, marks: readonly MarkSpec[]): RuleMatch | undefined {
     const r = this.require(identity);
-    if (!r) return;
+    if (!r) return undefined;
     if (groupClass !== 'notif' && !r.rule.permission) {
       throw new ApiError(grpc.status.PERMISSION_DENIED, `${r.name} does not allow permission events (group_class ${groupClass.toUpperCase()})`);
     }
@@ -70,8 +84,6 @@ export class Authorizer {
         throw new ApiError(grpc.status.PERMISSION_DENIED, `${r.name} does not allow marks on ${real} (allowed: ${r.rule.paths.join(', ') || 'none'})`);
       }
     }
-    if (activeWatches && activeWatches(r.rule) >= r.rule.maxWatches) {
-      throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `${r.name} allows at most ${r.rule.maxWatches} concurrent watches`);
-    }
+    return r;
   }
 }

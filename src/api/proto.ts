@@ -3,6 +3,8 @@
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import type { ProtoGrpcType } from './gen/fanotify';
+import type { FanotifyDefinition } from './gen/fanotify/v1/Fanotify';
 
 /** Root of the proto tree in the package (dist/src/service -> repo root). */
 export const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');
@@ -21,18 +23,18 @@ export const LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: [PROTO_DIR],
 };
 
-export function loadFanotifyPackage(): grpc.GrpcObject {
+export function loadFanotifyPackage(): ProtoGrpcType {
   const def = protoLoader.loadSync(FANOTIFY_PROTO, LOADER_OPTIONS);
-  return grpc.loadPackageDefinition(def);
+  // The generated ProtoGrpcType describes what loadPackageDefinition builds
+  // from this .proto with these options; grpc-js can only return it untyped.
+  return grpc.loadPackageDefinition(def) as unknown as ProtoGrpcType;
 }
 
-export function fanotifyService(): grpc.ServiceDefinition {
-  const pkg = loadFanotifyPackage() as any;
-  return pkg.fanotify.v1.Fanotify.service as grpc.ServiceDefinition;
+export function fanotifyService(): FanotifyDefinition {
+  return loadFanotifyPackage().fanotify.v1.Fanotify.service;
 }
 
 /** A client constructor for fanotify.v1.Fanotify (used by the CLI and tests). */
 export function fanotifyClientConstructor(): grpc.ServiceClientConstructor {
-  const pkg = loadFanotifyPackage() as any;
-  return pkg.fanotify.v1.Fanotify as grpc.ServiceClientConstructor;
+  return loadFanotifyPackage().fanotify.v1.Fanotify as unknown as grpc.ServiceClientConstructor;
 }

@@ -12,7 +12,8 @@ process.env.UV_THREADPOOL_SIZE ??= '8';
 import * as grpc from '@grpc/grpc-js';
 import { probeKernel } from '../kernel/probe';
 import { EventPump } from '../kernel/pump';
-import { FanotifyService, serviceDefinition } from '../api/fanotify-service';
+import { FanotifyService, serviceDefinition } from '../api/service';
+import { kernelWatchFactory } from '../api/kernel-watch-factory';
 import { Authorizer, loadPolicy } from '../api/policy';
 import { fanotifyService } from '../api/proto';
 import { addHealth, addReflection } from '../api/reflection';
@@ -59,7 +60,7 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   const pump = new EventPump();
-  const service = new FanotifyService(pump, kernel, cfg, log, VERSION, authorizer);
+  const service = new FanotifyService(kernelWatchFactory(pump, kernel, log), kernel, cfg, log, VERSION, authorizer);
   const server = new grpc.Server({
     'grpc.max_receive_message_length': cfg.maxMessageBytes,
     'grpc.max_send_message_length': cfg.maxMessageBytes,

@@ -3,7 +3,7 @@
 // work for them; only the verdict latency histogram is fed per verdict.
 import * as http from 'node:http';
 import * as client from 'prom-client';
-import type { FanotifyService } from '../api/fanotify-service';
+import type { FanotifyService } from '../api/service';
 import type { WatchStats } from '../watch/watch';
 import type { AuditTrail } from './audit';
 import { ConfigError, isLoopback, parseAddress } from './config';

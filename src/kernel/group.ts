@@ -1,6 +1,7 @@
 // A fanotify group: which fanotify_init flags a subscription needs, and the
 // calls that create the group and place its marks.
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as K from './constants';
 import * as ffi from './ffi';
 import { FanotifydError } from '../common/errors';
@@ -188,7 +189,16 @@ const SYSFS_MAGIC = 0x62656572;
  * mark there would make it wait on itself. Refuse such marks up front.
  */
 export function checkPermissionTarget(path: string): void {
-  const type = fs.statfsSync(path).type;
+  let type: number;
+  try {
+    type = fs.statfsSync(path).type;
+  } catch (err) {
+    // Said as fanotify_mark's own failure is said (a SyscallError with the
+    // errno name), so a missing path reads the same in every group class.
+    const errno = os.constants.errno[(err as NodeJS.ErrnoException).code as keyof typeof os.constants.errno];
+    if (errno === undefined) throw err;
+    throw new ffi.SyscallError('statfs', errno, path);
+  }
   if (type === PROC_SUPER_MAGIC || type === SYSFS_MAGIC) {
     throw new GroupSpecError(`permission events cannot be marked on ${path}: the daemon itself reads procfs and sysfs`);
   }

@@ -40,19 +40,28 @@ describe('e2e: hostile input', function () {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  /** Send raw frames on a Watch stream; resolve with the status it ends with. */
+  /**
+   * Send raw frames on a Watch stream and half-close it; resolve with the
+   * status it ends with. A frame that is a good Subscribe opens a watch,
+   * which a half-close leaves running: its first response (Subscribed)
+   * resolves as OK, and the stream is cancelled.
+   */
   function rawWatch(frames: Buffer[]): Promise<grpc.StatusObject> {
     const c = bytesClient(daemon.address, '/fanotify.v1.Fanotify/Watch', true);
     return new Promise((resolve) => {
       const call = c.call();
-      call.on('data', () => undefined);
-      call.on('status', (s: grpc.StatusObject) => {
+      const done = (s: grpc.StatusObject) => {
         c.close();
         resolve(s);
+      };
+      call.on('data', () => {
+        done({ code: grpc.status.OK, details: 'subscribed', metadata: new grpc.Metadata() });
+        call.cancel();
       });
+      call.on('status', (s: grpc.StatusObject) => done(s));
       call.on('error', () => undefined);
       for (const f of frames) call.write(f);
-      setTimeout(() => call.end(), 200);
+      call.end();
     });
   }
 
@@ -73,7 +82,7 @@ describe('e2e: hostile input', function () {
       const st = await rawWatch([frame]);
       const name = grpc.status[st.code];
       seen.set(name, (seen.get(name) ?? 0) + 1);
-      // A mutated frame may still be a valid Subscribe (OK after end) or name
+      // A mutated frame may still be a valid Subscribe (OK: subscribed) or name
       // a missing path (NOT_FOUND); it is never an internal error.
       expect(['OK', 'INVALID_ARGUMENT', 'NOT_FOUND', 'FAILED_PRECONDITION'], `frame ${frame.toString('hex')}: ${st.details}`).to.include(name);
       if (name === 'INVALID_ARGUMENT') expect(st.details).to.match(/\S/);
@@ -90,8 +99,8 @@ describe('e2e: hostile input', function () {
       ['an unknown event number', { marks: [{ path: dir, events: [999] }] }, grpc.status.INVALID_ARGUMENT, /999 is not an event type/],
       ['a NUL byte in the path', { marks: [{ path: `${dir}/a\0b`, events: [5] }] }, grpc.status.INVALID_ARGUMENT, /NUL byte/],
       ['a symlink loop', { marks: [{ path: `${loop}/x`, events: [5] }] }, grpc.status.INVALID_ARGUMENT, /ELOOP/],
-      ['a permission mark on /proc', { group_class: 2, marks: [{ path: '/proc/self', events: [16] }] }, grpc.status.INVALID_ARGUMENT, /procfs and sysfs/],
-      ['a permission mark on /sys', { group_class: 2, marks: [{ path: '/sys/kernel', events: [16] }] }, grpc.status.INVALID_ARGUMENT, /procfs and sysfs/],
+      ['a permission mark on /proc', { group_class: 2, timeout_decision: 1, marks: [{ path: '/proc/self', events: [16] }] }, grpc.status.INVALID_ARGUMENT, /procfs and sysfs/],
+      ['a permission mark on /sys', { group_class: 2, timeout_decision: 1, marks: [{ path: '/sys/kernel', events: [16] }] }, grpc.status.INVALID_ARGUMENT, /procfs and sysfs/],
       ['too many marks', { marks: Array.from({ length: 65 }, () => ({ path: dir, events: [5] })) }, grpc.status.RESOURCE_EXHAUSTED, /65 marks exceed the limit of 64/],
       ['a message over the size limit', { marks: [{ path: '/' + 'x'.repeat(70_000), events: [5] }] }, grpc.status.RESOURCE_EXHAUSTED, /./],
     ];
@@ -129,7 +138,7 @@ describe('e2e: hostile input', function () {
       const over = new WatchStream(client, { marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] });
       const st = await over.ended();
       expect(grpc.status[st.code]).to.equal('RESOURCE_EXHAUSTED');
-      expect(st.details).to.match(/client "local" already holds 4 watches/);
+      expect(st.details).to.match(/client "local" already holds 4 watches, the limit per client \(--max-watches-per-identity\)/);
     } finally {
       for (const s of held) s.cancel();
     }

@@ -3,6 +3,7 @@
 // many watches at once.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { connect, runChild, sh, sleep, startDaemon, tempDir, WatchStream, withDaemon, withKernelQueue } from '../fixtures/harness';
 
@@ -31,6 +32,10 @@ describe('e2e: lifecycle and pressure', function () {
         marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }],
       });
       await s.subscribed();
+      // The client has sent all it will (half-closed): the watch goes on until the daemon stops.
+      s.close();
+      // A stream that has not subscribed yet is ended too, not left for the grace period.
+      const idle = new WatchStream(client);
       const openers = [0, 1, 2].map((i) => sh(`cat ${dir}/f${i}`, 30_000));
       await s.until(() => s.events.length >= 3, 10_000, '3 pending permission events');
       const code = await daemon.stop();
@@ -40,8 +45,10 @@ describe('e2e: lifecycle and pressure', function () {
         expect(r.code).to.equal(0);
         expect(r.stdout).to.equal('x');
       }
-      const st = await s.ended();
-      expect(st.code).to.not.equal(0);
+      for (const st of [await s.ended(), await idle.ended()]) {
+        expect(grpc.status[st.code]).to.equal('UNAVAILABLE');
+        expect(st.details).to.equal('the daemon is shutting down');
+      }
       expect(daemon.logs.some((l) => l.includes('"msg":"stopped"'))).to.equal(true);
     } finally {
       client.close();

@@ -86,6 +86,27 @@ describe('e2e: authorization policy', function () {
     b.cancel();
   });
 
+  it('holds the per-rule limit against 20 concurrent Subscribes in dfid_name mode', async () => {
+    // dfid_name mode awaits (a mount fd per marked path) before the group
+    // opens: a limit counted only once the watch is open lets them all by.
+    const streams = Array.from({ length: 20 }, () => new WatchStream(client, { report_mode: 'REPORT_MODE_DFID_NAME', marks: [{ path: allowed, events: ['EVENT_TYPE_CREATE'] }] }));
+    try {
+      const subscribed = (s: WatchStream) => s.responses.some((r) => r.subscribed);
+      await Promise.all(streams.map((s) => s.until(() => subscribed(s) || s.status, 20_000, 'Subscribed or a status')));
+      expect(streams.filter(subscribed).length, 'watches opened').to.equal(2);
+      const refused = streams.filter((s) => s.status);
+      expect(refused.map((s) => grpc.status[s.status!.code])).to.deep.equal(Array(18).fill('RESOURCE_EXHAUSTED'));
+      expect(refused[0].status!.details).to.match(/policy rule #0 \("local"\) allows at most 2 concurrent watches/);
+    } finally {
+      for (const s of streams) s.cancel();
+    }
+    // The next test counts against the same rule: wait until these are gone.
+    for (const s of streams.filter((x) => x.responses.some((r) => r.subscribed))) {
+      const id = s.responses.find((r) => r.subscribed).subscribed.watch_id;
+      await waitForLog(daemon, (l) => l.msg === 'watch closed' && l.watch === id);
+    }
+  });
+
   it('re-reads the policy on SIGHUP without dropping open watches', async () => {
     const kept = new WatchStream(client, { marks: [{ path: allowed, events: ['EVENT_TYPE_OPEN'] }] });
     await kept.subscribed();

@@ -37,6 +37,8 @@ function makeCerts(dir: string): void {
   issue('client', 'ca', '/CN=policy-engine', 'subjectAltName=URI:spiffe://example.org/policy\nextendedKeyUsage=clientAuth\n');
   issue('intruder', 'ca', '/CN=intruder', 'subjectAltName=URI:spiffe://example.org/intruder\nextendedKeyUsage=clientAuth\n');
   issue('stranger', 'otherca', '/CN=stranger', 'extendedKeyUsage=clientAuth\n');
+  // A comma in a CN: joined with other names by commas, it would read as two names, "CN=x" and "local".
+  issue('comma', 'ca', '/CN=x,local', 'extendedKeyUsage=clientAuth\n');
   issue('expired', 'ca', '/CN=expired', 'extendedKeyUsage=clientAuth\n', ['20200101000000Z', '20200102000000Z']);
 }
 
@@ -50,9 +52,15 @@ describe('e2e: TLS with client certificates', function () {
   before(async () => {
     dir = tempDir('fanotifyd-tls-');
     makeCerts(dir);
-    // Only the policy engine's SPIFFE id may do anything.
+    // Only the policy engine's SPIFFE id may do anything over TCP; "local"
+    // (the unix socket) may call GetInfo; the certificate named "CN=x,local" may not.
     const policy = path.join(dir, 'policy.json');
-    fs.writeFileSync(policy, JSON.stringify({ rules: [{ match: 'URI:spiffe://example.org/policy', paths: ['/'], scopes: ['inode'], permission: true, getInfo: true }] }));
+    const rules = [
+      { match: 'URI:spiffe://example.org/policy', paths: ['/'], scopes: ['inode'], permission: true, getInfo: true },
+      { match: 'local', getInfo: true },
+      { match: 'CN=x,local', getInfo: false },
+    ];
+    fs.writeFileSync(policy, JSON.stringify({ rules }));
     daemon = await startDaemon(['--policy', policy, '--listen', '127.0.0.1:0', '--tls-cert', path.join(dir, 'server.crt'), '--tls-key', path.join(dir, 'server.key'), '--tls-client-ca', path.join(dir, 'ca.crt'), '--handshake-timeout-ms', '500']);
     const port = /"127\.0\.0\.1:(\d+)"/.exec(daemon.logs.join('\n'))![1];
     address = `localhost:${port}`;
@@ -106,7 +114,8 @@ describe('e2e: TLS with client certificates', function () {
       const sub = await s.subscribed();
       s.cancel();
       const opened = await waitForLog(daemon, (l) => l.msg === 'watch opened' && l.watch === sub.watch_id);
-      expect(opened.identity).to.equal('CN=policy-engine,URI:spiffe://example.org/policy');
+      expect(opened.identity).to.equal('certificate');
+      expect(opened.names).to.deep.equal(['CN=policy-engine', 'URI:spiffe://example.org/policy']);
     } finally {
       c.close();
       fs.rmSync(dirToWatch, { recursive: true, force: true });
@@ -122,12 +131,23 @@ describe('e2e: TLS with client certificates', function () {
       const s = new WatchStream(c, { marks: [{ path: dirToWatch, events: ['EVENT_TYPE_OPEN'] }] });
       const st = await s.ended();
       expect(grpc.status[st.code]).to.equal('PERMISSION_DENIED');
-      const denied = await waitForLog(daemon, (l) => l.msg === 'denied' && /intruder/.test(l.identity));
-      expect(denied.identity).to.equal('CN=intruder,URI:spiffe://example.org/intruder');
+      const denied = await waitForLog(daemon, (l) => l.msg === 'denied' && l.names?.includes('CN=intruder') && l.what === 'Subscribe');
+      expect(denied.identity).to.equal('certificate');
+      expect(denied.names).to.deep.equal(['CN=intruder', 'URI:spiffe://example.org/intruder']);
+      expect(st.details).to.equal('no policy rule matches client certificate ["CN=intruder","URI:spiffe://example.org/intruder"]');
     } finally {
       c.close();
       fs.rmSync(dirToWatch, { recursive: true, force: true });
     }
+  });
+
+  it('matches a rule against whole names: a certificate whose CN is "x,local" is not "local"', async () => {
+    const c = client('comma');
+    const r = await info(c);
+    c.close();
+    expect(r, 'GetInfo was allowed by the rule for "local"').to.be.instanceOf(Error);
+    expect(grpc.status[r.code]).to.equal('PERMISSION_DENIED');
+    expect(r.details).to.equal('policy rule #2 ("CN=x,local") does not allow GetInfo');
   });
 
   for (const [what, key] of [

@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { type Client, connect, type Daemon, fdCount, getInfo, runChild, sh, sleep, startDaemon, tempDir, WatchStream, withDaemon } from '../fixtures/harness';
+import { type Client, connect, type Daemon, fdCount, getInfo, runChild, sh, sleep, startDaemon, tempDir, waitForLog, WatchStream, withDaemon } from '../fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 /**
@@ -323,12 +323,23 @@ describe('e2e: Watch over a unix socket', function () {
       [{ subscribe: { marks: [{ path: 'rel/x', events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /relative/],
       [{ subscribe: { marks: [{ path: dir, events: [] }] } }, grpc.status.INVALID_ARGUMENT, /events is empty/],
       [{ subscribe: { marks: [{ path: dir, events: ['EVENT_TYPE_OPEN_PERM'] }] } }, grpc.status.INVALID_ARGUMENT, /permission event/],
-      [{ subscribe: { marks: [{ path: `${dir}/missing`, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.NOT_FOUND, /ENOENT/],
+      // A missing path reads the same in every class: the errno name and what it means, no runtime's own wording.
+      [{ subscribe: { marks: [{ path: `${dir}/missing`, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.NOT_FOUND, /^\w+ \/.*\/missing: ENOENT: the path does not exist$/],
+      [
+        { subscribe: { group_class: 'GROUP_CLASS_CONTENT', timeout_decision: 'DECISION_DENY', marks: [{ path: `${dir}/missing`, events: ['EVENT_TYPE_OPEN_PERM'] }] } },
+        grpc.status.NOT_FOUND,
+        /^\w+ \/.*\/missing: ENOENT: the path does not exist$/,
+      ],
+      [
+        { subscribe: { group_class: 'GROUP_CLASS_PRE_CONTENT', marks: [{ path: dir, events: ['EVENT_TYPE_OPEN_PERM'] }] } },
+        grpc.status.INVALID_ARGUMENT,
+        /^Subscribe\.timeout_decision is required for permission classes: DECISION_ALLOW \(fail open\) or DECISION_DENY \(fail closed\)$/,
+      ],
       [{ subscribe: { group_class: 7, marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /group_class/],
-      [{}, grpc.status.INVALID_ARGUMENT, /neither subscribe nor verdicts/],
+      [{}, grpc.status.INVALID_ARGUMENT, /none of subscribe, verdicts, add_mark, remove_mark, flush_marks set/],
       [{ subscribe: { report_mode: 'REPORT_MODE_FD', marks: [{ path: dir, events: ['EVENT_TYPE_CREATE'] }] } }, grpc.status.INVALID_ARGUMENT, /not with REPORT_MODE_FD/],
-      [{ subscribe: { report_mode: 'REPORT_MODE_DFID_NAME', group_class: 'GROUP_CLASS_CONTENT', marks: [{ path: dir, events: ['EVENT_TYPE_OPEN_PERM'] }] } }, grpc.status.INVALID_ARGUMENT, /REPORT_MODE_DFID_NAME is for GROUP_CLASS_NOTIF/],
-      [{ subscribe: { report_mode: 'REPORT_MODE_DFID_NAME', group_class: 'GROUP_CLASS_CONTENT', marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /REPORT_MODE_DFID_NAME is for GROUP_CLASS_NOTIF/],
+      [{ subscribe: { report_mode: 'REPORT_MODE_DFID_NAME', group_class: 'GROUP_CLASS_CONTENT', timeout_decision: 'DECISION_ALLOW', marks: [{ path: dir, events: ['EVENT_TYPE_OPEN_PERM'] }] } }, grpc.status.INVALID_ARGUMENT, /REPORT_MODE_DFID_NAME is for GROUP_CLASS_NOTIF/],
+      [{ subscribe: { report_mode: 'REPORT_MODE_DFID_NAME', group_class: 'GROUP_CLASS_CONTENT', timeout_decision: 'DECISION_ALLOW', marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /REPORT_MODE_DFID_NAME is for GROUP_CLASS_NOTIF/],
       [{ subscribe: { report_mode: 'REPORT_MODE_MNT', marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /REPORT_MODE_MNT is for mount events/],
       [{ subscribe: { report_mode: 9, marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /report_mode 9 is unknown/],
     ];
@@ -349,6 +360,28 @@ describe('e2e: Watch over a unix socket', function () {
     const r = await runChild('cat', [`${dir}/ok`]).done;
     const ev = await healthy.until(() => healthy.events.find((e) => e.process.pid === r.pid), 5000, 'event on the healthy watch');
     expect(ev.path).to.equal(path.join(dir, 'ok'));
+  });
+
+  it('keeps the watch after the client half-closes, and ends it when the client cancels', async () => {
+    // As grpcurl -d does: send Subscribe, close the request side, read on.
+    const s = watch({ marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] }] });
+    s.close();
+    const sub = await s.subscribed();
+    fs.writeFileSync(path.join(dir, 'f'), 'x');
+    const r = await runChild('cat', [path.join(dir, 'f')]).done;
+    await s.until(() => s.events.find((e) => e.process.pid === r.pid), 10_000, 'an event after the half-close');
+    expect(s.status).to.equal(undefined);
+    s.cancel();
+    await waitForLog(daemon, (l) => l.msg === 'watch closed' && l.watch === sub.watch_id);
+  });
+
+  it('reports a refused Subscribe at once when the client half-closes after it', async () => {
+    const s = new WatchStream(client);
+    streams.push(s);
+    s.call.write({ subscribe: { marks: [{ path: `${dir}/missing`, events: ['EVENT_TYPE_OPEN'] }] } });
+    s.call.end();
+    const st = await s.ended();
+    expect(grpc.status[st.code]).to.equal('NOT_FOUND');
   });
 
   it('answers GetInfo with the probed kernel features', async () => {
@@ -395,3 +428,30 @@ describe('e2e: Watch over a unix socket', function () {
     expect(open.length, `daemon fds: ${open.join(', ')}`).to.equal(before);
   });
 });
+
+describe('e2e: limits under concurrent Subscribes (dfid_name mode, which awaits before opening its group)', function () {
+  this.timeout(60_000);
+  const limits: Array<[string, string[]]> = [
+    ['--max-watches', ['--max-watches', '2']],
+    ['--max-watches-per-identity', ['--max-watches-per-identity', '2']],
+  ];
+  for (const [what, args] of limits) {
+    it(`lets no more than 2 of 20 concurrent Subscribes through ${what} 2`, async () => {
+      await withDaemon(args, async ({ client, dir }) => {
+        const streams = Array.from({ length: 20 }, () => new WatchStream(client, { report_mode: 'REPORT_MODE_DFID_NAME', marks: [{ path: dir, events: ['EVENT_TYPE_CREATE'] }] }));
+        try {
+          const subscribed = (s: WatchStream) => s.responses.some((r) => r.subscribed);
+          await Promise.all(streams.map((s) => s.until(() => subscribed(s) || s.status, 20_000, 'Subscribed or a status')));
+          const refused = streams.filter((s) => s.status);
+          expect(streams.filter(subscribed).length, 'watches opened').to.equal(2);
+          expect(refused.map((s) => grpc.status[s.status!.code])).to.deep.equal(Array(18).fill('RESOURCE_EXHAUSTED'));
+          expect(refused[0].status!.details).to.include(what);
+          expect((await getInfo(client)).active_watches).to.equal(2);
+        } finally {
+          for (const s of streams) s.cancel();
+        }
+      });
+    });
+  }
+});
+

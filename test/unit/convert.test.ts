@@ -6,6 +6,9 @@ import { joinEntry } from '../../src/host/enrich';
 import type { KernelFeatures } from '../../src/kernel/probe';
 import { EVENT_TYPES, parseSubscribe, parseVerdicts, typeToBit } from '../../src/api/convert';
 import { ApiError } from '../../src/api/errors';
+import type { Subscribe } from '../../src/api/gen/fanotify/v1/Subscribe';
+import type { VerdictBatch } from '../../src/api/gen/fanotify/v1/VerdictBatch';
+import { subscribeMessage, verdictBatch } from '../fixtures/messages';
 
 const LIMITS = { defaultVerdictTimeoutMs: 5000, maxVerdictTimeoutMs: 60000, defaultMaxBatchEvents: 256, maxBatchEvents: 4096, maxMarksPerWatch: 4 };
 
@@ -36,6 +39,9 @@ function rejects(fn: () => unknown, status: grpc.status, msg: RegExp): void {
 }
 
 const mark = (extra: object = {}) => ({ path: '/tmp', events: ['EVENT_TYPE_OPEN'], ...extra });
+/** A Subscribe as the handler gets it; `as` lets a test send what no typed client would (enum numbers the .proto lacks). */
+const sub = (msg: object) => subscribeMessage(msg as Subscribe);
+const verdicts = (msg: object) => verdictBatch(msg as VerdictBatch);
 
 describe('unit: convert', () => {
   // Mask to names is the encoder's (test/unit/wire.test.ts).
@@ -55,13 +61,13 @@ describe('unit: convert', () => {
   });
 
   it('accepts a good Subscribe and fills in the defaults', () => {
-    const r = parseSubscribe({ group_class: 'GROUP_CLASS_UNSPECIFIED', marks: [mark({ scope: 'MARK_SCOPE_UNSPECIFIED', on_child: true })], verdict_timeout_ms: 0, timeout_decision: 'DECISION_UNSPECIFIED', max_batch_events: 0 }, LIMITS, kernel());
+    const r = parseSubscribe(sub({ group_class: 'GROUP_CLASS_UNSPECIFIED', marks: [mark({ scope: 'MARK_SCOPE_UNSPECIFIED', on_child: true })], verdict_timeout_ms: 0, timeout_decision: 'DECISION_UNSPECIFIED', max_batch_events: 0 }), LIMITS, kernel());
     expect(r.group.groupClass).to.equal('notif');
     expect(r.group.marks).to.deep.equal([{ path: '/tmp', scope: 'inode', mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD, flags: 0 }]);
     expect(r.verdictTimeoutMs).to.equal(5000);
     expect(r.maxBatchEvents).to.equal(256);
     expect(r.timeoutDecision).to.equal('allow');
-    const p = parseSubscribe({ group_class: 'GROUP_CLASS_CONTENT', marks: [mark({ events: ['EVENT_TYPE_OPEN_PERM'], on_dir: true, scope: 'MARK_SCOPE_FILESYSTEM' })], verdict_timeout_ms: 100, timeout_decision: 'DECISION_DENY', max_batch_events: 7 }, LIMITS, kernel());
+    const p = parseSubscribe(sub({ group_class: 'GROUP_CLASS_CONTENT', marks: [mark({ events: ['EVENT_TYPE_OPEN_PERM'], on_dir: true, scope: 'MARK_SCOPE_FILESYSTEM' })], verdict_timeout_ms: 100, timeout_decision: 'DECISION_DENY', max_batch_events: 7 }), LIMITS, kernel());
     expect(p.group.marks[0]).to.deep.equal({ path: '/tmp', scope: 'filesystem', mask: K.FAN_OPEN_PERM | K.FAN_ONDIR, flags: 0 });
     expect([p.verdictTimeoutMs, p.timeoutDecision, p.maxBatchEvents]).to.deep.equal([100, 'deny', 7]);
   });
@@ -89,27 +95,45 @@ describe('unit: convert', () => {
   ];
   for (const [what, msg, status, re, k] of bad) {
     it(`refuses a Subscribe with ${what}`, () => {
-      rejects(() => parseSubscribe({ group_class: 'GROUP_CLASS_NOTIF', ...msg }, LIMITS, k ?? kernel()), status, re);
+      rejects(() => parseSubscribe(sub({ group_class: 'GROUP_CLASS_NOTIF', ...msg }), LIMITS, k ?? kernel()), status, re);
     });
   }
 
+  it('requires a permission watch to state its timeout_decision, and names the field', () => {
+    for (const group_class of ['GROUP_CLASS_CONTENT', 'GROUP_CLASS_PRE_CONTENT']) {
+      for (const timeout_decision of [undefined, 'DECISION_UNSPECIFIED']) {
+        rejects(
+          () => parseSubscribe(sub({ group_class, timeout_decision, marks: [mark({ events: ['EVENT_TYPE_OPEN_PERM'] })] }), LIMITS, kernel()),
+          grpc.status.INVALID_ARGUMENT,
+          /^Subscribe\.timeout_decision is required for permission classes: DECISION_ALLOW \(fail open\) or DECISION_DENY \(fail closed\)$/,
+        );
+      }
+      for (const [name, decision] of [['DECISION_ALLOW', 'allow'], ['DECISION_DENY', 'deny']]) {
+        const r = parseSubscribe(sub({ group_class, timeout_decision: name, marks: [mark({ events: ['EVENT_TYPE_OPEN_PERM'] })] }), LIMITS, kernel());
+        expect(r.timeoutDecision).to.equal(decision);
+      }
+    }
+    // A notification watch has no verdicts to time out.
+    expect(parseSubscribe(sub({ marks: [mark()] }), LIMITS, kernel()).timeoutDecision).to.equal('allow');
+  });
+
   it('parses verdicts and refuses an UNSPECIFIED decision', () => {
-    expect(parseVerdicts({ verdicts: [{ id: '12', decision: 'DECISION_DENY' }, { id: '3', decision: 'DECISION_ALLOW', cache: true }] })).to.deep.equal([
+    expect(parseVerdicts(verdicts({ verdicts: [{ id: '12', decision: 'DECISION_DENY' }, { id: '3', decision: 'DECISION_ALLOW', cache: true }] }))).to.deep.equal([
       { id: 12, decision: 'deny', cache: false, errno: 0, audit: false, auditRule: 0 },
       { id: 3, decision: 'allow', cache: true, errno: 0, audit: false, auditRule: 0 },
     ]);
-    rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_UNSPECIFIED' }] }), grpc.status.INVALID_ARGUMENT, /verdicts\[0\]: decision DECISION_UNSPECIFIED/);
+    rejects(() => parseVerdicts(verdicts({ verdicts: [{ id: '1', decision: 'DECISION_UNSPECIFIED' }] })), grpc.status.INVALID_ARGUMENT, /verdicts\[0\]: decision DECISION_UNSPECIFIED/);
   });
 
   it('checks verdict options against the watch', () => {
     const pre = { groupClass: 'pre_content' as const, audit: false };
-    expect(parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_DENY', errno: 5 }] }, pre)[0].errno).to.equal(5);
-    rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_DENY', errno: 2 }] }, pre), grpc.status.INVALID_ARGUMENT, /errno 2 \(ENOENT\) is not one the kernel accepts/);
-    rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_DENY', errno: 5 }] }, { groupClass: 'content', audit: false }), grpc.status.INVALID_ARGUMENT, /needs a GROUP_CLASS_PRE_CONTENT watch/);
-    rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_ALLOW', errno: 5 }] }, pre), grpc.status.INVALID_ARGUMENT, /DECISION_DENY only/);
-    rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_DENY', cache: true }] }, pre), grpc.status.INVALID_ARGUMENT, /cache applies to DECISION_ALLOW only/);
-    rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_ALLOW', audit: true }] }, pre), grpc.status.INVALID_ARGUMENT, /enable_audit/);
-    rejects(() => parseVerdicts({ verdicts: [{ id: '1', decision: 'DECISION_ALLOW', audit_rule: 3 }] }, { groupClass: 'content', audit: true }), grpc.status.INVALID_ARGUMENT, /audit_rule needs audit/);
+    expect(parseVerdicts(verdicts({ verdicts: [{ id: '1', decision: 'DECISION_DENY', errno: 5 }] }), pre)[0].errno).to.equal(5);
+    rejects(() => parseVerdicts(verdicts({ verdicts: [{ id: '1', decision: 'DECISION_DENY', errno: 2 }] }), pre), grpc.status.INVALID_ARGUMENT, /errno 2 \(ENOENT\) is not one the kernel accepts/);
+    rejects(() => parseVerdicts(verdicts({ verdicts: [{ id: '1', decision: 'DECISION_DENY', errno: 5 }] }), { groupClass: 'content', audit: false }), grpc.status.INVALID_ARGUMENT, /needs a GROUP_CLASS_PRE_CONTENT watch/);
+    rejects(() => parseVerdicts(verdicts({ verdicts: [{ id: '1', decision: 'DECISION_ALLOW', errno: 5 }] }), pre), grpc.status.INVALID_ARGUMENT, /DECISION_DENY only/);
+    rejects(() => parseVerdicts(verdicts({ verdicts: [{ id: '1', decision: 'DECISION_DENY', cache: true }] }), pre), grpc.status.INVALID_ARGUMENT, /cache applies to DECISION_ALLOW only/);
+    rejects(() => parseVerdicts(verdicts({ verdicts: [{ id: '1', decision: 'DECISION_ALLOW', audit: true }] }), pre), grpc.status.INVALID_ARGUMENT, /enable_audit/);
+    rejects(() => parseVerdicts(verdicts({ verdicts: [{ id: '1', decision: 'DECISION_ALLOW', audit_rule: 3 }] }), { groupClass: 'content', audit: true }), grpc.status.INVALID_ARGUMENT, /audit_rule needs audit/);
   });
 
   it('joins a directory and an entry name', () => {

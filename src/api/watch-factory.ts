@@ -1,0 +1,57 @@
+// What a Watch stream needs from the layer below: a watch it can open, feed
+// and close. The daemon passes the kernel's (kernel-watch-factory.ts); unit
+// tests pass a fake, so the stream's state machine and the registry run
+// without root, a kernel or the FFI.
+import type { GroupClass, GroupSpec, MarkScope, MarkSpec, ReportMode } from '../kernel/group';
+import type { Decision, VerdictOptions, WatchOptions, WatchSink, WatchStats } from '../watch/types';
+import type { SubscribeRequest } from './convert';
+
+/** One open watch: the parts of src/watch's Watch a stream uses. */
+export interface WatchHandle {
+  readonly id: string;
+  readonly groupClass: GroupClass;
+  readonly audit: boolean;
+  readonly initFlags: number;
+  readonly reportMode: ReportMode;
+  readonly isClosed: boolean;
+  /** Start delivering to sink. */
+  attach(sink: WatchSink): void;
+  /** The sink can take more after refusing. */
+  resume(): void;
+  verdict(id: number, decision: Decision, opts?: VerdictOptions): boolean;
+  addMark(m: MarkSpec): Promise<void>;
+  removeMark(m: MarkSpec): void;
+  flushMarks(scope: MarkScope): void;
+  /** Answer everything pending and close; idempotent. */
+  close(reason: 'disconnect' | 'shutdown'): void;
+  snapshot(): WatchStats;
+}
+
+/**
+ * A watch made ready by the work that must be awaited (in dfid_name mode,
+ * a mount fd for each marked path). Exactly one of open() and release() is
+ * called, once.
+ */
+export interface PreparedWatch {
+  /**
+   * Open the group and place its marks, synchronously: nothing can happen
+   * between the caller's last look at its state and the group existing.
+   * Whether it returns or throws, the preparation is used up.
+   */
+  open(id: string, options: WatchOptions, onClose: (w: WatchHandle) => void): WatchHandle;
+  /** The watch will not be opened: free what prepare() took. */
+  release(): void;
+}
+
+export interface WatchFactory {
+  /**
+   * Refusals that need the filesystem but open nothing: a permission mark
+   * on procfs or sysfs, a missing path there, a report mode the events
+   * cannot have. Throws what the client is told.
+   */
+  check(spec: GroupSpec): void;
+  /** The same for a mark added to a live watch of this class. */
+  checkMark(groupClass: GroupClass, mark: MarkSpec): void;
+  /** The awaited part of opening a watch; opens no group. */
+  prepare(req: SubscribeRequest): Promise<PreparedWatch>;
+}

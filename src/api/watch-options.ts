@@ -1,0 +1,67 @@
+// The options a watch is opened with: the client's Subscribe within the
+// daemon's limits, and the hooks that report its decisions.
+import type { WatchEvent, WatchOptions } from '../watch/types';
+import type { SubscribeLimits, SubscribeRequest } from './convert';
+
+export interface ServiceLimits extends SubscribeLimits {
+  queueCapacity: number;
+  maxWatches: number;
+  maxPendingPerWatch: number;
+  maxWatchesPerIdentity: number;
+  /** A Watch stream must send Subscribe this soon (the connection handshake time); unset: no limit. */
+  handshakeTimeoutMs?: number;
+  /** The server's largest message (--max-message-bytes); batches stay below it too. */
+  maxMessageBytes?: number;
+}
+
+/** Where audit records go (--audit-file). */
+export interface AuditSink {
+  record(kind: string, fields: Record<string, unknown>): void;
+}
+
+/**
+ * Largest EventBatch message sent (but for a single event, at most a few
+ * tens of KiB): a client with grpc's default 4 MiB receive limit must never
+ * get a message it refuses, which would end its stream.
+ */
+export const MAX_BATCH_BYTES = 1024 * 1024;
+/** A WatchResponse around a batch's events adds a tag and a length: at most 6 bytes. */
+const BATCH_HEADER_BYTES = 6;
+
+export interface WatchHooks {
+  audit?: AuditSink;
+  /** Log and audit fields naming the client. */
+  who: Record<string, unknown>;
+  onVerdictLatency(ms: number): void;
+  /** The watch closed itself after an internal failure. */
+  onFailed(err: Error): void;
+}
+
+export function watchOptions(id: string, req: SubscribeRequest, limits: ServiceLimits, hooks: WatchHooks): WatchOptions {
+  const audit = hooks.audit;
+  return {
+    verdictTimeoutMs: req.verdictTimeoutMs,
+    timeoutDecision: req.timeoutDecision,
+    maxBatchEvents: req.maxBatchEvents,
+    queueCapacity: limits.queueCapacity,
+    // grpc-js would end the stream on a message past its send limit.
+    maxBatchBytes: Math.min(MAX_BATCH_BYTES, (limits.maxMessageBytes ?? Infinity) - BATCH_HEADER_BYTES),
+    maxPending: limits.maxPendingPerWatch,
+    onVerdictLatency: hooks.onVerdictLatency,
+    onDecision: audit
+      ? (item: WatchEvent, allowed: boolean, by: string) =>
+          audit.record('decision', {
+            watch: id,
+            ...hooks.who,
+            event: item.id,
+            path: item.ev.path?.toString('utf8') ?? '',
+            pid: item.ev.process.pid,
+            exe: item.ev.process.exe,
+            decision: allowed ? 'allow' : 'deny',
+            decided_by: by,
+            latency_ms: Date.now() - item.ev.timeMs,
+          })
+      : undefined,
+    onFailed: hooks.onFailed,
+  };
+}

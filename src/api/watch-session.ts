@@ -1,0 +1,379 @@
+// One Watch stream: a state machine from the stream's first request to its
+// status. A stream owns at most one watch for its life: Subscribe opens it,
+// verdicts and mark requests flow into it, batches flow out of it, and
+// whatever ends the stream closes it, which answers every pending
+// permission event.
+//
+//   awaiting-subscribe --Subscribe--> subscribing --opened--> active
+//          |                              |                     |
+//          +------------------------------+---------------------+--> closing --> closed
+//
+// What ends a stream: the client cancels, the daemon shuts down, the watch
+// fails, or a request is refused. A client's half-close (the end of its
+// requests) is none of these: the watch goes on, so a client can send its
+// Subscribe, close its side, and read events until it cancels.
+import * as grpc from '@grpc/grpc-js';
+import * as K from '../kernel/constants';
+import type { Logger } from '../common/log';
+import type { WatchSink } from '../watch/types';
+import * as convert from './convert';
+import { ApiError, errnoName, toStatus } from './errors';
+import type { MarkResult } from './gen/fanotify/v1/MarkResult';
+import type { Subscribe__Output } from './gen/fanotify/v1/Subscribe';
+import type { WatchRequest__Output } from './gen/fanotify/v1/WatchRequest';
+import type { WatchResponse } from './gen/fanotify/v1/WatchResponse';
+import { clientIdentity, identityFields, type ClientIdentity } from './identity';
+import type { Authorizer, RuleMatch } from './policy';
+import type { WatchRegistry, WatchSlot } from './registry';
+import { isUndecodable, undecodableError, type Incoming, type Outgoing } from './service-definition';
+import type { PreparedWatch, WatchFactory, WatchHandle } from './watch-factory';
+import { watchOptions, type AuditSink, type ServiceLimits } from './watch-options';
+import type { KernelFeatures } from '../kernel/probe';
+import { encodeEvent, eventBatch } from './wire';
+
+export type WatchCall = grpc.ServerDuplexStream<Incoming<WatchRequest__Output>, Outgoing<WatchResponse>>;
+
+export type SessionState =
+  | { readonly name: 'awaiting-subscribe'; readonly timer?: NodeJS.Timeout }
+  | { readonly name: 'subscribing'; readonly slot: WatchSlot }
+  | { readonly name: 'active'; readonly slot: WatchSlot; readonly watch: WatchHandle }
+  /** Ended while its watch was being prepared: the slot is held until the preparation settles. */
+  | { readonly name: 'closing'; readonly slot: WatchSlot }
+  | { readonly name: 'closed' };
+
+/** Why a session ended. */
+export type SessionEnd =
+  /** The client went away: there is nobody to tell. */
+  | { readonly kind: 'cancelled' }
+  /** The client's requests ended before any Subscribe: end with OK. */
+  | { readonly kind: 'finished' }
+  | { readonly kind: 'shutdown' }
+  /** A refused request or a failed watch: the status says which. */
+  | { readonly kind: 'error'; readonly error: unknown };
+
+/** What every session of a service shares. */
+export interface SessionContext {
+  readonly registry: WatchRegistry;
+  readonly factory: WatchFactory;
+  readonly authorizer: Authorizer;
+  readonly kernel: KernelFeatures;
+  readonly limits: ServiceLimits;
+  readonly log: Logger;
+  audit(): AuditSink | undefined;
+  onVerdictLatency(ms: number): void;
+  /** The session has ended (the service stops tracking it). */
+  ended(session: WatchSession): void;
+}
+
+const REQUEST_KINDS = 'subscribe, verdicts, add_mark, remove_mark, flush_marks';
+
+export class WatchSession {
+  private current: SessionState;
+  /** The one cancellation signal: aborted, with the SessionEnd, when the stream ends for any reason. */
+  private readonly controller = new AbortController();
+  readonly identity: ClientIdentity;
+  readonly peer: string;
+  private waitingForDrain = false;
+  /** The mark request carried out last (markRequest). */
+  private markQueue: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly call: WatchCall,
+    private readonly ctx: SessionContext,
+  ) {
+    this.identity = clientIdentity(call);
+    this.peer = call.getPeer();
+    // A stream that never subscribes holds a connection and nothing else: it gets the handshake time to do so.
+    const limitMs = ctx.limits.handshakeTimeoutMs;
+    const timer = limitMs
+      ? setTimeout(() => {
+          if (this.current.name === 'awaiting-subscribe') {
+            this.end({ kind: 'error', error: new ApiError(grpc.status.DEADLINE_EXCEEDED, `no Subscribe within ${limitMs} ms of opening the stream; send Subscribe first`) });
+          }
+        }, limitMs)
+      : undefined;
+    this.current = { name: 'awaiting-subscribe', timer };
+    call.on('data', (req: Incoming<WatchRequest__Output>) => this.receive(req));
+    call.on('end', () => this.requestsEnded());
+    call.on('cancelled', () => this.end({ kind: 'cancelled' }));
+    call.on('error', () => this.end({ kind: 'cancelled' }));
+    call.on('close', () => this.end({ kind: 'cancelled' }));
+  }
+
+  get state(): SessionState['name'] {
+    return this.current.name;
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** The watch, while active. */
+  get watch(): WatchHandle | undefined {
+    return this.current.name === 'active' ? this.current.watch : undefined;
+  }
+
+  /** Handle one request; a refused one ends the stream with its status. */
+  receive(req: Incoming<WatchRequest__Output>): void {
+    if (this.current.name === 'closing' || this.current.name === 'closed') return;
+    try {
+      if (isUndecodable(req)) throw undecodableError(req, 'fanotify.v1.WatchRequest');
+      switch (req.request) {
+        case 'subscribe':
+          return this.subscribe(req.subscribe);
+        case 'verdicts':
+          return this.verdicts(req);
+        case 'add_mark':
+        case 'remove_mark':
+        case 'flush_marks':
+          return this.markRequest(req);
+        default:
+          throw new ApiError(grpc.status.INVALID_ARGUMENT, `WatchRequest has none of ${REQUEST_KINDS} set; send subscribe first`);
+      }
+    } catch (err) {
+      this.end({ kind: 'error', error: err });
+    }
+  }
+
+  /** The daemon is shutting down: refuse or close, and tell the client UNAVAILABLE. */
+  shutdown(): void {
+    this.end({ kind: 'shutdown' });
+  }
+
+  /**
+   * The client sent its last request. Before Subscribe, none will come, so
+   * the stream ends with OK; after, the watch goes on until the client
+   * cancels (grpcurl closes its side after sending -d and then reads).
+   */
+  private requestsEnded(): void {
+    if (this.current.name === 'awaiting-subscribe') this.end({ kind: 'finished' });
+  }
+
+  private subscribe(msg: Subscribe__Output | null | undefined): void {
+    if (this.current.name !== 'awaiting-subscribe') {
+      throw new ApiError(grpc.status.FAILED_PRECONDITION, 'Subscribe was already sent on this stream; open another stream for another watch');
+    }
+    if (this.ctx.registry.shuttingDown) throw new ApiError(grpc.status.UNAVAILABLE, 'the daemon is shutting down');
+    const req = convert.parseSubscribe(msg ?? emptySubscribe(), this.ctx.limits, this.ctx.kernel);
+    const rule = this.authorize('Subscribe', () => this.ctx.authorizer.checkWatch(this.identity, req.group.groupClass, req.group.marks));
+    this.ctx.factory.check(req.group);
+    // Every limit is taken here, before the first await.
+    const slot = this.ctx.registry.reserve(this.identity, rule);
+    clearTimeout(this.current.timer);
+    this.current = { name: 'subscribing', slot };
+    this.ctx.factory.prepare(req).then(
+      (prepared) => this.prepared(slot, req, prepared),
+      (err: unknown) => this.preparationFailed(slot, err),
+    );
+  }
+
+  private prepared(slot: WatchSlot, req: convert.SubscribeRequest, prepared: PreparedWatch): void {
+    if (this.current.name === 'subscribing' && this.ctx.registry.shuttingDown) this.end({ kind: 'shutdown' });
+    // The stream ended, or the daemon began shutting down, while this was awaited: open nothing.
+    if (this.current.name !== 'subscribing') {
+      prepared.release();
+      slot.release();
+      this.current = { name: 'closed' };
+      return;
+    }
+    const who = { ...identityFields(this.identity), peer: this.peer };
+    let watch: WatchHandle;
+    try {
+      const options = watchOptions(slot.id, req, this.ctx.limits, {
+        audit: this.ctx.audit(),
+        who,
+        onVerdictLatency: (ms) => this.ctx.onVerdictLatency(ms),
+        onFailed: (err) => this.end({ kind: 'error', error: new ApiError(grpc.status.INTERNAL, `the watch failed and was closed: ${err.message}`) }),
+      });
+      watch = prepared.open(slot.id, options, (w) => this.watchClosed(slot, w, who));
+    } catch (err) {
+      slot.release();
+      this.end({ kind: 'error', error: err });
+      this.current = { name: 'closed' };
+      return;
+    }
+    slot.activate(watch);
+    this.current = { name: 'active', slot, watch };
+    this.announce(watch, req, who);
+    const sink: WatchSink = {
+      encode: encodeEvent,
+      sendEvents: (encoded) => this.send(eventBatch(encoded)),
+      sendOverflow: (notice) => this.send({ overflow: convert.overflowToProto(notice) }),
+    };
+    watch.attach(sink);
+  }
+
+  private preparationFailed(slot: WatchSlot, err: unknown): void {
+    slot.release();
+    if (this.current.name === 'subscribing') this.end({ kind: 'error', error: err });
+    this.current = { name: 'closed' };
+  }
+
+  /** Log, audit and tell the client the watch is open. */
+  private announce(watch: WatchHandle, req: convert.SubscribeRequest, who: Record<string, unknown>): void {
+    const marks = req.group.marks.map((m) => ({ path: m.path, scope: m.scope, mask: m.mask }));
+    this.ctx.log.info('watch opened', { watch: watch.id, ...who, class: req.group.groupClass, marks, report_mode: watch.reportMode });
+    this.ctx.audit()?.record('watch_opened', { watch: watch.id, ...who, class: req.group.groupClass, marks });
+    this.send({
+      subscribed: {
+        watch_id: watch.id,
+        init_flags: watch.initFlags,
+        init_flag_names: K.initFlagNames(watch.initFlags),
+        report_mode: convert.reportModeName(watch.reportMode),
+        verdict_timeout_ms: req.verdictTimeoutMs,
+        timeout_decision: convert.decisionName(req.timeoutDecision),
+        max_batch_events: req.maxBatchEvents,
+        queue_capacity: this.ctx.limits.queueCapacity,
+      },
+    });
+  }
+
+  private watchClosed(slot: WatchSlot, w: WatchHandle, who: Record<string, unknown>): void {
+    slot.release();
+    this.ctx.log.info('watch closed', { watch: w.id, ...who, stats: w.snapshot() });
+    this.ctx.audit()?.record('watch_closed', { watch: w.id, ...who });
+    // Closed from below without onFailed (which follows at once when there is one): end the stream too.
+    if (this.current.name === 'active') {
+      queueMicrotask(() => {
+        if (this.current.name === 'active') this.end({ kind: 'error', error: new ApiError(grpc.status.INTERNAL, 'the watch closed') });
+      });
+    }
+  }
+
+  private activeWatch(what: string): WatchHandle {
+    if (this.current.name === 'active') return this.current.watch;
+    throw new ApiError(
+      grpc.status.FAILED_PRECONDITION,
+      this.current.name === 'subscribing' ? `${what} sent before Subscribed was received; wait for it` : `${what} sent before Subscribe; send Subscribe first`,
+    );
+  }
+
+  private verdicts(req: WatchRequest__Output): void {
+    const w = this.activeWatch('verdicts');
+    for (const v of convert.parseVerdicts(req.verdicts, w)) w.verdict(v.id, v.decision, v);
+  }
+
+  /**
+   * Mark requests are carried out one after another, in the order sent: an
+   * AddMark may await (dfid_name mode opens the path's mount first), and a
+   * RemoveMark or FlushMarks sent after it must not overtake it.
+   */
+  private markRequest(req: WatchRequest__Output): void {
+    const w = this.activeWatch('mark requests');
+    this.markQueue = this.markQueue
+      .then(() => this.carryOutMark(w, req))
+      .then((result) => {
+        if (!this.signal.aborted && !w.isClosed) this.send({ mark_result: result });
+      });
+  }
+
+  /** Carry out one mark request; a failure becomes the result, never the end of the stream. */
+  private async carryOutMark(w: WatchHandle, req: WatchRequest__Output): Promise<MarkResult> {
+    const requestId = (req.add_mark ?? req.remove_mark ?? req.flush_marks)?.request_id ?? '0';
+    try {
+      if (req.request === 'flush_marks') {
+        w.flushMarks(convert.parseFlushScope(req.flush_marks));
+      } else if (req.request === 'add_mark') {
+        const mark = convert.parseMark(req.add_mark?.mark, 'AddMark.mark', w.groupClass, this.ctx.kernel);
+        this.authorize('AddMark', () => this.ctx.authorizer.checkWatch(this.identity, w.groupClass, [mark]));
+        this.ctx.factory.checkMark(w.groupClass, mark);
+        await w.addMark(mark);
+      } else {
+        w.removeMark(convert.parseMark(req.remove_mark?.mark, 'RemoveMark.mark', w.groupClass, this.ctx.kernel));
+      }
+      return { request_id: requestId, code: grpc.status.OK, message: '', errno: '' };
+    } catch (err) {
+      const status = toStatus(err);
+      return { request_id: requestId, code: status.code, message: status.details, errno: errnoName(err) };
+    }
+  }
+
+  /** Run an authorization check; a refusal is logged and audited with who asked, then thrown. */
+  private authorize(what: string, check: () => RuleMatch | undefined): RuleMatch | undefined {
+    try {
+      return check();
+    } catch (err) {
+      const fields = { ...identityFields(this.identity), peer: this.peer, what, reason: (err as Error).message };
+      this.ctx.log.warn('denied', fields);
+      this.ctx.audit()?.record('denied', fields);
+      throw err;
+    }
+  }
+
+  /** Write one response; false: wait for 'drain' (the watch is resumed then). */
+  private send(msg: Outgoing<WatchResponse>): boolean {
+    if (this.call.cancelled || this.call.destroyed) return false;
+    const ok = this.call.write(msg);
+    if (!ok && !this.waitingForDrain) {
+      this.waitingForDrain = true;
+      this.call.once('drain', () => {
+        this.waitingForDrain = false;
+        if (this.current.name === 'active') this.current.watch.resume();
+      });
+    }
+    return ok;
+  }
+
+  /**
+   * End the session, once: abort the signal, leave the state the end finds
+   * it in, and send the status. Later calls do nothing.
+   */
+  private end(why: SessionEnd): void {
+    if (this.controller.signal.aborted) return;
+    this.controller.abort(why);
+    const s = this.current;
+    switch (s.name) {
+      case 'awaiting-subscribe':
+        clearTimeout(s.timer);
+        this.current = { name: 'closed' };
+        break;
+      case 'subscribing':
+        this.current = { name: 'closing', slot: s.slot };
+        break;
+      case 'active':
+        this.current = { name: 'closing', slot: s.slot };
+        s.watch.close(why.kind === 'shutdown' ? 'shutdown' : 'disconnect');
+        this.current = { name: 'closed' };
+        break;
+      case 'closing':
+      case 'closed':
+        break;
+    }
+    this.finish(why);
+  }
+
+  /** Tell the service, and the client when it is still there. */
+  private finish(why: SessionEnd): void {
+    this.ctx.ended(this);
+    if (why.kind === 'cancelled') return;
+    if (why.kind === 'finished') {
+      this.call.end();
+      return;
+    }
+    const status = toStatus(why.kind === 'shutdown' ? new ApiError(grpc.status.UNAVAILABLE, 'the daemon is shutting down') : why.error);
+    if (status.code === grpc.status.INTERNAL) this.ctx.log.error('watch failed', { peer: this.peer, watch: this.watchId(), error: why.kind === 'error' ? why.error : undefined });
+    this.call.emit('error', status);
+  }
+
+  private watchId(): string | undefined {
+    const s = this.current;
+    return s.name === 'subscribing' || s.name === 'active' || s.name === 'closing' ? s.slot.id : undefined;
+  }
+}
+
+/** A Subscribe with every field at its default: what an empty `subscribe` decodes to. */
+function emptySubscribe(): Subscribe__Output {
+  return {
+    group_class: 'GROUP_CLASS_UNSPECIFIED',
+    marks: [],
+    verdict_timeout_ms: 0,
+    timeout_decision: 'DECISION_UNSPECIFIED',
+    max_batch_events: 0,
+    enable_audit: false,
+    report_tid: false,
+    report_target_fid: false,
+    report_fd_error: false,
+    report_mode: 'REPORT_MODE_UNSPECIFIED',
+    skip_pid_verification: false,
+  };
+}
