@@ -37,7 +37,7 @@ const rule = z
       .min(1)
       .describe('Glob over one client name ("*" matches any run of characters): "local" for the unix socket, "CN=name", "DNS:host", "URI:spiffe://..." from a client certificate.'),
     paths: z
-      .array(z.string().startsWith('/', { error: (iss) => `${shown(iss.input)} is not an absolute path` }))
+      .array(z.string().regex(/^\//, { error: (iss) => `${shown(iss.input)} is not an absolute path` }))
       .default([])
       .describe('Path prefixes the client may mark, compared after resolving symlinks and "..". None: no marks.'),
     scopes: z
@@ -46,9 +46,10 @@ const rule = z
       .describe('Mark scopes the client may use.'),
     permission: z.boolean().default(false).describe('May use the permission classes (GROUP_CLASS_CONTENT, GROUP_CLASS_PRE_CONTENT) and so block opens.'),
     maxWatches: z
-      .int({ error: (iss) => (typeof iss.input === 'number' ? `${iss.input} is not an integer` : undefined) })
-      .min(0)
-      .max(2 ** 31 - 1)
+      .number()
+      .int({ error: (iss) => `${shown(iss.input)} is not an integer` })
+      .min(0, { error: (iss) => `${shown(iss.input)} is below 0` })
+      .max(2 ** 31 - 1, { error: (iss) => `${shown(iss.input)} is above 2^31-1` })
       .default(16)
       .describe('Concurrent watches of all clients this rule matches, together.'),
     getInfo: z.boolean().default(false).describe('May call GetInfo.'),
