@@ -93,16 +93,20 @@ export class AuditTrail {
     this.failing = true;
   }
 
+  /** Resolves once everything recorded so far was written (or failed, and was counted). */
+  flush(): Promise<void> {
+    if (!this.inFlight && this.queue.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.idle.push(resolve);
+      if (!this.inFlight && !this.scheduled) this.writeNext();
+    });
+  }
+
   /** Write everything recorded so far, then close the file. Later records are dropped and counted. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.inFlight || this.queue.length > 0) {
-      await new Promise<void>((resolve) => {
-        this.idle.push(resolve);
-        if (!this.inFlight && !this.scheduled) this.writeNext();
-      });
-    }
+    await this.flush();
     fs.closeSync(this.fd);
   }
 
