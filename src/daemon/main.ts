@@ -17,7 +17,7 @@ process.env.UV_THREADPOOL_SIZE ??= '8';
 import * as fsp from 'node:fs/promises';
 import type * as http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
-import { probeKernel } from '../kernel/probe';
+import { probeKernel, type KernelFeatures } from '../kernel/probe';
 import { EventPump } from '../kernel/pump';
 import { FanotifyService, serviceDefinition } from '../api/fanotify-service';
 import { Authorizer } from '../api/policy';
@@ -75,13 +75,8 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** The server built, bound and run until a signal stops it; the exit code. */
-async function serve(cfg: Config, prepared: Prepared, log: Logger): Promise<number> {
-  const kernel = probeKernel();
-  if (!kernel.fanotify) {
-    log.error('this kernel has no usable fanotify (fanotify_init failed); is this root with CONFIG_FANOTIFY?', { kernel: kernel.release });
-    return 1;
-  }
+/** The gRPC server and what it serves, nothing bound yet. */
+function build(cfg: Config, prepared: Prepared, kernel: KernelFeatures, log: Logger) {
   const authorizer = new Authorizer(prepared.policy);
   const pump = new EventPump();
   const service = new FanotifyService(pump, kernel, cfg, log, VERSION, authorizer);
@@ -98,6 +93,17 @@ async function serve(cfg: Config, prepared: Prepared, log: Logger): Promise<numb
   if (metrics) service.onVerdictLatency = (ms) => metrics.verdictLatency.observe(ms / 1000);
   const health = addHealth(server);
   addReflection(server, ['fanotify.v1.Fanotify', 'grpc.health.v1.Health']);
+  return { authorizer, pump, service, server, metrics, health };
+}
+
+/** The server built, bound and run until a signal stops it; the exit code. */
+async function serve(cfg: Config, prepared: Prepared, log: Logger): Promise<number> {
+  const kernel = probeKernel();
+  if (!kernel.fanotify) {
+    log.error('this kernel has no usable fanotify (fanotify_init failed); is this root with CONFIG_FANOTIFY?', { kernel: kernel.release });
+    return 1;
+  }
+  const { authorizer, pump, service, server, metrics, health } = build(cfg, prepared, kernel, log);
 
   // Signal handlers go in before anything is announced: a supervisor may
   // send SIGTERM the moment it reads "serving".
