@@ -1,9 +1,17 @@
-// Command-line flags -> validated configuration. Fails fast naming the flag.
+// The daemon's settings: flags over a config file over defaults, checked
+// by one schema before anything is opened or bound. A problem stops
+// start-up with one line naming the flag or the file's key (exit code 2).
+//
+// Each setting is declared once, in SETTINGS: its flag (also its key in the
+// config file), its schema, its default and its help text. The flag parser,
+// the config file's keys, --help and docs/operations.md's table come from it.
 import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
+import { z } from 'zod';
 import { DEFAULTS } from './defaults';
 import type { Level } from '../common/log';
 import { FanotifydError } from '../common/errors';
+import { firstIssue, plainIssue, shown } from '../common/schema-error';
 
 export interface Config {
   listen: string[];
@@ -38,230 +46,287 @@ export interface Config {
   auditFile?: string;
 }
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
 export class ConfigError extends FanotifydError {
   constructor(message: string) {
     super('ECONFIG', message);
   }
 }
 
-export const USAGE = `Usage: fanotifyd [options]
+/** Node's timers take at most 2^31-1 ms (about 24.8 days); a larger delay fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
-Serves the Linux fanotify API over gRPC (service fanotify.v1.Fanotify).
-
-Options:
-  --listen ADDR                 unix:/path or HOST:PORT; repeatable
-                                (default ${DEFAULTS.listen[0]}). TCP needs TLS, or
-                                --insecure on loopback.
-  --tls-cert FILE, --tls-key FILE, --tls-client-ca FILE
-                                TLS on TCP listeners; client certificates signed by the CA
-                                are required, and a client is named by its certificate
-  --insecure                    allow plain TCP on loopback (logs a warning)
-  --policy FILE                 authorization rules (JSON; docs/security.md); re-read on SIGHUP.
-                                Without it every client that can connect may do everything
-  --socket-group GROUP          group owning the unix sockets (mode 0660)
-  --metrics HOST:PORT           serve Prometheus metrics at /metrics (loopback only; off by default)
-  --audit-file FILE             append a JSON line per watch opened/closed and per permission
-                                decision (off by default)
-  --idle-timeout-ms N           close connections that hold no stream this long (default ${DEFAULTS.idleTimeoutMs})
-  --handshake-timeout-ms N      close connections that have not finished TLS or sent the HTTP/2
-                                preface this long after connecting, or not closed their side this
-                                long after the daemon closed the connection (default ${DEFAULTS.handshakeTimeoutMs})
-  --max-connections N           open connections per listener; more are closed at once (default ${DEFAULTS.maxConnections})
-  --log-level LEVEL             debug, info, warn or error (default ${DEFAULTS.logLevel})
-  --verdict-timeout-ms N        default verdict timeout (default ${DEFAULTS.defaultVerdictTimeoutMs})
-  --max-verdict-timeout-ms N    largest timeout a client may ask for (default ${DEFAULTS.maxVerdictTimeoutMs})
-  --batch-events N              default events per batch (default ${DEFAULTS.defaultMaxBatchEvents})
-  --max-batch-events N          largest batch a client may ask for (default ${DEFAULTS.maxBatchEvents})
-  --queue-capacity N            notifications held per watch for a slow client (default ${DEFAULTS.queueCapacity})
-  --max-watches N               concurrent watches (default ${DEFAULTS.maxWatches})
-  --max-watches-per-identity N  concurrent watches of one client identity (default ${DEFAULTS.maxWatchesPerIdentity})
-  --max-marks-per-watch N       marks in one Subscribe (default ${DEFAULTS.maxMarksPerWatch})
-  --max-message-bytes N         largest gRPC message either way (default ${DEFAULTS.maxMessageBytes})
-  --max-pending-per-watch N     permission events awaiting a verdict per watch; past it
-                                they get the timeout decision at once (default ${DEFAULTS.maxPendingPerWatch})
-  --config FILE                 settings from a JSON file: {"flag-name": value, ...};
-                                flags given here override it
-  -h, --help                    this text
-  --version                     print the version
-`;
-
-const INT_FLAGS = {
-  'verdict-timeout-ms': 'defaultVerdictTimeoutMs',
-  'max-verdict-timeout-ms': 'maxVerdictTimeoutMs',
-  'batch-events': 'defaultMaxBatchEvents',
-  'max-batch-events': 'maxBatchEvents',
-  'queue-capacity': 'queueCapacity',
-  'max-watches': 'maxWatches',
-  'max-marks-per-watch': 'maxMarksPerWatch',
-  'max-message-bytes': 'maxMessageBytes',
-  'max-pending-per-watch': 'maxPendingPerWatch',
-  'idle-timeout-ms': 'idleTimeoutMs',
-  'handshake-timeout-ms': 'handshakeTimeoutMs',
-  'max-connections': 'maxConnections',
-  'max-watches-per-identity': 'maxWatchesPerIdentity',
-} as const;
-
-const OPTIONS = {
-  listen: { type: 'string', multiple: true },
-  'log-level': { type: 'string' },
-  'tls-cert': { type: 'string' },
-  'tls-key': { type: 'string' },
-  'tls-client-ca': { type: 'string' },
-  insecure: { type: 'boolean' },
-  policy: { type: 'string' },
-  'socket-group': { type: 'string' },
-  metrics: { type: 'string' },
-  'audit-file': { type: 'string' },
-  ...Object.fromEntries(Object.keys(INT_FLAGS).map((k) => [k, { type: 'string' as const }])),
-} as const satisfies Record<string, { type: 'string' | 'boolean'; multiple?: boolean }>;
-
-type RawValues = Record<string, string | string[] | boolean | undefined>;
-
-/**
- * A config file: one JSON object whose keys are the flags' names without
- * the dashes (deploy/fanotifyd.json). Flags given on the command line win.
- */
-export function readConfigFile(file: string): RawValues {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new ConfigError(`--config ${file}: ${(err as Error).message}`);
-  }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`--config ${file}: expected a JSON object of flag names and values`);
-  const out: RawValues = {};
-  for (const [key, value] of Object.entries(doc as Record<string, unknown>)) {
-    const opt = (OPTIONS as Record<string, { type: string; multiple?: boolean }>)[key];
-    const where = `--config ${file}: "${key}"`;
-    if (!opt) throw new ConfigError(`${where} is not a setting; the keys are the flags' names: ${Object.keys(OPTIONS).join(', ')}`);
-    if (opt.multiple) {
-      if (!Array.isArray(value) || value.some((x) => typeof x !== 'string')) throw new ConfigError(`${where} must be a list of strings`);
-      out[key] = value as string[];
-    } else if (opt.type === 'boolean') {
-      if (typeof value !== 'boolean') throw new ConfigError(`${where} must be true or false`);
-      out[key] = value;
-    } else if (key in INT_FLAGS) {
-      if (typeof value !== 'number' && typeof value !== 'string') throw new ConfigError(`${where} must be a number`);
-      out[key] = String(value);
-    } else {
-      if (typeof value !== 'string') throw new ConfigError(`${where} must be a string`);
-      out[key] = value;
-    }
-  }
-  return out;
+/** A positive integer: a JSON number, or digits (from a flag, or quoted in the file). */
+function positiveInt(max: number, above: string) {
+  return z.preprocess(
+    (v) => (typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v),
+    z
+      .number({ error: (iss) => `${shown(iss.input)} is not a positive integer` })
+      .int({ error: (iss) => `${shown(iss.input)} is not a positive integer` })
+      .min(1, { error: (iss) => `${shown(iss.input)} is not a positive integer` })
+      .max(max, { error: (iss) => `${shown(iss.input)} is above ${above}` }),
+  );
 }
-
-export function parseConfig(argv: string[]): Config | 'help' | 'version' {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      strict: true,
-      allowPositionals: false,
-      options: { ...OPTIONS, config: { type: 'string' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean' } },
-    });
-  } catch (err) {
-    throw new ConfigError(`${(err as Error).message}\n\n${USAGE}`);
-  }
-  const flags = parsed.values as RawValues;
-  const fromFile = typeof flags.config === 'string' ? readConfigFile(flags.config) : {};
-  // Flags over file over defaults: a flag given replaces the file's value.
-  const v: RawValues = { ...fromFile };
-  for (const [k, value] of Object.entries(flags)) if (value !== undefined) v[k] = value;
-  if (v.help) return 'help';
-  if (v.version) return 'version';
-
-  const cfg: Config = {
-    listen: (v.listen as string[] | undefined) ?? [...DEFAULTS.listen],
-    logLevel: DEFAULTS.logLevel,
-    defaultVerdictTimeoutMs: DEFAULTS.defaultVerdictTimeoutMs,
-    maxVerdictTimeoutMs: DEFAULTS.maxVerdictTimeoutMs,
-    defaultMaxBatchEvents: DEFAULTS.defaultMaxBatchEvents,
-    maxBatchEvents: DEFAULTS.maxBatchEvents,
-    queueCapacity: DEFAULTS.queueCapacity,
-    maxWatches: DEFAULTS.maxWatches,
-    maxMarksPerWatch: DEFAULTS.maxMarksPerWatch,
-    maxMessageBytes: DEFAULTS.maxMessageBytes,
-    maxPendingPerWatch: DEFAULTS.maxPendingPerWatch,
-    maxWatchesPerIdentity: DEFAULTS.maxWatchesPerIdentity,
-    insecure: v.insecure === true,
-    policy: v.policy as string | undefined,
-    socketGroup: v['socket-group'] as string | undefined,
-    idleTimeoutMs: DEFAULTS.idleTimeoutMs,
-    handshakeTimeoutMs: DEFAULTS.handshakeTimeoutMs,
-    maxConnections: DEFAULTS.maxConnections,
-    metrics: v.metrics as string | undefined,
-    auditFile: v['audit-file'] as string | undefined,
-  };
-  const tlsFlags = ['tls-cert', 'tls-key', 'tls-client-ca'].filter((f) => v[f] !== undefined);
-  if (tlsFlags.length > 0) {
-    if (tlsFlags.length < 3) {
-      const missing = ['tls-cert', 'tls-key', 'tls-client-ca'].filter((f) => v[f] === undefined).map((f) => `--${f}`);
-      throw new ConfigError(`${missing.join(', ')}: TLS needs --tls-cert, --tls-key and --tls-client-ca together (client certificates are required)`);
-    }
-    cfg.tls = { cert: v['tls-cert'] as string, key: v['tls-key'] as string, clientCa: v['tls-client-ca'] as string };
-  }
-  const level = v['log-level'];
-  if (level !== undefined) {
-    if (!['debug', 'info', 'warn', 'error'].includes(level as string)) {
-      throw new ConfigError(`--log-level: "${String(level)}" is not one of debug, info, warn, error`);
-    }
-    cfg.logLevel = level as Level;
-  }
-  for (const [flag, key] of Object.entries(INT_FLAGS)) {
-    const raw = v[flag];
-    if (raw === undefined) continue;
-    const n = Number(raw);
-    if (!/^\d+$/.test(String(raw)) || !Number.isSafeInteger(n) || n <= 0 || n > 0xffff_ffff) {
-      throw new ConfigError(`--${flag}: "${String(raw)}" is not a positive integer below 2^32`);
-    }
-    // Node's timers take at most 2^31-1 ms (about 24.8 days); a larger delay would fire at once.
-    if (flag.endsWith('-ms') && n > MAX_TIMER_MS) throw new ConfigError(`--${flag}: ${n} is above the largest timeout, ${MAX_TIMER_MS} ms`);
-    cfg[key] = n;
-  }
-  if (cfg.defaultVerdictTimeoutMs > cfg.maxVerdictTimeoutMs) {
-    throw new ConfigError(`--verdict-timeout-ms (${cfg.defaultVerdictTimeoutMs}) exceeds --max-verdict-timeout-ms (${cfg.maxVerdictTimeoutMs})`);
-  }
-  if (cfg.defaultMaxBatchEvents > cfg.maxBatchEvents) {
-    throw new ConfigError(`--batch-events (${cfg.defaultMaxBatchEvents}) exceeds --max-batch-events (${cfg.maxBatchEvents})`);
-  }
-  for (const addr of cfg.listen) checkListenAddress(addr, cfg);
-  return cfg;
-}
+const count = () => positiveInt(0xffff_ffff, '2^32-1');
+const millis = () => positiveInt(MAX_TIMER_MS, `the largest timeout, ${MAX_TIMER_MS} ms`);
+const file = () => z.string().min(1);
 
 export type ListenAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
 
-/** grpc-js address syntax: unix:/absolute/path, or HOST:PORT ([v6]:PORT). */
-export function parseAddress(addr: string): ListenAddress {
+/** grpc-js address syntax: unix:/absolute/path, or HOST:PORT ([v6]:PORT). A string is what is wrong. */
+function readAddress(addr: string): ListenAddress | string {
   if (addr.startsWith('unix:')) {
     const path = addr.slice('unix:'.length);
-    if (!path.startsWith('/')) throw new ConfigError(`--listen ${addr}: a unix socket path must be absolute (unix:/run/x.sock)`);
+    if (!path.startsWith('/')) return `${addr}: a unix socket path must be absolute (unix:/run/x.sock)`;
     return { kind: 'unix', path };
   }
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d+)$/.exec(addr);
-  if (!m) throw new ConfigError(`--listen ${addr}: expected unix:/path or HOST:PORT`);
+  if (!m) return `${addr}: expected unix:/path or HOST:PORT`;
   const port = Number(m[3]);
-  if (port > 65535) throw new ConfigError(`--listen ${addr}: port ${port} is out of range`);
+  if (port > 65535) return `${addr}: port ${port} is out of range`;
   return { kind: 'tcp', host: m[1] ?? m[2], port };
+}
+
+/** An address the schema accepted. */
+export function parseAddress(addr: string): ListenAddress {
+  const a = readAddress(addr);
+  if (typeof a === 'string') throw new ConfigError(a);
+  return a;
 }
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-function checkListenAddress(addr: string, cfg: Config): void {
-  const a = parseAddress(addr);
-  if (a.kind !== 'tcp' || cfg.tls) return;
-  if (!isLoopback(a.host)) {
-    throw new ConfigError(
-      `--listen ${addr}: plain TCP is allowed only on loopback (127.0.0.1, ::1, localhost); ` +
-        'give --tls-cert, --tls-key and --tls-client-ca for other addresses: anyone who reaches ' +
-        'this port could see every file access and deny opens on this host',
-    );
+const listenAddress = z.string().superRefine((addr, ctx) => {
+  const a = readAddress(addr);
+  if (typeof a === 'string') ctx.addIssue({ code: 'custom', message: a });
+});
+
+const metricsAddress = z.string().superRefine((addr, ctx) => {
+  const a = readAddress(addr);
+  if (typeof a === 'string') ctx.addIssue({ code: 'custom', message: a });
+  else if (a.kind !== 'tcp' || !isLoopback(a.host)) {
+    ctx.addIssue({ code: 'custom', message: `${addr}: give a loopback HOST:PORT (127.0.0.1:9464); metrics name paths and processes of this host` });
   }
-  if (!cfg.insecure) {
-    throw new ConfigError(`--listen ${addr}: plain TCP needs --insecure (any local user could connect), or TLS with --tls-cert, --tls-key and --tls-client-ca`);
+});
+
+interface Setting {
+  schema: z.ZodType;
+  help: string;
+  /** The value's name in --help; none: a switch. */
+  arg?: string;
+  multiple?: boolean;
+  default?: unknown;
+}
+
+/** Every setting, by flag name (also its key in the config file), in --help's order. */
+export const SETTINGS = {
+  listen: { schema: z.array(listenAddress).min(1), arg: 'ADDR', multiple: true, default: DEFAULTS.listen, help: 'unix:/path or HOST:PORT; repeatable. TCP needs TLS, or --insecure on loopback' },
+  'tls-cert': { schema: file(), arg: 'FILE', help: "the daemon's TLS certificate (PEM), for TCP listeners" },
+  'tls-key': { schema: file(), arg: 'FILE', help: 'its private key (PEM)' },
+  'tls-client-ca': { schema: file(), arg: 'FILE', help: 'CA (PEM) that client certificates must be signed by: they are required, and a client is named by its certificate' },
+  insecure: { schema: z.boolean(), default: false, help: 'allow plain TCP on loopback (logs a warning)' },
+  policy: { schema: file(), arg: 'FILE', help: 'authorization rules (JSON, docs/policy.schema.json); re-read on SIGHUP. Without it every client that can connect may do everything' },
+  'socket-group': { schema: z.string().min(1), arg: 'GROUP', help: 'group (name or number) owning the unix sockets (mode 0660)' },
+  metrics: { schema: metricsAddress, arg: 'HOST:PORT', help: 'serve Prometheus metrics at /metrics (loopback only; off by default)' },
+  'audit-file': { schema: file(), arg: 'FILE', help: 'append a JSON line per watch opened/closed and per permission decision (off by default)' },
+  'idle-timeout-ms': { schema: millis(), arg: 'N', default: DEFAULTS.idleTimeoutMs, help: 'close connections that hold no stream this long' },
+  'handshake-timeout-ms': { schema: millis(), arg: 'N', default: DEFAULTS.handshakeTimeoutMs, help: 'close connections that have not finished TLS or sent the HTTP/2 preface this long after connecting, or not closed their side this long after the daemon closed the connection' },
+  'max-connections': { schema: count(), arg: 'N', default: DEFAULTS.maxConnections, help: 'open connections per listener; more are closed at once' },
+  'log-level': { schema: z.enum(['debug', 'info', 'warn', 'error']), arg: 'LEVEL', default: DEFAULTS.logLevel, help: 'debug, info, warn or error' },
+  'verdict-timeout-ms': { schema: millis(), arg: 'N', default: DEFAULTS.defaultVerdictTimeoutMs, help: 'default verdict timeout of a permission watch' },
+  'max-verdict-timeout-ms': { schema: millis(), arg: 'N', default: DEFAULTS.maxVerdictTimeoutMs, help: 'largest verdict timeout a client may ask for' },
+  'batch-events': { schema: count(), arg: 'N', default: DEFAULTS.defaultMaxBatchEvents, help: 'default events per batch' },
+  'max-batch-events': { schema: count(), arg: 'N', default: DEFAULTS.maxBatchEvents, help: 'largest batch a client may ask for' },
+  'queue-capacity': { schema: count(), arg: 'N', default: DEFAULTS.queueCapacity, help: 'notifications held per watch for a slow client' },
+  'max-watches': { schema: count(), arg: 'N', default: DEFAULTS.maxWatches, help: 'concurrent watches' },
+  'max-watches-per-identity': { schema: count(), arg: 'N', default: DEFAULTS.maxWatchesPerIdentity, help: 'concurrent watches of one client identity' },
+  'max-marks-per-watch': { schema: count(), arg: 'N', default: DEFAULTS.maxMarksPerWatch, help: 'marks in one Subscribe' },
+  'max-message-bytes': { schema: count(), arg: 'N', default: DEFAULTS.maxMessageBytes, help: 'largest gRPC message either way' },
+  'max-pending-per-watch': { schema: count(), arg: 'N', default: DEFAULTS.maxPendingPerWatch, help: 'permission events awaiting a verdict per watch; past it they get the timeout decision at once' },
+} as const satisfies Record<string, Setting>;
+
+export type SettingName = keyof typeof SETTINGS;
+/** The settings once validated: a setting without a default may be absent. */
+type Settings = {
+  [K in SettingName]: (typeof SETTINGS)[K] extends { default: unknown } ? z.output<(typeof SETTINGS)[K]['schema']> : z.output<(typeof SETTINGS)[K]['schema']> | undefined;
+};
+
+const TLS_FLAGS = ['tls-cert', 'tls-key', 'tls-client-ca'] as const;
+
+/** Checks between settings: the issue goes on the flag to change. */
+function crossCheck(s: Settings, ctx: z.RefinementCtx): void {
+  const given = TLS_FLAGS.filter((f) => s[f] !== undefined);
+  if (given.length > 0 && given.length < 3) {
+    const missing = TLS_FLAGS.filter((f) => s[f] === undefined);
+    ctx.addIssue({ code: 'custom', path: [missing[0]], message: `missing: TLS needs --tls-cert, --tls-key and --tls-client-ca together (client certificates are required)` });
   }
+  if (s['verdict-timeout-ms'] > s['max-verdict-timeout-ms']) {
+    ctx.addIssue({ code: 'custom', path: ['verdict-timeout-ms'], message: `${s['verdict-timeout-ms']} exceeds --max-verdict-timeout-ms (${s['max-verdict-timeout-ms']})` });
+  }
+  if (s['batch-events'] > s['max-batch-events']) {
+    ctx.addIssue({ code: 'custom', path: ['batch-events'], message: `${s['batch-events']} exceeds --max-batch-events (${s['max-batch-events']})` });
+  }
+  if (given.length === 3) return;
+  s.listen.forEach((addr, i) => {
+    const a = readAddress(addr);
+    if (typeof a === 'string' || a.kind !== 'tcp') return;
+    if (!isLoopback(a.host)) {
+      const message =
+        `${addr}: plain TCP is allowed only on loopback (127.0.0.1, ::1, localhost); give --tls-cert, --tls-key and --tls-client-ca ` +
+        'for other addresses: anyone who reaches this port could see every file access and deny opens on this host';
+      ctx.addIssue({ code: 'custom', path: ['listen', i], message });
+    } else if (!s.insecure) {
+      ctx.addIssue({ code: 'custom', path: ['listen', i], message: `${addr}: plain TCP needs --insecure (any local user could connect), or TLS with --tls-cert, --tls-key and --tls-client-ca` });
+    }
+  });
+}
+
+function toConfig(s: Settings): Config {
+  return {
+    listen: s.listen,
+    logLevel: s['log-level'],
+    defaultVerdictTimeoutMs: s['verdict-timeout-ms'],
+    maxVerdictTimeoutMs: s['max-verdict-timeout-ms'],
+    defaultMaxBatchEvents: s['batch-events'],
+    maxBatchEvents: s['max-batch-events'],
+    queueCapacity: s['queue-capacity'],
+    maxWatches: s['max-watches'],
+    maxMarksPerWatch: s['max-marks-per-watch'],
+    maxMessageBytes: s['max-message-bytes'],
+    maxPendingPerWatch: s['max-pending-per-watch'],
+    maxWatchesPerIdentity: s['max-watches-per-identity'],
+    tls: s['tls-cert'] ? { cert: s['tls-cert'], key: s['tls-key']!, clientCa: s['tls-client-ca']! } : undefined,
+    insecure: s.insecure,
+    policy: s.policy,
+    socketGroup: s['socket-group'],
+    idleTimeoutMs: s['idle-timeout-ms'],
+    handshakeTimeoutMs: s['handshake-timeout-ms'],
+    maxConnections: s['max-connections'],
+    metrics: s.metrics,
+    auditFile: s['audit-file'],
+  };
+}
+
+/** The schema of the merged settings (and of a config file, whose keys may all be left out). */
+export const settingsSchema = z
+  .strictObject(Object.fromEntries(Object.entries(SETTINGS).map(([k, s]) => [k, 'default' in s ? s.schema : s.schema.optional()])) as unknown as { [K in SettingName]: z.ZodType<Settings[K]> })
+  .superRefine((s, ctx) => crossCheck(s, ctx))
+  .transform(toConfig);
+
+const COMMANDS = {
+  config: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} as const;
+
+const OPTIONS = {
+  ...(Object.fromEntries(Object.entries(SETTINGS).map(([k, s]) => [k, { type: 'arg' in s ? 'string' : 'boolean', multiple: 'multiple' in s }])) as Record<
+    SettingName,
+    { type: 'string' | 'boolean'; multiple: boolean }
+  >),
+  ...COMMANDS,
+};
+
+/** Words joined into lines of at most width columns; a word may hold spaces that never break. */
+function wrap(words: string[], indent: number, width = 100): string {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of words) {
+    if (line && indent + line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  lines.push(line);
+  return lines.join(`\n${' '.repeat(indent)}`);
+}
+
+function usage(): string {
+  const row = (left: string, help: string, def?: string) => `  ${left.padEnd(30)} ${wrap([...help.split(' '), ...(def ? [def] : [])], 33)}\n`;
+  let out = 'Usage: fanotifyd [options]\n\nServes the Linux fanotify API over gRPC (service fanotify.v1.Fanotify).\n\nOptions:\n';
+  for (const [name, s] of Object.entries(SETTINGS) as Array<[SettingName, Setting]>) {
+    const def = s.default === undefined || s.default === false ? undefined : `(default ${Array.isArray(s.default) ? s.default.join(', ') : String(s.default)})`;
+    out += row(`--${name}${s.arg ? ` ${s.arg}` : ''}`, s.help, def);
+  }
+  out += row('--config FILE', 'settings from a JSON file: {"flag-name": value, ...} (deploy/fanotifyd.json); flags given here override it');
+  out += row('-h, --help', 'this text');
+  out += row('--version', 'print the version');
+  out += '\nA switch such as --insecure is turned off again with --no-insecure.\n';
+  out += 'Exit status: 0 stopped by SIGTERM or SIGINT; 1 failed while starting or running; 2 bad configuration.\n';
+  return out;
+}
+
+export const USAGE = usage();
+
+type Raw = Record<string, unknown>;
+type Source = { kind: 'flag' } | { kind: 'file'; file: string } | { kind: 'default' };
+
+/** Where the problem is, as the user wrote it: `--metrics`, or `config FILE: listen[1]`. */
+function locate(path: ReadonlyArray<PropertyKey>, sources: Map<string, Source>): string {
+  const key = String(path[0] ?? '');
+  const source = sources.get(key);
+  if (source?.kind === 'file') return `config ${source.file}: ${key}${path.slice(1).map((p) => `[${String(p)}]`).join('')}`;
+  return `--${key}`;
+}
+
+function readConfigFile(name: string): Raw {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(fs.readFileSync(name, 'utf8'));
+  } catch (err) {
+    throw new ConfigError(`config ${name}: ${(err as Error).message}`);
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config ${name}: expected a JSON object of flag names and values`);
+  return doc as Raw;
+}
+
+/** parseArgs's errors, as one line naming the flag. */
+function parseFlags(argv: string[]): Raw {
+  try {
+    return parseArgs({ args: argv, strict: true, allowPositionals: false, allowNegative: true, options: OPTIONS }).values;
+  } catch (err) {
+    const e = err as Error & { code?: string };
+    const flag = /'(-[^' ]+)/.exec(e.message)?.[1];
+    if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new ConfigError(`${flag ?? e.message}: unknown option; fanotifyd --help lists them`);
+    if (e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') throw new ConfigError(`${e.message.split('. ')[0]}: every setting is a --flag`);
+    if (/argument missing/.test(e.message)) throw new ConfigError(`${flag}: needs a value`);
+    if (/does not take an argument/.test(e.message)) throw new ConfigError(`${flag}: is a switch and takes no value (--no-${flag?.slice(2)} turns it off)`);
+    throw new ConfigError(e.message.split('. ')[0]);
+  }
+}
+
+/**
+ * Flags (argv) over the --config file over the defaults, validated.
+ * Throws ConfigError with one line naming the flag or the file's key.
+ */
+export function parseConfig(argv: string[]): Config | 'help' | 'version' {
+  const flags = parseFlags(argv);
+  if (flags.help) return 'help';
+  if (flags.version) return 'version';
+  const sources = new Map<string, Source>();
+  const merged: Raw = {};
+  const take = (values: Raw, source: Source) => {
+    for (const [k, v] of Object.entries(values)) {
+      if (v === undefined || k in COMMANDS) continue;
+      merged[k] = v;
+      sources.set(k, source);
+    }
+  };
+  take(Object.fromEntries(Object.entries(SETTINGS).map(([k, s]) => [k, 'default' in s ? s.default : undefined])), { kind: 'default' });
+  if (typeof flags.config === 'string') {
+    const doc = readConfigFile(flags.config);
+    const unknown = Object.keys(doc).find((k) => !(k in SETTINGS));
+    if (unknown !== undefined) {
+      throw new ConfigError(`config ${flags.config}: ${unknown}: not a setting; the keys are the flags' names: ${Object.keys(SETTINGS).join(', ')}`);
+    }
+    take(doc, { kind: 'file', file: flags.config });
+  }
+  take(flags, { kind: 'flag' });
+  const parsed = settingsSchema.safeParse(merged, { error: plainIssue });
+  if (!parsed.success) {
+    const { path, message } = firstIssue(parsed.error);
+    throw new ConfigError(`${locate(path, sources)}: ${message}`);
+  }
+  return parsed.data;
 }

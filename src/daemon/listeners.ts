@@ -13,25 +13,22 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import * as tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { ConfigError, parseAddress, type Config } from './config';
+import { parseAddress } from './config';
+import { FanotifydError } from '../common/errors';
 import type { Logger } from '../common/log';
+
+/** An address that could not be bound: in use, or a path the daemon will not replace. A failure of the host's state, not of the settings (exit 1). */
+export class ListenError extends FanotifydError {
+  constructor(message: string) {
+    super('ELISTEN', message);
+  }
+}
 
 /** TLS material for TCP listeners: the daemon's certificate and key, and the CA client certificates must come from. */
 export interface TlsFiles {
   cert: Buffer;
   key: Buffer;
   clientCa: Buffer;
-}
-
-export function readTls(tls: NonNullable<Config['tls']>): TlsFiles {
-  const read = (flag: string, file: string) => {
-    try {
-      return fs.readFileSync(file);
-    } catch (err) {
-      throw new ConfigError(`--${flag} ${file}: ${(err as Error).message}`);
-    }
-  };
-  return { cert: read('tls-cert', tls.cert), key: read('tls-key', tls.key), clientCa: read('tls-client-ca', tls.clientCa) };
 }
 
 /** The listeners, for the daemon's shutdown. */
@@ -47,7 +44,8 @@ export interface Listeners {
 export interface ListenOptions {
   /** TLS for TCP listeners; without it TCP is plain (loopback, --insecure). */
   tls?: TlsFiles;
-  socketGroup?: string;
+  /** Group owning the unix sockets (and the directory, if the daemon made it). */
+  socketGid?: number;
   /** Time a connection has to send the HTTP/2 preface, and to close its side once the daemon closed the connection. */
   handshakeTimeoutMs: number;
   /** Open connections per listener (net.Server.maxConnections): more are closed at once. */
@@ -56,7 +54,7 @@ export interface ListenOptions {
 }
 
 export async function bindAll(server: grpc.Server, addrs: string[], opts: ListenOptions): Promise<Listeners> {
-  const gid = opts.socketGroup === undefined ? undefined : groupId(opts.socketGroup);
+  const gid = opts.socketGid;
   const gate = new PrefaceGate(server, opts.handshakeTimeoutMs, opts.maxConnections, opts.log);
   const addresses: string[] = [];
   try {
@@ -185,17 +183,6 @@ class PrefaceGate {
   }
 }
 
-/** A group name (from /etc/group) or number. */
-function groupId(group: string): number {
-  if (/^\d+$/.test(group)) return Number(group);
-  const line = fs
-    .readFileSync('/etc/group', 'utf8')
-    .split('\n')
-    .find((l) => l.split(':')[0] === group);
-  if (!line) throw new ConfigError(`--socket-group ${group}: no such group in /etc/group`);
-  return Number(line.split(':')[2]);
-}
-
 async function bindOne(gate: PrefaceGate, addr: string, files: TlsFiles | undefined, gid?: number): Promise<string> {
   const a = parseAddress(addr);
   if (a.kind === 'tcp') {
@@ -235,7 +222,7 @@ async function listenTcp(gate: PrefaceGate, addr: string, host: string, port: nu
 /** server.listen(), resolving with the port (TCP). */
 function listen(server: net.Server, opts: net.ListenOptions, addr: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once('error', (err) => reject(new ConfigError(`--listen ${addr}: ${err.message}`)));
+    server.once('error', (err) => reject(new ListenError(`--listen ${addr}: ${err.message}`)));
     server.listen(opts, () => {
       // Later errors are failed accepts (EMFILE): the server keeps listening.
       server.removeAllListeners('error');
@@ -253,7 +240,7 @@ async function removeStaleSocket(p: string): Promise<void> {
   } catch {
     return;
   }
-  if (!st.isSocket()) throw new ConfigError(`--listen unix:${p}: the path exists and is not a socket; refusing to remove it`);
+  if (!st.isSocket()) throw new ListenError(`--listen unix:${p}: the path exists and is not a socket; refusing to remove it`);
   const live = await new Promise<boolean>((resolve) => {
     const s = net.connect(p);
     s.once('connect', () => {
@@ -262,6 +249,6 @@ async function removeStaleSocket(p: string): Promise<void> {
     });
     s.once('error', () => resolve(false));
   });
-  if (live) throw new ConfigError(`--listen unix:${p}: another process is serving this socket`);
+  if (live) throw new ListenError(`--listen unix:${p}: another process is serving this socket`);
   fs.unlinkSync(p);
 }

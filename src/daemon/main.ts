@@ -1,7 +1,12 @@
 #!/usr/bin/env node
-// fanotifyd: the daemon's entry point. Probes the kernel, builds the server,
-// binds its listeners, and on SIGINT/SIGTERM answers every pending
-// permission event with ALLOW, closes every group, and exits 0.
+// fanotifyd: the daemon's entry point. Checks every setting and what it
+// names, probes the kernel, builds the server, binds its listeners, and on
+// SIGINT/SIGTERM answers every pending permission event with ALLOW, closes
+// every group and the audit trail, and exits 0.
+//
+// Exit codes: 0 stopped by a signal; 1 failed while starting (no fanotify,
+// an address in use) or running (a fatal error); 2 bad configuration, told
+// in one plain line before anything was bound or created.
 //
 // Everything the process will ever execute is loaded before the first
 // watch exists: once a permission mark is in place, a lazy module load on
@@ -9,56 +14,71 @@
 // can give.
 process.env.UV_THREADPOOL_SIZE ??= '8';
 
+import * as fsp from 'node:fs/promises';
+import type * as http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
-import { probeKernel } from '../kernel/probe';
+import { probeKernel, type KernelFeatures } from '../kernel/probe';
 import { EventPump } from '../kernel/pump';
 import { FanotifyService, serviceDefinition } from '../api/service';
 import { kernelWatchFactory } from '../api/kernel-watch-factory';
-import { Authorizer, loadPolicy } from '../api/policy';
+import { Authorizer } from '../api/policy';
+import { parsePolicy, PolicyError } from '../api/policy-file';
 import { fanotifyService } from '../api/proto';
 import { addHealth, addReflection } from '../api/reflection';
 import { ConfigError, parseConfig, USAGE, type Config } from './config';
-import { bindAll, readTls, type Listeners } from './listeners';
-import { AuditTrail } from './audit';
-import { createLogger } from '../common/log';
-import { createMetrics, serveMetrics } from './metrics';
+import { bindAll, type Listeners } from './listeners';
+import type { AuditTrail } from './audit';
+import { prepare, type Prepared } from './preflight';
+import { createLogger, type Logger } from '../common/log';
+import { createMetrics, serveMetrics, type Metrics } from './metrics';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const VERSION: string = require('../../../package.json').version;
+
+/** Open once start-up has checked the settings; the fatal path writes it out synchronously. */
+let openAudit: AuditTrail | undefined;
+
+/** One plain line for a bad setting or policy file; other errors are not the user's to fix. */
+function configProblem(err: unknown): number {
+  if (err instanceof ConfigError || err instanceof PolicyError) {
+    process.stderr.write(`fanotifyd: ${err.message}\n`);
+    return 2;
+  }
+  throw err;
+}
 
 async function main(argv: string[]): Promise<number> {
   let cfg: Config;
   try {
     const parsed = parseConfig(argv);
-    if (parsed === 'help') {
-      process.stdout.write(USAGE);
-      return 0;
-    }
-    if (parsed === 'version') {
-      process.stdout.write(`fanotifyd ${VERSION}\n`);
+    if (parsed === 'help' || parsed === 'version') {
+      process.stdout.write(parsed === 'help' ? USAGE : `fanotifyd ${VERSION}\n`);
       return 0;
     }
     cfg = parsed;
   } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`fanotifyd: ${err.message}\n`);
-      return 2;
-    }
-    throw err;
+    return configProblem(err);
   }
   const log = createLogger(cfg.logLevel, { service: 'fanotifyd' });
-  let authorizer: Authorizer;
+  let prepared: Prepared;
   try {
-    authorizer = new Authorizer(cfg.policy ? loadPolicy(cfg.policy) : undefined);
+    prepared = prepare(cfg, log);
   } catch (err) {
-    process.stderr.write(`fanotifyd: --policy: ${(err as Error).message}\n`);
-    return 2;
+    return configProblem(err);
   }
-  const kernel = probeKernel();
-  if (!kernel.fanotify) {
-    log.error('this kernel has no usable fanotify (fanotify_init failed); is this root with CONFIG_FANOTIFY?', { kernel: kernel.release });
-    return 1;
+  openAudit = prepared.audit;
+  try {
+    return await serve(cfg, prepared, log);
+  } finally {
+    // Every way out after the file was opened: a stop (its shutdown
+    // decisions are queued by now) or a failed start.
+    await prepared.audit?.close();
   }
+}
+
+/** The gRPC server and what it serves, nothing bound yet. */
+function build(cfg: Config, prepared: Prepared, kernel: KernelFeatures, log: Logger) {
+  const authorizer = new Authorizer(prepared.policy);
   const pump = new EventPump();
   const service = new FanotifyService(kernelWatchFactory(pump, kernel, log), kernel, cfg, log, VERSION, authorizer);
   const server = new grpc.Server({
@@ -67,82 +87,67 @@ async function main(argv: string[]): Promise<number> {
     'grpc.max_connection_idle_ms': cfg.idleTimeoutMs,
   });
   server.addService(serviceDefinition(fanotifyService()), service.implementation());
-  const audit = cfg.auditFile ? new AuditTrail(cfg.auditFile, log) : undefined;
-  service.audit = audit;
+  service.audit = prepared.audit;
   // Only with --metrics: prom-client's default collectors keep an
   // event-loop-delay timer; without metrics an idle daemon never wakes.
-  const metrics = cfg.metrics ? createMetrics(() => service, audit) : undefined;
+  const metrics = cfg.metrics ? createMetrics(() => service, prepared.audit) : undefined;
   if (metrics) service.onVerdictLatency = (ms) => metrics.verdictLatency.observe(ms / 1000);
-  let metricsServer: { server: import('node:http').Server; address: string } | undefined;
   const health = addHealth(server);
   addReflection(server, ['fanotify.v1.Fanotify', 'grpc.health.v1.Health']);
+  return { authorizer, pump, service, server, metrics, health };
+}
+
+/** The server built, bound and run until a signal stops it; the exit code. */
+async function serve(cfg: Config, prepared: Prepared, log: Logger): Promise<number> {
+  const kernel = probeKernel();
+  if (!kernel.fanotify) {
+    log.error('this kernel has no usable fanotify (fanotify_init failed); is this root with CONFIG_FANOTIFY?', { kernel: kernel.release });
+    return 1;
+  }
+  const { authorizer, pump, service, server, metrics, health } = build(cfg, prepared, kernel, log);
 
   // Signal handlers go in before anything is announced: a supervisor may
   // send SIGTERM the moment it reads "serving".
-  let resolveExit!: (code: number) => void;
-  const exited = new Promise<number>((resolve) => (resolveExit = resolve));
-  let stopping = false;
-  let listeners: Listeners | undefined;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info('shutting down', { signal, watches: service.activeWatches });
-    health.setStatus('', 'NOT_SERVING');
-    // Answer the kernel first: no process on the host may wait on a
-    // daemon that is going away.
-    service.shutdown();
-    listeners?.close();
-    // After the grace, cancel what is left, and drop connections whose
-    // peer never closes its side (tryShutdown waits for them to close).
-    const timer = setTimeout(() => {
-      server.forceShutdown();
-      listeners?.destroyAll();
-    }, 2_000);
-    metricsServer?.server.close();
-    server.tryShutdown(() => {
-      clearTimeout(timer);
-      void pump.close().then(() => {
-        log.info('stopped');
-        resolveExit(0);
+  const running: Running = { listeners: undefined, metricsServer: undefined, stopping: false };
+  const exited = new Promise<number>((resolve) => {
+    const stop = (signal: string) => {
+      if (running.stopping) return;
+      running.stopping = true;
+      log.info('shutting down', { signal, watches: service.activeWatches });
+      health.setStatus('', 'NOT_SERVING');
+      // Answer the kernel first: no process on the host may wait on a
+      // daemon that is going away.
+      service.shutdown();
+      closeListeners(running, server, () => {
+        void pump.close().then(() => {
+          log.info('stopped');
+          resolve(0);
+        });
       });
-    });
-  };
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  // SIGHUP re-reads the policy; open watches stay. A broken file keeps the old rules.
-  process.on('SIGHUP', () => {
-    if (!cfg.policy) return;
-    try {
-      authorizer.replace(loadPolicy(cfg.policy));
-      log.info('policy reloaded', { policy: cfg.policy });
-    } catch (err) {
-      log.error('policy reload failed; keeping the previous rules', { error: err });
-    }
+    };
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
   });
+  process.on('SIGHUP', () => void reloadPolicy(cfg, authorizer, log));
 
   if (!cfg.tls && cfg.listen.some((a) => !a.startsWith('unix:'))) {
     log.warn('plain TCP listener (--insecure): any local user can connect, see file accesses and deny opens');
   }
-  try {
-    listeners = await bindAll(server, cfg.listen, {
-      tls: cfg.tls ? readTls(cfg.tls) : undefined,
-      socketGroup: cfg.socketGroup,
-      handshakeTimeoutMs: cfg.handshakeTimeoutMs,
-      maxConnections: cfg.maxConnections,
-      log,
-    });
-    if (cfg.metrics && metrics) metricsServer = await serveMetrics(cfg.metrics, metrics.registry);
-  } catch (err) {
-    log.error('cannot listen', { error: err });
+  if (!(await bind(server, cfg, prepared, metrics, running, log))) {
+    running.stopping = true;
+    closeListeners(running, server, () => undefined);
+    await pump.close();
     return 1;
   }
-  if (stopping) {
-    listeners.close();
+  if (running.stopping) {
+    // A signal came while binding: what was bound just now closes too.
+    running.listeners?.close();
+    running.metricsServer?.close();
     return exited;
   }
   log.info('serving', {
-    listen: listeners.addresses,
-    metrics: metricsServer?.address,
+    listen: running.listeners!.addresses,
+    metrics: running.metricsAddress,
     kernel: kernel.release,
     version: VERSION,
     classes: kernel.classes,
@@ -151,10 +156,82 @@ async function main(argv: string[]): Promise<number> {
   return exited;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err) => {
-    process.stderr.write(`fanotifyd: fatal: ${(err as Error)?.stack ?? String(err)}\n`);
-    process.exit(1);
-  },
-);
+interface Running {
+  listeners?: Listeners;
+  metricsServer?: http.Server;
+  metricsAddress?: string;
+  stopping: boolean;
+}
+
+/**
+ * Metrics first, then the gRPC listeners: an address in use fails the
+ * start before any socket file exists. False (logged) if something could
+ * not be bound; what was bound is in `running` for closeListeners.
+ */
+async function bind(server: grpc.Server, cfg: Config, prepared: Prepared, metrics: Metrics | undefined, running: Running, log: Logger): Promise<boolean> {
+  try {
+    if (cfg.metrics && metrics) {
+      const m = await serveMetrics(cfg.metrics, metrics.registry);
+      running.metricsServer = m.server;
+      running.metricsAddress = m.address;
+    }
+    running.listeners = await bindAll(server, cfg.listen, {
+      tls: prepared.tls,
+      socketGid: prepared.socketGid,
+      handshakeTimeoutMs: cfg.handshakeTimeoutMs,
+      maxConnections: cfg.maxConnections,
+      log,
+    });
+    return true;
+  } catch (err) {
+    log.error('cannot listen', { error: err });
+    return false;
+  }
+}
+
+/**
+ * Stop accepting; after the grace, cancel what is left and drop
+ * connections whose peer never closes its side (tryShutdown waits for
+ * them to close). done() once the gRPC server has shut down.
+ */
+function closeListeners(running: Running, server: grpc.Server, done: () => void): void {
+  running.listeners?.close();
+  running.metricsServer?.close();
+  const timer = setTimeout(() => {
+    server.forceShutdown();
+    running.listeners?.destroyAll();
+  }, 2_000);
+  server.tryShutdown(() => {
+    clearTimeout(timer);
+    done();
+  });
+}
+
+/**
+ * SIGHUP re-reads the policy; open watches stay, and a broken file keeps
+ * the old rules. The file is read on the thread pool: marks exist by now,
+ * and the main thread must stay free to answer its own open.
+ */
+async function reloadPolicy(cfg: Config, authorizer: Authorizer, log: Logger): Promise<void> {
+  if (!cfg.policy) return;
+  try {
+    authorizer.replace(parsePolicy(cfg.policy, await fsp.readFile(cfg.policy, 'utf8')));
+    log.info('policy reloaded', { policy: cfg.policy });
+  } catch (err) {
+    log.error('policy reload failed; keeping the previous rules', { error: err });
+  }
+}
+
+/** A crash: one line with the stack, the audit trail written out, exit 1. */
+function fatal(err: unknown): never {
+  process.stderr.write(`fanotifyd: fatal: ${(err as Error)?.stack ?? String(err)}\n`);
+  try {
+    openAudit?.closeSync();
+  } catch {
+    // Exiting with the first error, not this one.
+  }
+  process.exit(1);
+}
+
+process.on('uncaughtException', fatal);
+main(process.argv.slice(2)).then((code) => process.exit(code), fatal);

@@ -6,7 +6,8 @@ import * as client from 'prom-client';
 import type { FanotifyService } from '../api/service';
 import type { WatchStats } from '../watch/watch';
 import type { AuditTrail } from './audit';
-import { ConfigError, isLoopback, parseAddress } from './config';
+import { parseAddress } from './config';
+import { ListenError } from './listeners';
 
 export interface Metrics {
   registry: client.Registry;
@@ -103,12 +104,10 @@ export function createMetrics(service: () => FanotifyService, audit?: AuditTrail
   return { registry, verdictLatency };
 }
 
-/** Serve /metrics on a loopback address; returns the bound "host:port". */
+/** Serve /metrics on the address --metrics gave (the config's schema allows only loopback); returns the bound "host:port". */
 export function serveMetrics(addr: string, registry: client.Registry): Promise<{ server: http.Server; address: string }> {
   const a = parseAddress(addr);
-  if (a.kind !== 'tcp' || !isLoopback(a.host)) {
-    throw new ConfigError(`--metrics ${addr}: give a loopback HOST:PORT (127.0.0.1:9464); metrics name paths and processes of this host`);
-  }
+  if (a.kind !== 'tcp') throw new ListenError(`--metrics ${addr}: not a HOST:PORT`);
   const server = http.createServer((req, res) => {
     if (req.url !== '/metrics') {
       res.writeHead(404).end('not found: try /metrics\n');
@@ -120,7 +119,7 @@ export function serveMetrics(addr: string, registry: client.Registry): Promise<{
     );
   });
   return new Promise((resolve, reject) => {
-    server.once('error', (err) => reject(new ConfigError(`--metrics ${addr}: ${err.message}`)));
+    server.once('error', (err) => reject(new ListenError(`--metrics ${addr}: ${err.message}`)));
     server.listen(a.port, a.host, () => {
       const port = (server.address() as { port: number }).port;
       resolve({ server, address: `${a.host.includes(':') ? `[${a.host}]` : a.host}:${port}` });

@@ -1,9 +1,28 @@
 // What this kernel supports, found by trying: each class, init flag, mark
-// scope and event bit is tried on a throwaway group and a directory the
-// probe creates. Users' hosts run 5.x to 6.x kernels; nothing is assumed.
+// scope and event bit is tried on a throwaway group with a mark on an
+// existing directory, the root by default. Users' hosts run 5.x to 6.x
+// kernels; nothing is assumed.
+//
+// Nothing is written anywhere: the daemon runs with a read-only root
+// (deploy/daemonset.yaml), so the probe makes no directory of its own. A
+// mark on a directory every process can reach is safe here because of
+// what each mark can report while it exists (microseconds: the group is
+// closed in the same synchronous call, which drops its mark and whatever
+// it queued):
+// - the inode marks, permission ones included, carry neither FAN_ONDIR
+//   nor FAN_EVENT_ON_CHILD. fanotify reports an event on a directory
+//   itself only for a mark with FAN_ONDIR (fanotify(7): "without this
+//   flag, events are created only for files"), and one on the files in it
+//   only with FAN_EVENT_ON_CHILD, so opening or reading "/" or anything
+//   under it makes no permission event and blocks nobody. The one mark
+//   with FAN_ONDIR is an ignore mark, which reports nothing;
+// - the mount, filesystem and mount-namespace marks are in notification
+//   groups: what they catch (every open on the root's mount for those
+//   microseconds) is queued, never waited on, and freed with the group;
+// - directory-entry events (a file made in "/" in that instant) reach a
+//   notification group too.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import * as K from './constants';
 import * as ffi from './ffi';
 
@@ -38,6 +57,10 @@ function tryInit(flags: number): number | undefined {
 }
 
 function tryGroup(initFlags: number, markFlags: number, mask: number, target: string): boolean {
+  // The safety argument at the top of this file, kept by construction.
+  if (mask & K.FAN_PERMISSION_EVENTS && mask & (K.FAN_ONDIR | K.FAN_EVENT_ON_CHILD)) {
+    throw new Error('probe: a permission mark with FAN_ONDIR or FAN_EVENT_ON_CHILD could block other processes');
+  }
   const fd = tryInit(initFlags);
   if (fd === undefined) return false;
   try {
@@ -46,8 +69,8 @@ function tryGroup(initFlags: number, markFlags: number, mask: number, target: st
   } catch {
     return false;
   } finally {
-    // Closing the group removes the mark; no event can be pending on a
-    // directory nobody else knows about.
+    // Closing the group removes the mark and frees what it queued; no
+    // permission event can be pending (see the top of this file).
     ffi.closeFd(fd);
   }
 }
@@ -60,65 +83,71 @@ function readSysctl(name: string): number {
   }
 }
 
-export function probeKernel(): KernelFeatures {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fanotifyd-probe-'));
-  try {
-    const classes = {
-      notif: tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_INODE, K.FAN_OPEN, dir),
-      content: tryGroup(K.FAN_CLASS_CONTENT, K.FAN_MARK_INODE, K.FAN_OPEN, dir),
-      pre_content: tryGroup(K.FAN_CLASS_PRE_CONTENT, K.FAN_MARK_INODE, K.FAN_OPEN, dir),
-    };
-    const initFlags = new Map<number, boolean>();
-    for (const [bit] of K.INIT_FLAG_NAMES) {
-      // Flags that depend on others are tried with what they need.
-      let flags = bit;
-      if (bit === K.FAN_REPORT_NAME || bit === K.FAN_REPORT_TARGET_FID) flags |= K.FAN_REPORT_FID | K.FAN_REPORT_DIR_FID;
-      if (bit === K.FAN_REPORT_TARGET_FID) flags |= K.FAN_REPORT_NAME;
-      const fd = tryInit(flags);
-      initFlags.set(bit, fd !== undefined);
-      if (fd !== undefined) ffi.closeFd(fd);
-    }
-    const scopes = {
+function probeInitFlags(): Map<number, boolean> {
+  const initFlags = new Map<number, boolean>();
+  for (const [bit] of K.INIT_FLAG_NAMES) {
+    // Flags that depend on others are tried with what they need.
+    let flags = bit;
+    if (bit === K.FAN_REPORT_NAME || bit === K.FAN_REPORT_TARGET_FID) flags |= K.FAN_REPORT_FID | K.FAN_REPORT_DIR_FID;
+    if (bit === K.FAN_REPORT_TARGET_FID) flags |= K.FAN_REPORT_NAME;
+    const fd = tryInit(flags);
+    initFlags.set(bit, fd !== undefined);
+    if (fd !== undefined) ffi.closeFd(fd);
+  }
+  return initFlags;
+}
+
+function probeMarkFlags(dir: string): Map<number, boolean> {
+  return new Map<number, boolean>([
+    [K.FAN_MARK_DONT_FOLLOW, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_DONT_FOLLOW, K.FAN_OPEN, dir)],
+    [K.FAN_MARK_ONLYDIR, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_ONLYDIR, K.FAN_OPEN, dir)],
+    [K.FAN_MARK_EVICTABLE, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_EVICTABLE, K.FAN_OPEN, dir)],
+    // The kernel takes an ignore mark on a directory only with IGNORED_SURV_MODIFY (else EISDIR).
+    [K.FAN_MARK_IGNORE, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_IGNORE | K.FAN_MARK_IGNORED_SURV_MODIFY, K.FAN_OPEN | K.FAN_ONDIR, dir)],
+    [K.FAN_MARK_IGNORED_SURV_MODIFY, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_IGNORED_MASK | K.FAN_MARK_IGNORED_SURV_MODIFY, K.FAN_OPEN, dir)],
+  ]);
+}
+
+function probeEvents(dir: string): Map<number, boolean> {
+  const events = new Map<number, boolean>();
+  const fidFlags = K.FAN_REPORT_FID | K.FAN_REPORT_DFID_NAME;
+  for (const bit of PROBED_EVENTS) {
+    let ok: boolean;
+    if (bit & (K.FAN_MNT_ATTACH | K.FAN_MNT_DETACH)) ok = tryGroup(K.FAN_REPORT_MNT, K.FAN_MARK_MNTNS, bit, '/proc/self/ns/mnt');
+    else if (bit === K.FAN_PRE_ACCESS) ok = tryGroup(K.FAN_CLASS_PRE_CONTENT, K.FAN_MARK_INODE, bit, dir);
+    else if (bit & K.FAN_PERMISSION_EVENTS) ok = tryGroup(K.FAN_CLASS_CONTENT, K.FAN_MARK_INODE, bit, dir);
+    else if (bit === K.FAN_FS_ERROR) ok = tryGroup(K.FAN_REPORT_FID, K.FAN_MARK_FILESYSTEM, bit, dir);
+    else if (bit & K.FAN_DIRENT_EVENTS) ok = tryGroup(fidFlags, K.FAN_MARK_INODE, bit, dir);
+    else ok = tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_INODE, bit, dir);
+    events.set(bit, ok);
+  }
+  return events;
+}
+
+/** Probe with marks on dir, an existing directory (the root by default); writes nothing. */
+export function probeKernel(dir = '/'): KernelFeatures {
+  const classes = {
+    notif: tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_INODE, K.FAN_OPEN, dir),
+    content: tryGroup(K.FAN_CLASS_CONTENT, K.FAN_MARK_INODE, K.FAN_OPEN, dir),
+    pre_content: tryGroup(K.FAN_CLASS_PRE_CONTENT, K.FAN_MARK_INODE, K.FAN_OPEN, dir),
+  };
+  return {
+    release: os.release(),
+    fanotify: classes.notif,
+    classes,
+    initFlags: probeInitFlags(),
+    scopes: {
       inode: classes.notif,
       mount: tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_MOUNT, K.FAN_OPEN, dir),
       filesystem: tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_FILESYSTEM, K.FAN_OPEN, dir),
       mount_namespace: tryGroup(K.FAN_REPORT_MNT, K.FAN_MARK_MNTNS, K.FAN_MNT_ATTACH, '/proc/self/ns/mnt'),
-    };
-    const markFlags = new Map<number, boolean>([
-      [K.FAN_MARK_DONT_FOLLOW, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_DONT_FOLLOW, K.FAN_OPEN, dir)],
-      [K.FAN_MARK_ONLYDIR, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_ONLYDIR, K.FAN_OPEN, dir)],
-      [K.FAN_MARK_EVICTABLE, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_EVICTABLE, K.FAN_OPEN, dir)],
-      // The kernel takes an ignore mark on a directory only with IGNORED_SURV_MODIFY (else EISDIR).
-      [K.FAN_MARK_IGNORE, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_IGNORE | K.FAN_MARK_IGNORED_SURV_MODIFY, K.FAN_OPEN | K.FAN_ONDIR, dir)],
-      [K.FAN_MARK_IGNORED_SURV_MODIFY, tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_IGNORED_MASK | K.FAN_MARK_IGNORED_SURV_MODIFY, K.FAN_OPEN, dir)],
-    ]);
-    const events = new Map<number, boolean>();
-    const fidFlags = K.FAN_REPORT_FID | K.FAN_REPORT_DFID_NAME;
-    for (const bit of PROBED_EVENTS) {
-      let ok: boolean;
-      if (bit & (K.FAN_MNT_ATTACH | K.FAN_MNT_DETACH)) ok = tryGroup(K.FAN_REPORT_MNT, K.FAN_MARK_MNTNS, bit, '/proc/self/ns/mnt');
-      else if (bit === K.FAN_PRE_ACCESS) ok = tryGroup(K.FAN_CLASS_PRE_CONTENT, K.FAN_MARK_INODE, bit, dir);
-      else if (bit & K.FAN_PERMISSION_EVENTS) ok = tryGroup(K.FAN_CLASS_CONTENT, K.FAN_MARK_INODE, bit, dir);
-      else if (bit === K.FAN_FS_ERROR) ok = tryGroup(K.FAN_REPORT_FID, K.FAN_MARK_FILESYSTEM, bit, dir);
-      else if (bit & K.FAN_DIRENT_EVENTS) ok = tryGroup(fidFlags, K.FAN_MARK_INODE, bit, dir);
-      else ok = tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_INODE, bit, dir);
-      events.set(bit, ok);
-    }
-    return {
-      release: os.release(),
-      fanotify: classes.notif,
-      classes,
-      initFlags,
-      scopes,
-      markFlags,
-      events,
-      limits: {
-        maxQueuedEvents: readSysctl('max_queued_events'),
-        maxUserGroups: readSysctl('max_user_groups'),
-        maxUserMarks: readSysctl('max_user_marks'),
-      },
-    };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+    },
+    markFlags: probeMarkFlags(dir),
+    events: probeEvents(dir),
+    limits: {
+      maxQueuedEvents: readSysctl('max_queued_events'),
+      maxUserGroups: readSysctl('max_user_groups'),
+      maxUserMarks: readSysctl('max_user_marks'),
+    },
+  };
 }

@@ -95,10 +95,71 @@ describe('e2e: listening', function () {
   it('refuses plain TCP off loopback and bad flags, naming the flag', () => {
     const tcp = spawnSync(process.execPath, [DAEMON, '--listen', '0.0.0.0:7000'], { encoding: 'utf8', timeout: 20_000 });
     expect(tcp.status).to.equal(2);
-    expect(tcp.stderr).to.match(/--listen 0\.0\.0\.0:7000: plain TCP is allowed only on loopback/);
+    expect(tcp.stderr).to.match(/^fanotifyd: --listen: 0\.0\.0\.0:7000: plain TCP is allowed only on loopback/);
     const bad = spawnSync(process.execPath, [DAEMON, '--verdict-timeout-ms', 'soon'], { encoding: 'utf8', timeout: 20_000 });
     expect(bad.status).to.equal(2);
-    expect(bad.stderr).to.match(/--verdict-timeout-ms: "soon" is not a positive integer/);
+    expect(bad.stderr).to.equal('fanotifyd: --verdict-timeout-ms: "soon" is not a positive integer\n');
+  });
+
+  it('checks every setting and the files it names before binding anything: exit 2, one plain line, no socket', async () => {
+    const run = path.join(base, 'run');
+    const sock = `unix:${path.join(run, 'fanotifyd.sock')}`;
+    // A CA and a server certificate it signed, and files that are not what they should be.
+    const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: base, stdio: ['ignore', 'ignore', 'pipe'] });
+    ssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=ca');
+    ssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
+    ssl('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '2');
+    fs.writeFileSync(path.join(base, 'garbage.pem'), 'not a certificate\n');
+    fs.writeFileSync(path.join(base, 'policy.json'), JSON.stringify({ rules: [{ match: 'local' }, { match: 'x', scopes: ['inode', 'disk'] }] }));
+    fs.writeFileSync(path.join(base, 'config.json'), JSON.stringify({ metrics: '192.0.2.1:9464' }));
+    const f = (name: string) => path.join(base, name);
+    const tls = (cert: string, key: string, ca: string) => ['--listen', '127.0.0.1:0', '--tls-cert', f(cert), '--tls-key', f(key), '--tls-client-ca', f(ca)];
+    const cases: Array<[string[], RegExp]> = [
+      [['--metrics', '192.0.2.1:9464'], /^--metrics: 192\.0\.2\.1:9464: give a loopback HOST:PORT/],
+      [['--metrics', 'localhost'], /^--metrics: localhost: expected unix:\/path or HOST:PORT$/],
+      [['--config', f('config.json')], /^config \S+config\.json: metrics: 192\.0\.2\.1:9464: give a loopback/],
+      [['--socket-group', 'fanotifyd-no-such-group'], /^--socket-group: no group "fanotifyd-no-such-group" in \/etc\/group$/],
+      [tls('missing.crt', 'server.key', 'ca.crt'), /^--tls-cert: ENOENT: no such file or directory/],
+      [tls('server.crt', 'server.key', 'run-not-a-file'), /^--tls-client-ca: ENOENT/],
+      [tls('server.crt', 'server.key', '.'), /^--tls-client-ca: EISDIR/],
+      [tls('garbage.pem', 'server.key', 'ca.crt'), /^--tls-cert: \S+garbage\.pem does not hold a PEM certificate/],
+      [tls('server.crt', 'garbage.pem', 'ca.crt'), /^--tls-key: \S+garbage\.pem does not hold a PEM private key/],
+      [tls('server.crt', 'ca.key', 'ca.crt'), /^--tls-key: \S+ca\.key is not the key of the certificate in \S+server\.crt$/],
+      [['--policy', f('policy.json')], /^policy \S+policy\.json: rules\[1\]\.scopes\[1\]: "disk" is not one of inode, mount, filesystem, mount_namespace$/],
+      [['--audit-file', base], /^--audit-file: EISDIR/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await runChild(process.execPath, [DAEMON, '--listen', sock, ...args], 20_000).done;
+      expect(r.signal, 'killed by the time limit').to.equal(null);
+      const what = `${args.join(' ')}: ${r.stderr}`;
+      expect(r.code, what).to.equal(2);
+      const lines = r.stderr.split('\n');
+      expect(lines.length, what).to.equal(2);
+      expect(lines[1], what).to.equal('');
+      expect(lines[0].slice('fanotifyd: '.length), what).to.match(re);
+      expect(fs.existsSync(run), `${what}: the socket's directory was created`).to.equal(false);
+    }
+  });
+
+  it('an address in use fails the start with exit 1, and leaves no socket behind', async () => {
+    const holder = net.createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const port = (holder.address() as net.AddressInfo).port;
+    const sock = path.join(base, 'fanotifyd.sock');
+    try {
+      const r = spawnSync(process.execPath, [DAEMON, '--listen', `unix:${sock}`, '--metrics', `127.0.0.1:${port}`], { encoding: 'utf8', timeout: 20_000 });
+      expect(r.status, r.stderr).to.equal(1);
+      expect(r.stderr).to.match(/"msg":"cannot listen"/);
+      expect(r.stderr).to.match(/--metrics 127\.0\.0\.1:\d+: listen EADDRINUSE/);
+      expect(fs.existsSync(sock)).to.equal(false);
+      // The second of two listeners: the first one's socket is removed again.
+      const tcp = spawnSync(process.execPath, [DAEMON, '--listen', `unix:${sock}`, '--listen', `127.0.0.1:${port}`, '--insecure'], { encoding: 'utf8', timeout: 20_000 });
+      expect(tcp.status, tcp.stderr).to.equal(1);
+      expect(tcp.stderr).to.match(/--listen 127\.0\.0\.1:\d+: listen EADDRINUSE/);
+      expect(fs.existsSync(sock)).to.equal(false);
+    } finally {
+      holder.close();
+    }
   });
 
   it('closes a connection that holds no stream for --idle-timeout-ms', async () => {
