@@ -31,6 +31,8 @@ export default defineConfig(
     files: ['test/**/*.ts', 'bench/**/*.ts'],
     rules: {
       '@typescript-eslint/no-explicit-any': 'warn',
+      // chai's property assertions (`expect(x).to.be.empty`) are expressions.
+      '@typescript-eslint/no-unused-expressions': 'off',
     },
   },
   {

@@ -14,7 +14,9 @@
 // can give.
 process.env.UV_THREADPOOL_SIZE ??= '8';
 
+import * as fs from 'node:fs';
 import * as fsp from 'node:fs/promises';
+import * as path from 'node:path';
 import type * as http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { probeKernel, type KernelFeatures } from '../kernel/probe';
@@ -32,8 +34,7 @@ import { prepare, type Prepared } from './preflight';
 import { createLogger, type Logger } from '../common/log';
 import { createMetrics, serveMetrics, type Metrics } from './metrics';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const VERSION: string = require('../../../package.json').version;
+const VERSION: string = (JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
 
 /** Open once start-up has checked the settings; the fatal path writes it out synchronously. */
 let openAudit: AuditTrail | undefined;

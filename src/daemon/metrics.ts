@@ -14,11 +14,35 @@ export interface Metrics {
   verdictLatency: client.Histogram;
 }
 
-export function createMetrics(service: () => FanotifyService, audit?: AuditTrail): Metrics {
-  const registry = new client.Registry();
-  // The event-loop-delay monitor samples on a timer: once a second, not
-  // prom-client's default 10 ms, so metrics cost an idle daemon 1 wake-up/s.
-  client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 1000 });
+/** A counter with one label, set from `values` (label value -> total) at each scrape. */
+function labelledCounter(registry: client.Registry, name: string, help: string, label: string, values: () => Record<string, number>): void {
+  new client.Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [value, n] of Object.entries(values())) this.inc({ [label]: value }, n);
+    },
+  });
+}
+
+function gauge(registry: client.Registry, name: string, help: string, value: () => number): void {
+  new client.Gauge({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.set(value());
+    },
+  });
+}
+
+const DECIDED_BY = ['client', 'timeout', 'disconnect', 'shutdown', 'self', 'limit'] as const;
+
+/** The watches' own counters, summed over open and closed watches at each scrape. */
+function watchMetrics(registry: client.Registry, service: () => FanotifyService): void {
   const total = (pick: (s: WatchStats) => number) => service().totals().reduce((n, s) => n + pick(s), 0);
   const counter = (name: string, help: string, pick: (s: WatchStats) => number) =>
     new client.Counter({
@@ -35,65 +59,33 @@ export function createMetrics(service: () => FanotifyService, audit?: AuditTrail
   counter('fanotifyd_kernel_overflows_total', 'FAN_Q_OVERFLOW events (the kernel queue was full).', (s) => s.kernelOverflows);
   counter('fanotifyd_malformed_records_total', 'Kernel records that did not decode cleanly.', (s) => s.malformedRecords + s.decodeErrors);
   counter('fanotifyd_ignored_verdicts_total', 'Verdicts for ids not pending on their watch.', (s) => s.unknownVerdicts);
-  new client.Counter({
-    name: 'fanotifyd_notifications_dropped_total',
-    help: 'Notifications dropped, by reason (client_queue: the client did not read fast enough).',
-    labelNames: ['reason'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc({ reason: 'client_queue' }, total((s) => s.notificationsDropped));
-    },
-  });
-  new client.Counter({
-    name: 'fanotifyd_permission_decisions_total',
-    help: 'Permission events answered, by who decided.',
-    labelNames: ['decided_by'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const by of ['client', 'timeout', 'disconnect', 'shutdown', 'self', 'limit'] as const) this.inc({ decided_by: by }, total((s) => s.decisions[by]));
-    },
-  });
-  new client.Counter({
-    name: 'fanotifyd_permission_responses_total',
-    help: 'Permission responses written to the kernel, by outcome.',
-    labelNames: ['outcome'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc({ outcome: 'allow' }, total((s) => s.allowed));
-      this.inc({ outcome: 'deny' }, total((s) => s.denied));
-    },
-  });
-  new client.Gauge({
-    name: 'fanotifyd_pending_permission_events',
-    help: 'Permission events waiting for a verdict now.',
-    registers: [registry],
-    collect() {
-      this.set(service().liveStats().reduce((n, s) => n + s.pending, 0));
-    },
-  });
-  new client.Gauge({
-    name: 'fanotifyd_active_watches',
-    help: 'Watches open now.',
-    registers: [registry],
-    collect() {
-      this.set(service().activeWatches);
-    },
-  });
+  labelledCounter(registry, 'fanotifyd_notifications_dropped_total', 'Notifications dropped, by reason (client_queue: the client did not read fast enough).', 'reason', () => ({
+    client_queue: total((s) => s.notificationsDropped),
+  }));
+  labelledCounter(registry, 'fanotifyd_permission_decisions_total', 'Permission events answered, by who decided.', 'decided_by', () =>
+    Object.fromEntries(DECIDED_BY.map((by) => [by, total((s) => s.decisions[by])])),
+  );
+  labelledCounter(registry, 'fanotifyd_permission_responses_total', 'Permission responses written to the kernel, by outcome.', 'outcome', () => ({
+    allow: total((s) => s.allowed),
+    deny: total((s) => s.denied),
+  }));
+  gauge(registry, 'fanotifyd_pending_permission_events', 'Permission events waiting for a verdict now.', () =>
+    service().liveStats().reduce((n, s) => n + s.pending, 0),
+  );
+  gauge(registry, 'fanotifyd_active_watches', 'Watches open now.', () => service().activeWatches);
+}
+
+export function createMetrics(service: () => FanotifyService, audit?: AuditTrail): Metrics {
+  const registry = new client.Registry();
+  // The event-loop-delay monitor samples on a timer: once a second, not
+  // prom-client's default 10 ms, so metrics cost an idle daemon 1 wake-up/s.
+  client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 1000 });
+  watchMetrics(registry, service);
   if (audit) {
-    new client.Counter({
-      name: 'fanotifyd_audit_records_total',
-      help: 'Audit records, by what became of them (dropped: the file was unwritable or too slow).',
-      labelNames: ['result'],
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc({ result: 'written' }, audit.written);
-        this.inc({ result: 'dropped' }, audit.dropped);
-      },
-    });
+    labelledCounter(registry, 'fanotifyd_audit_records_total', 'Audit records, by what became of them (dropped: the file was unwritable or too slow).', 'result', () => ({
+      written: audit.written,
+      dropped: audit.dropped,
+    }));
   }
   const verdictLatency = new client.Histogram({
     name: 'fanotifyd_verdict_latency_seconds',
