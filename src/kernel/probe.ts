@@ -1,11 +1,12 @@
 // What this kernel supports, found by trying: each class, init flag, mark
 // scope and event bit is tried on a throwaway group with a mark on an
-// existing directory, the root by default. Users' hosts run 5.x to 6.x
+// existing directory: by default the one holding this compiled module,
+// which is the daemon's own and always there. Users' hosts run 5.x to 6.x
 // kernels; nothing is assumed.
 //
 // Nothing is written anywhere: the daemon runs with a read-only root
-// (deploy/daemonset.yaml), so the probe makes no directory of its own. A
-// mark on a directory every process can reach is safe here because of
+// (deploy/daemonset.yaml), so the probe makes no directory of its own.
+// Its marks are safe even on a directory other processes use, because of
 // what each mark can report while it exists (microseconds: the group is
 // closed in the same synchronous call, which drops its mark and whatever
 // it queued):
@@ -13,13 +14,13 @@
 //   nor FAN_EVENT_ON_CHILD. fanotify reports an event on a directory
 //   itself only for a mark with FAN_ONDIR (fanotify(7): "without this
 //   flag, events are created only for files"), and one on the files in it
-//   only with FAN_EVENT_ON_CHILD, so opening or reading "/" or anything
-//   under it makes no permission event and blocks nobody. The one mark
+//   only with FAN_EVENT_ON_CHILD, so opening or reading the directory or
+//   anything in it makes no permission event and blocks nobody. The one mark
 //   with FAN_ONDIR is an ignore mark, which reports nothing;
 // - the mount, filesystem and mount-namespace marks are in notification
-//   groups: what they catch (every open on the root's mount for those
+//   groups: what they catch (every open on that mount for those
 //   microseconds) is queued, never waited on, and freed with the group;
-// - directory-entry events (a file made in "/" in that instant) reach a
+// - directory-entry events (a file made there in that instant) reach a
 //   notification group too.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -124,8 +125,8 @@ function probeEvents(dir: string): Map<number, boolean> {
   return events;
 }
 
-/** Probe with marks on dir, an existing directory (the root by default); writes nothing. */
-export function probeKernel(dir = '/'): KernelFeatures {
+/** Probe with marks on dir, an existing directory (this module's own by default); writes nothing. */
+export function probeKernel(dir = __dirname): KernelFeatures {
   const classes = {
     notif: tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_INODE, K.FAN_OPEN, dir),
     content: tryGroup(K.FAN_CLASS_CONTENT, K.FAN_MARK_INODE, K.FAN_OPEN, dir),

@@ -1,4 +1,4 @@
-// The kernel probe marks an existing directory (the root) instead of one it
+// The kernel probe marks an existing directory (its own module's) instead of one it
 // creates. What makes that safe is checked here on a directory the test
 // made: a permission mark as the probe makes it (no FAN_ONDIR, no
 // FAN_EVENT_ON_CHILD) reports nothing when the directory is opened and
