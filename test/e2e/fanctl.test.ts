@@ -9,7 +9,8 @@ import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { expect } from 'chai';
 import { DESCRIPTOR_SET } from '../../src/api/proto';
 import { makeCerts } from '../fixtures/certs';
-import { runChild, sh, sleep, startDaemon, tempDir, type Daemon } from '../fixtures/harness';
+import { runChild, sh, startDaemon, tempDir, type Daemon } from '../fixtures/harness';
+import { waitFor } from '../fixtures/wait';
 
 const FANCTL = path.resolve(__dirname, '..', '..', 'src', 'cli', 'fanctl.js');
 
@@ -42,14 +43,6 @@ function fanctlSync(args: string[]) {
 function messageSchema(typeName: string): DescMessage {
   const set = fromBinary(FileDescriptorSetSchema, fs.readFileSync(DESCRIPTOR_SET));
   return createFileRegistry(set).getMessage(typeName)!;
-}
-
-async function until(pred: () => boolean, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
 }
 
 describe('e2e: fanctl', function () {
@@ -91,7 +84,7 @@ describe('e2e: fanctl', function () {
     await w.ready;
     // The opener stays alive until its line is printed, so its name can be read from /proc.
     const opener = sh(`read x < ${path.join(dir, 'public')}; sleep 10`, 20_000);
-    await until(() => w.lines.some((l) => l.includes(`sh(${opener.pid}): OPEN ${path.join(dir, 'public')}`)), 5000, 'the OPEN line');
+    await waitFor(() => w.lines.some((l) => l.includes(`sh(${opener.pid}): OPEN ${path.join(dir, 'public')}`)), 5000, 'the OPEN line');
     opener.kill();
     w.proc.kill('SIGINT');
     const code = await new Promise((resolve) => w.proc.on('exit', resolve));
@@ -106,7 +99,7 @@ describe('e2e: fanctl', function () {
     expect(denied.code).to.not.equal(0);
     expect(denied.stderr).to.match(/Operation not permitted/);
     expect(allowed.code).to.equal(0);
-    await until(() => g.lines.some((l) => l.startsWith('DENY ') && l.includes(path.join(dir, 'secret'))), 5000, 'the DENY line');
+    await waitFor(() => g.lines.some((l) => l.startsWith('DENY ') && l.includes(path.join(dir, 'secret'))), 5000, 'the DENY line');
     expect(g.lines.filter((l) => l.startsWith('DENY '))).to.have.length(1);
     g.proc.kill('SIGINT');
     await new Promise((resolve) => g.proc.on('exit', resolve));
@@ -128,19 +121,19 @@ describe('e2e: fanctl', function () {
     const dirB = tempDir();
     const w = fanctl(['watch', dir, dirB, '--events', 'open', '--target', daemon.address, '--target', b.address]);
     try {
-      await until(() => (w.stderr().match(/watching/g) ?? []).length === 2, 10_000, 'both targets watching');
+      await waitFor(() => (w.stderr().match(/watching/g) ?? []).length === 2, 10_000, 'both targets watching');
       fs.writeFileSync(path.join(dirB, 'g'), 'x');
       const opener = sh(`read x < ${path.join(dir, 'public')}; read x < ${path.join(dirB, 'g')}; sleep 10`, 20_000);
-      await until(() => w.lines.some((l) => l.startsWith(`[${daemon.address}] `) && l.includes(path.join(dir, 'public'))), 5000, 'a line from target A');
+      await waitFor(() => w.lines.some((l) => l.startsWith(`[${daemon.address}] `) && l.includes(path.join(dir, 'public'))), 5000, 'a line from target A');
       // Both daemons watch both dirs, so B reports the open in dirB too.
-      await until(() => w.lines.some((l) => l.startsWith(`[${b.address}] `) && l.includes(path.join(dirB, 'g'))), 5000, 'a line from target B');
+      await waitFor(() => w.lines.some((l) => l.startsWith(`[${b.address}] `) && l.includes(path.join(dirB, 'g'))), 5000, 'a line from target B');
       opener.kill();
       expect(await b.stop()).to.equal(0);
-      await until(() => /lost .*reconnecting/.test(w.stderr()), 5000, 'B reported lost');
+      await waitFor(() => /lost .*reconnecting/.test(w.stderr()), 5000, 'B reported lost');
       b = await startDaemon([], { socketPath: sockB });
-      await until(() => w.lines.some((l) => l.startsWith(`[${b.address}] RECONNECTED after`)), 15_000, 'B reconnected');
+      await waitFor(() => w.lines.some((l) => l.startsWith(`[${b.address}] RECONNECTED after`)), 15_000, 'B reconnected');
       const again = sh(`read x < ${path.join(dirB, 'g')}; sleep 10`, 20_000);
-      await until(() => w.lines.filter((l) => l.startsWith(`[${b.address}] `) && l.includes(`sh(${again.pid})`)).length > 0, 5000, 'an event from B after reconnecting');
+      await waitFor(() => w.lines.filter((l) => l.startsWith(`[${b.address}] `) && l.includes(`sh(${again.pid})`)).length > 0, 5000, 'an event from B after reconnecting');
       again.kill();
     } finally {
       w.proc.kill('SIGINT');
@@ -166,7 +159,7 @@ describe('e2e: fanctl', function () {
         expect(denied.code).to.not.equal(0);
         expect(allowed.code, allowed.stderr).to.equal(0);
         expect(allowed.stdout).to.equal('t');
-        await until(() => g.lines.some((l) => l.startsWith('DENY ') && l.endsWith(` ${path.join(dir, 'x.key')}`)), 5000, 'the DENY line');
+        await waitFor(() => g.lines.some((l) => l.startsWith('DENY ') && l.endsWith(` ${path.join(dir, 'x.key')}`)), 5000, 'the DENY line');
         expect(g.lines.filter((l) => l.startsWith('DENY '))).to.have.length(1);
       } finally {
         g.proc.kill('SIGINT');
@@ -182,7 +175,7 @@ describe('e2e: fanctl', function () {
     try {
       await w.ready;
       const opener = sh(`read x < ${file}; sleep 10`, 20_000);
-      await until(() => w.lines.some((l) => l.includes('EVENT_TYPE_CLOSE_NOWRITE')), 5000, 'the CLOSE_NOWRITE line');
+      await waitFor(() => w.lines.some((l) => l.includes('EVENT_TYPE_CLOSE_NOWRITE')), 5000, 'the CLOSE_NOWRITE line');
       opener.kill();
       for (const line of w.lines) {
         const json = JSON.parse(line);
@@ -212,7 +205,7 @@ describe('e2e: fanctl', function () {
       await g.ready;
       const denied = await runChild('cat', [path.join(dir, 'secret')]).done;
       expect(denied.stderr).to.match(/Operation not permitted/);
-      await until(() => g.lines.length > 0, 5000, 'the denial line');
+      await waitFor(() => g.lines.length > 0, 5000, 'the denial line');
       const ev = fromJson(Event, JSON.parse(g.lines[0])) as unknown as { path: string; needsVerdict: boolean };
       expect(ev.path).to.equal(path.join(dir, 'secret'));
       expect(ev.needsVerdict).to.equal(true);
@@ -268,10 +261,10 @@ describe('e2e: fanctl', function () {
     it('watches a TLS target and a unix socket at once (TLS on TCP, the socket in plaintext)', async () => {
       const w = fanctl(['watch', dir, '--events', 'open', '--target', tcp, '--target', daemon.address, ...withCert(), '--tls-server-name', 'fanotifyd.test']);
       try {
-        await until(() => (w.stderr().match(/watching/g) ?? []).length === 2, 10_000, 'both targets watching');
+        await waitFor(() => (w.stderr().match(/watching/g) ?? []).length === 2, 10_000, 'both targets watching');
         const opener = sh(`read x < ${path.join(dir, 'public')}; sleep 10`, 20_000);
         for (const t of [tcp, daemon.address]) {
-          await until(() => w.lines.some((l) => l.startsWith(`[${t}] `) && l.includes(`sh(${opener.pid}): OPEN ${path.join(dir, 'public')}`)), 5000, `the OPEN line from ${t}`);
+          await waitFor(() => w.lines.some((l) => l.startsWith(`[${t}] `) && l.includes(`sh(${opener.pid}): OPEN ${path.join(dir, 'public')}`)), 5000, `the OPEN line from ${t}`);
         }
         opener.kill();
       } finally {

@@ -6,7 +6,8 @@ import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import * as protobuf from 'protobufjs';
 import { PROTO_DIR } from '../../src/api/proto';
-import { bytesClient, type Client, connect, type Daemon, getInfo, runChild, seededRandom, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
+import { bytesClient, type Client, connect, type Daemon, getInfo, runChild, seededRandom, startDaemon, tempDir, waitForLog, WatchStream } from '../fixtures/harness';
+import { waitFor, waitingForVerdict } from '../fixtures/wait';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 describe('e2e: hostile input', function () {
@@ -16,6 +17,7 @@ describe('e2e: hostile input', function () {
   let dir: string;
   let healthy: WatchStream;
   let WatchRequest: protobuf.Type;
+  let WatchResponse: protobuf.Type;
 
   before(async () => {
     daemon = await startDaemon(['--max-message-bytes', '65536', '--max-marks-per-watch', '64', '--max-watches-per-identity', '4']);
@@ -28,6 +30,7 @@ describe('e2e: hostile input', function () {
     root.resolvePath = (_origin, target) => (path.isAbsolute(target) ? target : path.join(PROTO_DIR, target));
     root.loadSync('fanotify/v1/fanotify.proto', { keepCase: true });
     WatchRequest = root.lookupType('fanotify.v1.WatchRequest');
+    WatchResponse = root.lookupType('fanotify.v1.WatchResponse');
   });
 
   after(async () => {
@@ -41,22 +44,35 @@ describe('e2e: hostile input', function () {
   });
 
   /**
+   * Until the daemon has closed watch `id`: a cancelled watch counts
+   * against the identity's limit (4 here) until then, and a test that opens
+   * the next one must not be refused for an earlier test's leftovers.
+   */
+  const watchClosed = (id: string) => waitForLog(daemon, (l) => l.msg === 'watch closed' && l.watch === id, 10_000);
+  const closed = (s: WatchStream) => watchClosed(s.responses.find((m) => m.subscribed).subscribed.watch_id);
+
+  /**
    * Send raw frames on a Watch stream and half-close it; resolve with the
    * status it ends with. A frame that is a good Subscribe opens a watch,
    * which a half-close leaves running: its first response (Subscribed)
-   * resolves as OK, and the stream is cancelled.
+   * resolves as OK once the stream is cancelled and the watch closed.
    */
   function rawWatch(frames: Buffer[]): Promise<grpc.StatusObject> {
     const c = bytesClient(daemon.address, '/fanotify.v1.Fanotify/Watch', true);
     return new Promise((resolve) => {
       const call = c.call();
-      const done = (s: grpc.StatusObject) => {
+      let finished = false;
+      const done = (s: grpc.StatusObject | Promise<grpc.StatusObject>) => {
+        if (finished) return;
+        finished = true;
         c.close();
         resolve(s);
       };
-      call.on('data', () => {
-        done({ code: grpc.status.OK, details: 'subscribed', metadata: new grpc.Metadata() });
+      call.on('data', (bytes: Buffer) => {
+        const id: string | undefined = (WatchResponse.decode(bytes) as any).subscribed?.watch_id;
         call.cancel();
+        const ok = { code: grpc.status.OK, details: 'subscribed', metadata: new grpc.Metadata() };
+        done(id ? watchClosed(id).then(() => ok) : { ...ok, code: grpc.status.UNKNOWN, details: 'the first response was not Subscribed' });
       });
       call.on('status', (s: grpc.StatusObject) => done(s));
       call.on('error', () => undefined);
@@ -112,18 +128,34 @@ describe('e2e: hostile input', function () {
   });
 
   it('ignores verdicts for ids that are not pending on this watch', async () => {
-    const other = new WatchStream(client, { group_class: 'GROUP_CLASS_CONTENT', marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] });
-    other.onEvent = (ev) => ev.needs_verdict && other.verdict(ev.id, 'DECISION_ALLOW');
-    await other.subscribed();
+    const other = new WatchStream(client, { group_class: 'GROUP_CLASS_CONTENT', verdict_timeout_ms: 30_000, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] });
     const intruder = new WatchStream(client, { marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] });
-    await intruder.subscribed();
-    // Ids are per watch: these name nothing pending on the intruder's watch.
-    intruder.call.write({ verdicts: { verdicts: Array.from({ length: 1000 }, (_, i) => ({ id: String(i), decision: 'DECISION_DENY' })) } });
-    const r = await runChild('cat', [path.join(dir, 'f')]).done;
-    expect(r.code).to.equal(0);
-    expect(intruder.status).to.equal(undefined);
-    other.cancel();
-    intruder.cancel();
+    try {
+      await other.subscribed();
+      await intruder.subscribed();
+      // An opener held by the other watch: its id is pending there while the intruder's verdicts are handled.
+      const cat = runChild('cat', [path.join(dir, 'f')]);
+      const ev = await other.until(() => other.events.find((e) => e.process.pid === cat.pid), 10_000, "the opener's permission event");
+      await waitFor(() => waitingForVerdict(cat.pid), 5000, 'the opener held for a verdict');
+      // Ids are per watch: these, the other watch's pending id among them, name nothing pending on the intruder's watch.
+      const ids = [ev.id, ...Array.from({ length: 1000 }, (_, i) => String(i))];
+      intruder.call.write({ verdicts: { verdicts: ids.map((id) => ({ id, decision: 'DECISION_DENY' })) } });
+      // A stream's requests are handled in order: the result of an AddMark
+      // sent after them (the mark the watch has) says they were handled.
+      intruder.call.write({ add_mark: { request_id: '1', mark: { path: dir, events: ['EVENT_TYPE_OPEN'] } } });
+      const result = await intruder.until(() => intruder.responses.find((m) => m.mark_result)?.mark_result, 10_000, 'the AddMark result');
+      expect(result.code, result.message).to.equal(grpc.status.OK);
+      expect(intruder.status).to.equal(undefined);
+      expect(waitingForVerdict(cat.pid), 'the opener is still held').to.equal(true);
+      other.verdict(ev.id, 'DECISION_ALLOW');
+      const r = await cat.done;
+      expect(r.code).to.equal(0);
+      expect(r.stdout).to.equal('x');
+    } finally {
+      other.cancel();
+      intruder.cancel();
+    }
+    await Promise.all([other, intruder].map(closed));
   });
 
   it('limits the watches one client identity holds', async () => {
@@ -142,6 +174,7 @@ describe('e2e: hostile input', function () {
     } finally {
       for (const s of held) s.cancel();
     }
+    await Promise.all(held.map(closed));
   });
 
   it('survives 1,000 connections opened and dropped', async () => {

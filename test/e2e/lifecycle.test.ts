@@ -6,6 +6,19 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { connect, runChild, sh, sleep, startDaemon, tempDir, WatchStream, withDaemon, withKernelQueue } from '../fixtures/harness';
+import { metric, metricsAddress } from '../fixtures/metrics';
+import { processState, waitFor, waitingForVerdict } from '../fixtures/wait';
+
+/**
+ * Until the daemon has read `n` events from the kernel (a daemon with
+ * this one watch). Reading takes each event into the watch's queue or
+ * counts it dropped at once, so a client paused meanwhile finds them all
+ * decided when it reads again. Scraped every 100 ms: a scrape costs the
+ * daemon a little of the time it needs for reading.
+ */
+async function eventsRead(address: string, n: number, timeoutMs: number): Promise<void> {
+  await waitFor(async () => (await metric(address, 'fanotifyd_events_read_total')) >= n, timeoutMs, `the daemon to read ${n} events`, 100);
+}
 
 describe('e2e: lifecycle and pressure', function () {
   this.timeout(120_000);
@@ -58,7 +71,7 @@ describe('e2e: lifecycle and pressure', function () {
 
   it('drops notifications for a client that does not read, counts them and says so', async () => {
     const dir = mkdir();
-    await withDaemon(['--queue-capacity', '64'], async ({ client }) => {
+    await withDaemon(['--queue-capacity', '64', '--metrics', '127.0.0.1:0'], async ({ daemon, client }) => {
       const N = 20_000;
       const s = new WatchStream(client, { max_batch_events: 16, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] }] });
       // The kernel's queue holds all N, as in the test below: what is
@@ -70,7 +83,9 @@ describe('e2e: lifecycle and pressure', function () {
       for (let i = 0; i < N; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
       const r = await sh(`for f in ${dir}/f*; do : < $f; done`, 60_000).done;
       expect(r.code).to.equal(0);
-      await sleep(500);
+      // Resumed only once all N are read: what is dropped is then decided
+      // while the client does not read, never by how fast it reads again.
+      await eventsRead(metricsAddress(daemon), N, 20_000);
       s.call.resume();
       const dropped = () =>
         s.responses.filter((m) => m.overflow && m.overflow.source === 'OVERFLOW_SOURCE_CLIENT').reduce((n, m) => n + Number(m.overflow.dropped), 0);
@@ -93,7 +108,7 @@ describe('e2e: lifecycle and pressure', function () {
     const N = 100_000;
     expect((await sh(`cd ${dir} && seq -f f%.0f 0 ${N - 1} | xargs touch`, 120_000).done).code).to.equal(0);
     const CAPACITY = 256;
-    await withDaemon(['--queue-capacity', String(CAPACITY)], async ({ daemon, client }) => {
+    await withDaemon(['--queue-capacity', String(CAPACITY), '--metrics', '127.0.0.1:0'], async ({ daemon, client }) => {
       const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${daemon.proc.pid}/status`, 'utf8'))![1]) * 1024;
       // A shell loop of builtin opens can outrun the daemon's reads for a
       // while (the kernel makes two fds per event here); a kernel queue of
@@ -102,16 +117,17 @@ describe('e2e: lifecycle and pressure', function () {
       const s = new WatchStream(client, { max_batch_events: 64, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
       await withKernelQueue(2 * N, () => s.subscribed());
       // The client stops reading: grpc-js stops taking data from the
-      // stream, HTTP/2 flow control stops the daemon's writes.
+      // stream, and once the opens begin, HTTP/2 flow control stops the
+      // daemon's writes. Nothing flows before they do: no wait here.
       s.call.pause();
-      await sleep(300);
       const before = rss();
       let peak = before;
       const sampler = setInterval(() => (peak = Math.max(peak, rss())), 50);
       let r;
       try {
         r = await sh(`for f in ${dir}/f*; do : < $f; done`, 120_000).done;
-        await sleep(1000); // the daemon reads the rest of the kernel's queue
+        // The peak counts while the daemon reads the rest of the kernel's queue.
+        await eventsRead(metricsAddress(daemon), N, 60_000);
       } finally {
         clearInterval(sampler);
       }
@@ -196,6 +212,8 @@ describe('e2e: kernel queue overflow', function () {
       for (let i = 0; i < 500; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
       // Stop the daemon so the kernel queue fills, then let it read again.
       daemon.proc.kill('SIGSTOP');
+      // kill() returns before the daemon has stopped: it stops when next scheduled.
+      await waitFor(() => processState(daemon.proc.pid!) === 'T', 5000, 'the daemon stopped');
       const r = await sh(`for f in ${dir}/f*; do : < $f; done`, 30_000).done;
       daemon.proc.kill('SIGCONT');
       expect(r.code).to.equal(0);
@@ -208,7 +226,7 @@ describe('e2e: kernel queue overflow', function () {
       const order = s.responses.filter((m) => m.overflow || m.events).map((m) => (m.overflow ? 'overflow' : 'events'));
       expect(order[order.length - 1]).to.equal('overflow');
       // Still serving after the overflow.
-      const again = await sh(`: < ${dir}/f1; sleep 0.2`).done;
+      const again = await sh(`: < ${dir}/f1`).done;
       expect(again.code).to.equal(0);
       await s.until(() => s.events.length > 64, 10_000, 'an event after the overflow');
       s.cancel();
@@ -236,16 +254,16 @@ describe('e2e: pending permission limit', function () {
       });
       await s.subscribed();
       // This client never answers: the first two wait, the rest do not.
-      const waiting = [0, 1].map((i) => sh(`cat ${dir}/f${i}`, 40_000));
+      const waiting = [0, 1].map((i) => runChild('cat', [`${dir}/f${i}`], 40_000));
       await s.until(() => s.events.length >= 2, 10_000, 'two pending events');
       const past = await Promise.all([2, 3].map((i) => sh(`cat ${dir}/f${i}`, 10_000).done));
       for (const r of past) expect(r.code).to.equal(0);
       await s.until(() => s.events.length >= 4, 10_000, 'four events');
       expect(s.events.map((e) => e.needs_verdict)).to.deep.equal([true, true, false, false]);
-      let firstDone = false;
-      void waiting[0].done.then(() => (firstDone = true));
-      await sleep(200);
-      expect(firstDone).to.equal(false);
+      // The two past the limit are done; the first two are still held in
+      // the kernel for a verdict (asleep in fanotify's wait, so not merely
+      // slow to be scheduled).
+      for (const w of waiting) await waitFor(() => waitingForVerdict(w.pid), 5000, `cat ${w.pid} held for a verdict`);
       s.cancel();
       for (const r of await Promise.all(waiting.map((w) => w.done))) expect(r.code).to.equal(0);
     } finally {
@@ -263,8 +281,22 @@ describe('e2e: idle', function () {
     try {
       // Wake-ups of the main thread: every timer or poll costs a context switch.
       const wakeups = () => Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(fs.readFileSync(`/proc/${daemon.proc.pid}/task/${daemon.proc.pid}/status`, 'utf8'))![1]);
-      await sleep(3000); // start-up's last garbage collection
+      // Start-up is over once the main thread has slept a whole second: its
+      // module loading and garbage collections wake it on and off before.
+      let last = wakeups();
+      let since = performance.now();
+      await waitFor(
+        () => {
+          const now = wakeups();
+          if (now !== last) [last, since] = [now, performance.now()];
+          return performance.now() - since >= 1000;
+        },
+        20_000,
+        'a second without a wake-up of the main thread',
+        50,
+      );
       const before = wakeups();
+      // This sleep is the measurement: 3 s of idleness, then the count.
       await sleep(3000);
       // A 10 ms timer alone would be ~300 here.
       expect(wakeups() - before).to.be.at.most(10);

@@ -5,7 +5,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { connect, getInfo, sleep, startDaemon, tempDir, waitForLog, WatchStream, type Client, type Daemon } from '../fixtures/harness';
+import { connect, getInfo, runChild, startDaemon, tempDir, waitForLog, WatchStream, type Client, type Daemon } from '../fixtures/harness';
+import { waitFor } from '../fixtures/wait';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 describe('e2e: authorization policy', function () {
@@ -17,6 +18,18 @@ describe('e2e: authorization policy', function () {
   let daemon: Daemon;
   let client: Client;
   const writePolicy = (rules: object[]) => fs.writeFileSync(policyFile, JSON.stringify({ rules }));
+  /** The first JSON log line from index `from` on whose msg is `msg`. */
+  const logSince = (from: number, msg: string): any =>
+    daemon.logs
+      .slice(from)
+      .map((l) => {
+        try {
+          return JSON.parse(l);
+        } catch {
+          return undefined; // not a JSON line
+        }
+      })
+      .find((j) => j?.msg === msg);
   const refusal = async (sub: object) => {
     const s = new WatchStream(client, sub);
     const st = await s.ended();
@@ -66,11 +79,8 @@ describe('e2e: authorization policy', function () {
     expect(denied.identity).to.equal('local');
     // The audit trail has each refusal, with who asked and the rule's reason.
     // Written asynchronously, after earlier tests' refusals: wait for this one's last.
-    let records: any[] = [];
-    for (let i = 0; i < 100 && !records.some((r) => r.what === 'GetInfo'); i++, await sleep(50)) {
-      records = fs.readFileSync(auditFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.kind === 'denied');
-    }
-    expect(records.map((r) => r.what)).to.include('GetInfo');
+    const denials = () => fs.readFileSync(auditFile, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.kind === 'denied');
+    const records: any[] = await waitFor(() => denials().some((r) => r.what === 'GetInfo') && denials(), 5000, 'the GetInfo denial in the audit file');
     expect(records.some((r) => /does not allow filesystem marks/.test(r.reason) && r.identity === 'local')).to.equal(true);
     expect(records.some((r) => /does not allow permission events/.test(r.reason))).to.equal(true);
   });
@@ -108,18 +118,31 @@ describe('e2e: authorization policy', function () {
   });
 
   it('re-reads the policy on SIGHUP without dropping open watches', async () => {
-    const kept = new WatchStream(client, { marks: [{ path: allowed, events: ['EVENT_TYPE_OPEN'] }] });
+    const kept = new WatchStream(client, { marks: [{ path: allowed, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
     await kept.subscribed();
+    // The rules in force refuse GetInfo: the reload is what allows it.
+    const refused: any = await getInfo(client).catch((e) => e);
+    expect(grpc.status[refused.code]).to.equal('PERMISSION_DENIED');
     writePolicy([{ match: 'loc*', paths: ['/'], scopes: ['inode', 'filesystem'], permission: true, maxWatches: 10, getInfo: true }]);
+    // Only log lines after this signal count: SIGHUP is handled in its own time.
+    let from = daemon.logs.length;
     daemon.proc.kill('SIGHUP');
-    for (let i = 0; i < 50 && !daemon.logs.some((l) => l.includes('policy reloaded')); i++) await sleep(50);
+    const reloaded = await waitFor(() => logSince(from, 'policy reloaded'), 5000, 'the "policy reloaded" log line');
+    expect(reloaded.policy).to.equal(policyFile);
     const info = await getInfo(client);
     expect(info.kernel_release).to.be.a('string');
+    // The watch opened under the old rules still reports.
+    fs.writeFileSync(path.join(allowed, 'f'), 'x');
+    const cat = await runChild('cat', [path.join(allowed, 'f')]).done;
+    expect(cat.code).to.equal(0);
+    await kept.until(() => kept.events.find((e) => e.process.pid === cat.pid), 5000, 'an event on the kept watch after the reload');
     expect(kept.status).to.equal(undefined);
     // A broken file keeps the rules in force.
     fs.writeFileSync(policyFile, '{ not json');
+    from = daemon.logs.length;
     daemon.proc.kill('SIGHUP');
-    for (let i = 0; i < 50 && !daemon.logs.some((l) => l.includes('policy reload failed')); i++) await sleep(50);
+    const failed = await waitFor(() => logSince(from, 'policy reload failed; keeping the previous rules'), 5000, 'the "policy reload failed" log line');
+    expect(failed.level).to.equal('error');
     expect((await getInfo(client)).kernel_release).to.be.a('string');
     kept.cancel();
   });

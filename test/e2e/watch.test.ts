@@ -5,22 +5,23 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
-import { type Client, connect, type Daemon, fdCount, getInfo, runChild, sh, sleep, startDaemon, tempDir, waitForLog, WatchStream, withDaemon } from '../fixtures/harness';
+import { type Client, connect, type Daemon, fdCount, getInfo, runChild, sh, startDaemon, tempDir, waitForLog, WatchStream, withDaemon } from '../fixtures/harness';
+import { metric, metricsAddress } from '../fixtures/metrics';
+import { waitFor } from '../fixtures/wait';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 /**
  * A child with `args` opens dir/f0..f(n-1) while the stream reads nothing,
  * so the daemon holds all n events at once to batch; the stream reads again
- * once they are opened (a marker outside the watched directory says so).
- * The child sleeps on; the caller kills it.
+ * once the daemon has read all n from the kernel (its only watch: its
+ * events-read counter says so). The child sleeps on, so /proc still
+ * describes it; the caller kills it.
  */
-async function openWhilePaused(s: WatchStream, dir: string, n: number, args: string[]) {
-  const marker = path.join(tempDir(), 'done');
+async function openWhilePaused(s: WatchStream, daemon: Daemon, dir: string, n: number, args: string[]) {
+  const metrics = metricsAddress(daemon);
   s.call.pause();
-  const r = runChild('sh', ['-c', `for i in $(seq 0 ${n - 1}); do : < ${dir}/f$i; done; : > ${marker}; sleep 20`, 'sh', ...args], 30_000);
-  const deadline = Date.now() + 10_000;
-  while (!fs.existsSync(marker) && Date.now() < deadline) await sleep(20);
-  await sleep(200);
+  const r = runChild('sh', ['-c', `for i in $(seq 0 ${n - 1}); do : < ${dir}/f$i; done; sleep 20`, 'sh', ...args], 30_000);
+  await waitFor(async () => (await metric(metrics, 'fanotifyd_events_read_total')) >= n, 10_000, `the daemon to read ${n} opens`, 50);
   s.call.resume();
   return r;
 }
@@ -202,38 +203,41 @@ describe('e2e: Watch over a unix socket', function () {
     // carry the arguments that fit in 16 KiB (here the first four and one
     // of 10 KiB), and however they are batched, every message fits grpc's
     // default 4 MiB receive limit.
-    for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
-    const s = watch({ max_batch_events: 4096, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
-    await s.subscribed();
-    const big = Array.from({ length: 150 }, (_, i) => String.fromCharCode(97 + (i % 26)).repeat(10 * 1024));
-    const r = await openWhilePaused(s, dir, 300, big);
-    try {
-      await s.until(() => s.events.filter((e) => e.process.pid === r.pid).length >= 300, 10_000, '300 opens');
-      const mine = s.events.filter((e) => e.process.pid === r.pid);
-      expect(new Set(mine.map((e) => e.path)).size).to.equal(300);
-      for (const e of mine.filter((x) => x.process.details)) {
-        expect(e.process.cmdline_truncated).to.equal(true);
-        expect(e.process.cmdline.join('\0').length).to.be.at.most(16 * 1024);
-        expect(e.process.cmdline.slice(0, 3)).to.deep.equal(['sh', '-c', e.process.cmdline[2]]);
+    await withDaemon(['--metrics', '127.0.0.1:0'], async ({ daemon: own, client: c, dir: d }) => {
+      for (let i = 0; i < 300; i++) fs.writeFileSync(path.join(d, `f${i}`), '');
+      const s = new WatchStream(c, { max_batch_events: 4096, marks: [{ path: d, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
+      await s.subscribed();
+      const big = Array.from({ length: 150 }, (_, i) => String.fromCharCode(97 + (i % 26)).repeat(10 * 1024));
+      const r = await openWhilePaused(s, own, d, 300, big);
+      try {
+        await s.until(() => s.events.filter((e) => e.process.pid === r.pid).length >= 300, 10_000, '300 opens');
+        const mine = s.events.filter((e) => e.process.pid === r.pid);
+        expect(new Set(mine.map((e) => e.path)).size).to.equal(300);
+        for (const e of mine.filter((x) => x.process.details)) {
+          expect(e.process.cmdline_truncated).to.equal(true);
+          expect(e.process.cmdline.join('\0').length).to.be.at.most(16 * 1024);
+          expect(e.process.cmdline.slice(0, 3)).to.deep.equal(['sh', '-c', e.process.cmdline[2]]);
+        }
+        expect(s.status).to.equal(undefined);
+        // Each event carries about 10 KiB of arguments, 3 MiB in all: the daemon splits them into messages of at most 1 MiB.
+        const batchBytes = argumentBytesPerBatch(s);
+        expect(batchBytes.length).to.be.above(2);
+        expect(Math.max(...batchBytes)).to.be.at.most(1024 * 1024);
+      } finally {
+        r.kill();
+        s.cancel();
       }
-      expect(s.status).to.equal(undefined);
-      // Each event carries about 10 KiB of arguments, 3 MiB in all: the daemon splits them into messages of at most 1 MiB.
-      const batchBytes = argumentBytesPerBatch(s);
-      expect(batchBytes.length).to.be.above(2);
-      expect(Math.max(...batchBytes)).to.be.at.most(1024 * 1024);
-    } finally {
-      r.kill();
-    }
+    });
   });
 
   it('keeps event batches within a --max-message-bytes below 1 MiB', async () => {
     const limit = 64 * 1024;
-    await withDaemon(['--max-message-bytes', String(limit)], async ({ client, dir: d }) => {
+    await withDaemon(['--max-message-bytes', String(limit), '--metrics', '127.0.0.1:0'], async ({ daemon: own, client, dir: d }) => {
       for (let i = 0; i < 50; i++) fs.writeFileSync(path.join(d, `f${i}`), '');
       const s = new WatchStream(client, { max_batch_events: 4096, marks: [{ path: d, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
       await s.subscribed();
       // About 10 KiB of arguments in each event, 500 KiB in all.
-      const r = await openWhilePaused(s, d, 50, ['x'.repeat(10 * 1024)]);
+      const r = await openWhilePaused(s, own, d, 50, ['x'.repeat(10 * 1024)]);
       try {
         await s.until(() => s.events.filter((e) => e.process.pid === r.pid).length >= 50, 10_000, '50 opens');
         expect(s.status).to.equal(undefined);
@@ -415,9 +419,9 @@ describe('e2e: Watch over a unix socket', function () {
     expect(answered).to.equal(10_000);
     // The daemon closes each event's fd when it writes the verdict; an fd
     // it opens for a moment of its own (a /proc read) may still be open
-    // when we look, so give it a moment, then name whatever stayed.
+    // when we look, so wait for the count to come back, then name whatever stayed.
     const pid = daemon.proc.pid!;
-    for (let i = 0; i < 50 && fdCount(pid) !== before; i++) await sleep(100);
+    await waitFor(() => fdCount(pid) === before, 5000, "the daemon's fd count to come back").catch(() => undefined);
     const open = fs.readdirSync(`/proc/${pid}/fd`).map((fd) => {
       try {
         return fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
