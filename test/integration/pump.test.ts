@@ -8,7 +8,7 @@ import { EventPump } from '../../src/kernel/pump';
 import * as ffi from '../../src/kernel/ffi';
 import { silentLogger } from '../../src/common/log';
 import { Watch, type WatchEvent } from '../../src/watch/watch';
-import { HandleResolver } from '../../src/host/enrich';
+import { HandleResolver } from '../../src/host/handle-resolver';
 import { fanotifyFdCount, objectSink, sh, sleep, tempDir } from '../fixtures/harness';
 
 const OPTIONS = { verdictTimeoutMs: 5000, timeoutDecision: 'allow' as const, maxBatchEvents: 256, queueCapacity: 1024 };
