@@ -1,0 +1,47 @@
+// A process's start time from /proc/PID/stat (field 22), which with the pid
+// names one process for the whole boot.
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import * as fs from 'node:fs';
+import { expect } from 'chai';
+import { parseStartTime, readStartTime } from '../../src/host/process';
+
+/** A stat line with the given comm and starttime (the other fields as a shell's). */
+function statLine(comm: string, start: number): string {
+  const after = ['S', '1', '2', '2', '0', '-1', '4194560', '100', '0', '0', '0', '0', '0', '0', '0', '20', '0', '1', '0', String(start), '9000', '100'];
+  return `4242 (${comm}) ${after.join(' ')} 18446744073709551615 1 1 0 0 0 0 65536 4 65536 1 0 0 17 1 0 0 0 0 0\n`;
+}
+
+describe('unit: process start time', () => {
+  it('counts fields from the last parenthesis, whatever comm holds', () => {
+    expect(parseStartTime(statLine('cat', 987654))).to.equal(987654);
+    expect(parseStartTime(statLine('a b', 5))).to.equal(5);
+    expect(parseStartTime(statLine('x) 1 2 3 (y', 77))).to.equal(77);
+    expect(parseStartTime(statLine(') ) )', 78))).to.equal(78);
+  });
+
+  it('gives nothing for a line it cannot read', () => {
+    expect(parseStartTime('')).to.equal(undefined);
+    expect(parseStartTime('4242 (cat) S 1 2')).to.equal(undefined);
+    expect(parseStartTime(statLine('cat', 1).replace(' 1 9000 ', ' x 9000 '))).to.equal(undefined);
+  });
+
+  it('reads a live process, a later one as no earlier, and nothing for one that is gone', async () => {
+    const mine = readStartTime(process.pid);
+    expect(mine).to.be.a('number');
+    const ticks = Number(spawnSync('getconf', ['CLK_TCK']).stdout.toString());
+    const uptimeTicks = Number(fs.readFileSync('/proc/uptime', 'latin1').split(' ')[0]) * ticks;
+    expect(mine).to.be.at.most(uptimeTicks);
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    await once(child, 'spawn');
+    const pid = child.pid!;
+    try {
+      expect(readStartTime(pid)).to.be.at.least(mine!);
+    } finally {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
+    expect(readStartTime(pid)).to.equal(undefined);
+    expect(readStartTime(0)).to.equal(undefined);
+  });
+});
