@@ -19,6 +19,8 @@ export interface ProcessInfo {
   tid?: number;
   /** cmdline holds only the arguments that fit in CMDLINE_MAX_BYTES. */
   cmdlineTruncated?: boolean;
+  /** Clock ticks after boot (field 22 of /proc/PID/stat): with pid, names the process for the whole boot. */
+  startTime?: number;
 }
 
 /** Command-line bytes kept per process: an event stays small whatever a process's arguments (up to 2 MiB and more). */
@@ -33,11 +35,15 @@ export function readProcess(pid: number, pidfd?: number): ProcessInfo {
   const info = unknownProcess(pid);
   if (pid <= 0) return info;
   try {
+    // stat rather than comm: the same comm, and the start time besides, in one read.
+    const stat = parseStat(readProcFile(`/proc/${pid}/stat`));
+    if (!stat) return info;
     const status = fs.readFileSync(`/proc/${pid}/status`, 'latin1');
-    info.ppid = Number(/^PPid:\s+(\d+)/m.exec(status)?.[1] ?? 0);
+    info.ppid = stat.ppid;
+    info.comm = stat.comm;
+    info.startTime = stat.startTime;
     info.uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? 0);
     info.gid = Number(/^Gid:\s+(\d+)/m.exec(status)?.[1] ?? 0);
-    info.comm = fs.readFileSync(`/proc/${pid}/comm`, 'utf8').replace(/\n$/, '');
     info.details = true;
   } catch {
     return info; // exited: pid alone
@@ -79,10 +85,23 @@ function pidfdRefersTo(pidfd: number, pid: number): boolean {
   }
 }
 
-/** Field 22 of /proc/PID/stat is starttime; fields are counted from pid (1) and comm (2). */
-const STAT_STARTTIME_FIELD = 22;
 /** A stat line is about 300 bytes; comm is at most 64 of them. */
-const statBuf = Buffer.allocUnsafe(1024);
+const procBuf = Buffer.allocUnsafe(1024);
+
+/**
+ * A small /proc file read with open, read and close into a reused buffer:
+ * readFileSync adds an fstat, a second read for end of file and an
+ * allocation (measured here at about twice the cost). Throws once the
+ * process is gone.
+ */
+function readProcFile(file: string): string {
+  const fd = fs.openSync(file, 'r');
+  try {
+    return procBuf.toString('latin1', 0, fs.readSync(fd, procBuf, 0, procBuf.length, 0));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 
 /**
  * The process's start time (clock ticks after boot), from /proc/PID/stat;
@@ -91,36 +110,64 @@ const statBuf = Buffer.allocUnsafe(1024);
  */
 export function readStartTime(pid: number): number | undefined {
   if (pid <= 0) return undefined;
-  let fd: number;
   try {
-    fd = fs.openSync(`/proc/${pid}/stat`, 'r');
+    return parseStat(readProcFile(`/proc/${pid}/stat`))?.startTime;
   } catch {
     return undefined;
-  }
-  try {
-    // open, read, close into a reused buffer: readFileSync would add an
-    // fstat, a second read for end of file and an allocation (measured
-    // here at about twice the cost).
-    return parseStartTime(statBuf.toString('latin1', 0, fs.readSync(fd, statBuf, 0, statBuf.length, 0)));
-  } catch {
-    return undefined;
-  } finally {
-    fs.closeSync(fd);
   }
 }
 
-/**
- * starttime from a /proc/PID/stat line. comm (field 2) is in parentheses
- * and may itself hold spaces and parentheses, so fields are counted from
- * the last ')'.
- */
 export function parseStartTime(stat: string): number | undefined {
+  return parseStat(stat)?.startTime;
+}
+
+/** Fields are numbered from 1 (pid) in proc(5); these are the ones read. */
+const STAT_PPID = 4;
+const STAT_STARTTIME = 22;
+
+/**
+ * comm, ppid and starttime from a /proc/PID/stat line. comm (field 2) is in
+ * parentheses and may itself hold spaces and parentheses, so the fields
+ * after it are counted from the last ')'.
+ */
+function parseStat(stat: string): { comm: string; ppid: number; startTime: number } | undefined {
+  const open = stat.indexOf('(');
   const close = stat.lastIndexOf(')');
-  if (close < 0) return undefined;
+  if (open < 0 || close < open) return undefined;
   // After ") " comes field 3 (state).
-  const fields = stat.slice(close + 2).split(' ', STAT_STARTTIME_FIELD - 2);
-  const v = fields[STAT_STARTTIME_FIELD - 3];
-  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+  const fields = stat.slice(close + 2).split(' ', STAT_STARTTIME - 2);
+  const field = (n: number) => fields[n - 3];
+  const start = field(STAT_STARTTIME);
+  const ppid = field(STAT_PPID);
+  if (start === undefined || !/^\d+$/.test(start) || ppid === undefined || !/^\d+$/.test(ppid)) return undefined;
+  return { comm: stat.slice(open + 1, close), ppid: Number(ppid), startTime: Number(start) };
+}
+
+/** statfs(2) f_type of pidfs (include/uapi/linux/magic.h). */
+const PID_FS_MAGIC = 0x50494446;
+/** Whether a device (st_dev) is pidfs, learnt once per device: a fact of the kernel, not of a watch. */
+const pidfsDevices = new Map<number, boolean>();
+
+/**
+ * The inode number of a pidfd's process, when pidfds live on pidfs (Linux
+ * 6.9+), where it is that process's own for the whole boot; undefined on
+ * older kernels, which give every pidfd one shared anonymous inode. One
+ * fstat, several times cheaper here than reading /proc/PID/stat, and it
+ * still names the process after it exited.
+ */
+export function pidfdInode(pidfd: number): number | undefined {
+  try {
+    const st = fs.fstatSync(pidfd);
+    let pidfs = pidfsDevices.get(st.dev);
+    if (pidfs === undefined) {
+      // statfs follows the /proc/self/fd magic link to the fd's filesystem; nothing is opened.
+      pidfs = fs.statfsSync(`/proc/self/fd/${pidfd}`).type === PID_FS_MAGIC;
+      pidfsDevices.set(st.dev, pidfs);
+    }
+    return pidfs ? st.ino : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The thread group (process id) of a thread id, from /proc; undefined once it is gone. */

@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
 import { expect } from 'chai';
-import { parseStartTime, readStartTime } from '../../src/host/process';
+import { parseStartTime, pidfdInode, readProcess, readStartTime } from '../../src/host/process';
 
 /** A stat line with the given comm and starttime (the other fields as a shell's). */
 function statLine(comm: string, start: number): string {
@@ -43,5 +43,23 @@ describe('unit: process start time', () => {
     }
     expect(readStartTime(pid)).to.equal(undefined);
     expect(readStartTime(0)).to.equal(undefined);
+  });
+
+  it('describes a process with the comm and start time of its stat line', () => {
+    const me = readProcess(process.pid);
+    expect(me.details).to.equal(true);
+    expect(me.comm).to.equal(fs.readFileSync('/proc/self/comm', 'utf8').trim());
+    expect(me.ppid).to.equal(process.ppid);
+    expect(me.startTime).to.equal(readStartTime(process.pid));
+  });
+
+  it('gives no pidfd inode for an fd that is not a pidfd on pidfs', () => {
+    const fd = fs.openSync('/proc/self/stat', 'r');
+    try {
+      // procfs: another filesystem, so no inode (and the answer is not kept for pidfds).
+      expect(pidfdInode(fd)).to.equal(undefined);
+    } finally {
+      fs.closeSync(fd);
+    }
   });
 });
