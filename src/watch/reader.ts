@@ -131,12 +131,17 @@ export class EventReader {
       p.fds.add(raw.fd);
       ev.fd = K.FAN_NOFD;
     }
-    if (raw.pidfd !== undefined && raw.pidfd >= 0) p.fds.add(raw.pidfd);
+    const hasPidfd = raw.pidfd !== undefined && raw.pidfd >= 0;
     const item: WatchEvent = { id: this.nextId++, ev, permission: isPerm, needsVerdict: isPerm, readAt };
     if (!isPerm) {
+      if (hasPidfd) p.fds.add(raw.pidfd!);
       p.outbox.pushNotification(item);
       return;
     }
+    // Closed with the event fd when answered: the two are consecutive, one
+    // close_range then, where closing the pidfd with the read's others
+    // would cost a call of its own when the read holds one event.
+    if (hasPidfd) item.pidfd = raw.pidfd;
     if (p.pending.size >= p.maxPending) p.responder.answer(item, p.timeoutResponse, 'limit');
     else p.pending.add(item.id, item, readAt);
     p.outbox.pushPermission(item);

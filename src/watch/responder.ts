@@ -25,8 +25,10 @@ export class Responder {
   answer(item: WatchEvent, response: number, by: DecidedBy, auditRule = 0): void {
     item.needsVerdict = false;
     this.respond(item.ev.fd, response, auditRule);
-    ffi.closeFd(item.ev.fd);
+    if (item.pidfd === undefined) ffi.closeFd(item.ev.fd);
+    else ffi.closeFds([item.ev.fd, item.pidfd]);
     item.ev.fd = K.FAN_NOFD;
+    item.pidfd = undefined;
     this.stats.decisions[by]++;
     if (this.onDecision) {
       const latency = item.readAt === undefined ? 0 : this.clock.now() - item.readAt;

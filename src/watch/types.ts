@@ -50,6 +50,12 @@ export interface WatchEvent {
    * a watch reads; ev.timeMs is the wall-clock timestamp for clients.
    */
   readAt?: number;
+  /**
+   * A permission event's pidfd, held with its event fd until the event is
+   * answered, when both are closed (one close_range when they are
+   * consecutive, as the kernel makes them).
+   */
+  pidfd?: number;
 }
 
 export interface OverflowNotice {
