@@ -27,6 +27,41 @@ function openWatch(pump: EventPump, dir: string, mask: number, groupClass: 'noti
   return { w, events };
 }
 
+/** Pids of root and of every process under it, from /proc. */
+function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${name}/stat`, 'latin1');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      children.set(ppid, [...(children.get(ppid) ?? []), Number(name)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const tree = [root];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]) ?? []));
+  return tree;
+}
+
+/** Wait until a process under each root sleeps in fanotify, waiting for a permission verdict. */
+async function waitBlockedInFanotify(roots: number[], ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  const blocked = (root: number) =>
+    processTree(root).some((pid) => {
+      try {
+        return fs.readFileSync(`/proc/${pid}/wchan`, 'latin1').startsWith('fanotify');
+      } catch {
+        return false;
+      }
+    });
+  while (!roots.every(blocked)) {
+    if (Date.now() > deadline) throw new Error('openers not waiting in fanotify after ' + ms + ' ms');
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 describe('integration: event pump', function () {
   this.timeout(30_000);
   const dirs: string[] = [];
@@ -288,7 +323,7 @@ describe('integration: event pump', function () {
     // Never attached: nothing reads the group, so the opener's event waits in the kernel's queue.
     const w = new Watch('unread', { groupClass: 'content', marks: [{ path: d, scope: 'inode', mask: K.FAN_OPEN_PERM | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, { ...OPTIONS, timeoutDecision: 'deny' }, pump, silentLogger);
     const opener = sh(`cat ${d}/f`, 10_000);
-    await sleep(300);
+    await waitBlockedInFanotify([opener.pid]);
     w.close('disconnect');
     const r = await opener.done;
     // Closing the group alone would let the kernel allow it.
@@ -312,7 +347,7 @@ describe('integration: event pump', function () {
     }, pump, silentLogger);
     // Three openers wait in the kernel's queue before the watch reads: one read brings all three.
     const openers = ['f', 'g', 'h'].map((f) => sh(`cat ${d}/${f}`, 10_000));
-    await sleep(300);
+    await waitBlockedInFanotify(openers.map((o) => o.pid));
     w.attach(objectSink(() => true));
     const results = await Promise.all(openers.map((o) => o.done));
     for (const r of results) expect(r.stderr).to.match(/Operation not permitted/);
