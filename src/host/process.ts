@@ -97,7 +97,8 @@ const procBuf = Buffer.allocUnsafe(1024);
 function readProcFile(file: string): string {
   const fd = fs.openSync(file, 'r');
   try {
-    return procBuf.toString('latin1', 0, fs.readSync(fd, procBuf, 0, procBuf.length, 0));
+    // UTF-8 as /proc/PID/comm was read: a comm may hold any bytes, the numbers are ASCII.
+    return procBuf.toString('utf8', 0, fs.readSync(fd, procBuf, 0, procBuf.length, 0));
   } finally {
     fs.closeSync(fd);
   }

@@ -3,6 +3,8 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { expect } from 'chai';
 import { parseStartTime, pidfdInode, readProcess, readStartTime } from '../../src/host/process';
 
@@ -51,6 +53,22 @@ describe('unit: process start time', () => {
     expect(me.comm).to.equal(fs.readFileSync('/proc/self/comm', 'utf8').trim());
     expect(me.ppid).to.equal(process.ppid);
     expect(me.startTime).to.equal(readStartTime(process.pid));
+  });
+
+  it('reads a comm that is not ASCII as /proc/PID/comm gives it', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fanotifyd-comm-'));
+    const exe = path.join(dir, 'slé€p');
+    fs.copyFileSync('/bin/sleep', exe);
+    fs.chmodSync(exe, 0o755);
+    const child = spawn(exe, ['30'], { stdio: 'ignore' });
+    try {
+      await once(child, 'spawn');
+      expect(readProcess(child.pid!).comm).to.equal(fs.readFileSync(`/proc/${child.pid}/comm`, 'utf8').trim()).and.equal('slé€p');
+    } finally {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('gives no pidfd inode for an fd that is not a pidfd on pidfs', () => {
