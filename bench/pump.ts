@@ -20,7 +20,7 @@ import { EventPump } from '../src/kernel/pump';
 import { silentLogger } from '../src/common/log';
 import { Watch } from '../src/watch/watch';
 import type { ReportMode } from '../src/kernel/group';
-import { HandleResolver } from '../src/host/enrich';
+import { HandleResolver } from '../src/host/handle-resolver';
 import { encodeEvent, eventBatch } from '../src/api/wire';
 import { tempDir } from '../test/fixtures/harness';
 

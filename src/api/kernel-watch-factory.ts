@@ -5,7 +5,7 @@ import * as K from '../kernel/constants';
 import { checkPermissionTarget, chooseReportMode, type GroupClass, type GroupSpec, type MarkSpec } from '../kernel/group';
 import type { KernelFeatures } from '../kernel/probe';
 import type { EventPump } from '../kernel/pump';
-import { HandleResolver } from '../host/enrich';
+import { HandleResolver } from '../host/handle-resolver';
 import type { Logger } from '../common/log';
 import { Watch } from '../watch/watch';
 import type { SubscribeRequest } from './convert';

@@ -49,7 +49,7 @@ export function watchOptions(id: string, req: SubscribeRequest, limits: ServiceL
     maxPending: limits.maxPendingPerWatch,
     onVerdictLatency: hooks.onVerdictLatency,
     onDecision: audit
-      ? (item: WatchEvent, allowed: boolean, by: string) =>
+      ? (item: WatchEvent, allowed: boolean, by: string, latencyMs: number) =>
           audit.record('decision', {
             watch: id,
             ...hooks.who,
@@ -59,7 +59,8 @@ export function watchOptions(id: string, req: SubscribeRequest, limits: ServiceL
             exe: item.ev.process.exe,
             decision: allowed ? 'allow' : 'deny',
             decided_by: by,
-            latency_ms: Date.now() - item.ev.timeMs,
+            // On the watch's monotonic clock: a wall-clock step cannot skew it.
+            latency_ms: latencyMs,
           })
       : undefined,
     onFailed: hooks.onFailed,

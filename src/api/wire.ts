@@ -13,7 +13,8 @@
 // test/unit/wire.test.ts decodes the output with the .proto itself.
 import { isUtf8 } from 'node:buffer';
 import type { FileId } from '../kernel/decoder';
-import type { ProcessInfo, ResolvedEntry } from '../host/enrich';
+import type { ProcessInfo } from '../host/process';
+import type { ResolvedEntry } from '../host/event';
 import { EVENT_TYPE_NUMBERS } from './convert';
 import type { EncodedEvent, WatchEvent } from '../watch/watch';
 

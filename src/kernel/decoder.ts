@@ -1,6 +1,7 @@
 // Pure decoder for what read(2) returns on a fanotify group fd: bytes in,
-// records out. No fds are touched, nothing is logged; enrichment (paths,
-// processes) happens later in enrich.ts.
+// records out. No fds are touched, nothing is logged, and the module holds
+// no state: what is remembered between records (FidInterner) belongs to the
+// caller. Enrichment (paths, processes) happens later, in src/host.
 //
 // Every length is checked before it is used. A record whose header is sound
 // but whose info records are not is still returned (its fd must be closed
@@ -19,7 +20,7 @@ export class DecodeError extends FanotifydError {
 /**
  * A directory or object identified by a file handle, with an optional entry
  * name. Its buffers may be shared with other FileIds of equal bytes (see
- * interned below): read them, never write to them.
+ * FidInterner): read them, never write to them.
  */
 export interface FileId {
   fsid: Buffer;
@@ -57,18 +58,36 @@ export interface DecodeResult {
   error?: DecodeError;
 }
 
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The last fsid and handles decoded, kept by one reader (a watch) from
+ * record to record and read to read. Events in a row mostly share their
+ * filesystem and directory: they then share one copy of those bytes
+ * (read-only, like every FileId buffer), which spares an allocation and
+ * lets the directory lookup match by identity. Handles with a name (the
+ * directory records) and without (FID, DFID) keep a slot each, so an event
+ * that carries both (report_target_fid) does not evict its directory.
+ */
+export class FidInterner {
+  fsid: Buffer = EMPTY;
+  handleWithName: Buffer = EMPTY;
+  handle: Buffer = EMPTY;
+}
+
 /**
  * Decode buf[0, length). Never throws. With fdsOnly, of the info records
  * only PIDFD is read (every length is still checked): what a reader needs
  * of events it will drop, which hold nothing to keep but fds to close.
+ * Without an interner, equal handles are shared within this call only.
  */
-export function decodeEvents(buf: Buffer, length = buf.length, fdsOnly = false): DecodeResult {
+export function decodeEvents(buf: Buffer, length = buf.length, fdsOnly = false, interner = new FidInterner()): DecodeResult {
   const events: RawEvent[] = [];
   let off = 0;
   const end = Math.min(length, buf.length);
   while (off < end) {
     try {
-      const ev = decodeEvent(buf, off, end, fdsOnly);
+      const ev = decodeEvent(buf, off, end, fdsOnly, interner);
       events.push(ev);
       off += buf.readUInt32LE(off + K.META_OFF_EVENT_LEN);
     } catch (err) {
@@ -79,7 +98,7 @@ export function decodeEvents(buf: Buffer, length = buf.length, fdsOnly = false):
 }
 
 /** Decode the one record at buf[off]; throws DecodeError for a broken header. */
-export function decodeEvent(buf: Buffer, off: number, end: number, fdsOnly = false): RawEvent {
+export function decodeEvent(buf: Buffer, off: number, end: number, fdsOnly = false, interner = new FidInterner()): RawEvent {
   if (end - off < K.FAN_EVENT_METADATA_LEN) {
     throw new DecodeError(`truncated metadata: ${end - off} of ${K.FAN_EVENT_METADATA_LEN} bytes`, off);
   }
@@ -117,7 +136,7 @@ export function decodeEvent(buf: Buffer, off: number, end: number, fdsOnly = fal
       ev.malformed = `info record type ${type} length ${len} invalid (${recEnd - p} bytes left) at offset ${p}`;
       break;
     }
-    const problem = fdsOnly && type !== K.FAN_EVENT_INFO_TYPE_PIDFD ? undefined : decodeInfo(buf, p, len, type, ev);
+    const problem = fdsOnly && type !== K.FAN_EVENT_INFO_TYPE_PIDFD ? undefined : decodeInfo(buf, p, len, type, ev, interner);
     if (problem) {
       ev.malformed = `${problem} at offset ${p}`;
       break;
@@ -128,7 +147,7 @@ export function decodeEvent(buf: Buffer, off: number, end: number, fdsOnly = fal
 }
 
 /** Decode one info record into ev; returns a problem description or undefined. */
-function decodeInfo(buf: Buffer, p: number, len: number, type: number, ev: RawEvent): string | undefined {
+function decodeInfo(buf: Buffer, p: number, len: number, type: number, ev: RawEvent, interner: FidInterner): string | undefined {
   switch (type) {
     case K.FAN_EVENT_INFO_TYPE_FID:
     case K.FAN_EVENT_INFO_TYPE_DFID:
@@ -136,7 +155,7 @@ function decodeInfo(buf: Buffer, p: number, len: number, type: number, ev: RawEv
     case K.FAN_EVENT_INFO_TYPE_OLD_DFID_NAME:
     case K.FAN_EVENT_INFO_TYPE_NEW_DFID_NAME: {
       const withName = type !== K.FAN_EVENT_INFO_TYPE_FID && type !== K.FAN_EVENT_INFO_TYPE_DFID;
-      const id = decodeFid(buf, p, len, withName);
+      const id = decodeFid(buf, p, len, withName, interner);
       if (typeof id === 'string') return id;
       if (type === K.FAN_EVENT_INFO_TYPE_FID) ev.fid = id;
       else if (type === K.FAN_EVENT_INFO_TYPE_OLD_DFID_NAME) ev.oldDfid = id;
@@ -166,15 +185,6 @@ function decodeInfo(buf: Buffer, p: number, len: number, type: number, ev: RawEv
   }
 }
 
-// The last fsid and handles decoded. Events in a row mostly share their
-// filesystem and directory: they then share one copy of those bytes
-// (read-only, like every FileId buffer), which spares an allocation and
-// lets the directory lookup match by identity. Handles with a name (the
-// directory records) and without (FID, DFID) keep a slot each, so an event
-// that carries both (report_target_fid) does not evict its directory.
-let lastFsid: Buffer = Buffer.alloc(0);
-const lastHandle: [Buffer, Buffer] = [Buffer.alloc(0), Buffer.alloc(0)];
-
 /**
  * A copy of buf[start, end), or `last` when it holds the same bytes.
  * Compared byte by byte: fsids are 8 bytes and handles rarely more than 40
@@ -192,19 +202,20 @@ function interned(buf: Buffer, start: number, end: number, last: Buffer): Buffer
   return Buffer.from(buf.subarray(start, end));
 }
 
-function decodeFid(buf: Buffer, p: number, len: number, withName: boolean): FileId | string {
+function decodeFid(buf: Buffer, p: number, len: number, withName: boolean, interner: FidInterner): FileId | string {
   const min = K.FID_OFF_HANDLE + K.FILE_HANDLE_HEADER_LEN;
   if (len < min) return `fid info length ${len} below ${min}`;
   const handleBytes = buf.readUInt32LE(p + K.FID_OFF_HANDLE);
   const handleEnd = p + min + handleBytes;
   if (handleBytes > len - min) return `file handle of ${handleBytes} bytes overruns its ${len}-byte info record`;
   const id: FileId = {
-    fsid: interned(buf, p + K.FID_OFF_FSID, p + K.FID_OFF_FSID + K.FID_FSID_LEN, lastFsid),
+    fsid: interned(buf, p + K.FID_OFF_FSID, p + K.FID_OFF_FSID + K.FID_FSID_LEN, interner.fsid),
     handleType: buf.readInt32LE(p + K.FID_OFF_HANDLE + 4),
-    fileHandle: interned(buf, p + K.FID_OFF_HANDLE, handleEnd, lastHandle[withName ? 1 : 0]),
+    fileHandle: interned(buf, p + K.FID_OFF_HANDLE, handleEnd, withName ? interner.handleWithName : interner.handle),
   };
-  lastFsid = id.fsid;
-  lastHandle[withName ? 1 : 0] = id.fileHandle;
+  interner.fsid = id.fsid;
+  if (withName) interner.handleWithName = id.fileHandle;
+  else interner.handle = id.fileHandle;
   if (withName) {
     // The name follows the handle, NUL-terminated and padded to the record's length.
     const nameArea = buf.subarray(handleEnd, p + len);

@@ -1,6 +1,7 @@
 // The watch's vocabulary, shared by the watch, its queue and its sinks
 // (kept apart so the queue and the watch need not import each other).
-import type { FsEvent } from '../host/enrich';
+import type { Clock } from '../common/clock';
+import type { FsEvent } from '../host/event';
 
 export type Decision = 'allow' | 'deny';
 export type DecidedBy = 'client' | 'timeout' | 'disconnect' | 'shutdown' | 'self' | 'limit';
@@ -22,8 +23,16 @@ export interface WatchOptions {
   maxPending?: number;
   /** Called with the time from reading an event to the client's verdict on it. */
   onVerdictLatency?: (ms: number) => void;
-  /** Called after each permission response is written to the kernel (never before). */
-  onDecision?: (item: WatchEvent, allowed: boolean, by: DecidedBy) => void;
+  /**
+   * Called after each permission response is written to the kernel (never
+   * before), with the time since the event was read (on `clock`).
+   */
+  onDecision?: (item: WatchEvent, allowed: boolean, by: DecidedBy, latencyMs: number) => void;
+  /**
+   * What verdict deadlines, latencies and the /proc cache's lifetimes are
+   * measured on; monotonicClock unless a test steps one by hand.
+   */
+  clock?: Clock;
   /** Called once the watch has closed itself after a failure (onError). */
   onFailed?: (err: Error) => void;
 }
@@ -35,6 +44,18 @@ export interface WatchEvent {
   permission: boolean;
   /** True while a verdict is awaited; cleared once the event is answered. */
   needsVerdict: boolean;
+  /**
+   * When the event was read, on the watch's clock (WatchOptions.clock,
+   * monotonic): the base of its deadline and latencies. Set on every event
+   * a watch reads; ev.timeMs is the wall-clock timestamp for clients.
+   */
+  readAt?: number;
+  /**
+   * A permission event's pidfd, held with its event fd until the event is
+   * answered, when both are closed (one close_range when they are
+   * consecutive, as the kernel makes them).
+   */
+  pidfd?: number;
 }
 
 export interface OverflowNotice {

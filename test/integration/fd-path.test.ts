@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { fdPath } from '../../src/host/enrich';
+import { fdPath } from '../../src/host/fd-path';
 import * as ffi from '../../src/kernel/ffi';
 import { tempDir } from '../fixtures/harness';
 

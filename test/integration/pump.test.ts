@@ -8,9 +8,10 @@ import { EventPump, NOTIFY_REST_MS } from '../../src/kernel/pump';
 import * as ffi from '../../src/kernel/ffi';
 import { silentLogger } from '../../src/common/log';
 import { Watch, type WatchEvent } from '../../src/watch/watch';
-import { HandleResolver } from '../../src/host/enrich';
+import { HandleResolver } from '../../src/host/handle-resolver';
 import { fanotifyFdCount, objectSink, sh, sleep, tempDir } from '../fixtures/harness';
 import { waitFor, waitingForVerdict } from '../fixtures/wait';
+import { FakeClock, withWallClockStep } from '../fixtures/fake-clock';
 
 const OPTIONS = { verdictTimeoutMs: 5000, timeoutDecision: 'allow' as const, maxBatchEvents: 256, queueCapacity: 1024 };
 
@@ -315,6 +316,39 @@ describe('integration: event pump', function () {
     for (const r of results) expect(r.stderr).to.match(/Operation not permitted/);
     expect(w.isClosed).to.equal(true);
     expect(w.snapshot().decisions.disconnect).to.equal(2);
+    await pump.close();
+  });
+
+  it('measures verdict latency from the read on the watch\'s clock, whatever the wall clock does', async () => {
+    const pump = new EventPump();
+    const d = mkdir();
+    const clock = new FakeClock(1000);
+    const latencies: number[] = [];
+    const decided: number[] = [];
+    const w = new Watch('clock', { groupClass: 'content', marks: [{ path: d, scope: 'inode', mask: K.FAN_OPEN_PERM | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, {
+      ...OPTIONS,
+      clock,
+      onVerdictLatency: (ms) => latencies.push(ms),
+      onDecision: (_item, _allowed, _by, ms) => decided.push(ms),
+    }, pump, silentLogger);
+    const seen: WatchEvent[] = [];
+    w.attach(
+      objectSink((batch) => {
+        for (const e of batch) {
+          seen.push(e);
+          clock.advance(250);
+          // A wall-clock step between read and verdict changes nothing measured.
+          withWallClockStep(-3600_000, () => w.verdict(e.id, 'allow'));
+        }
+        return true;
+      }),
+    );
+    const r = await sh(`cat ${d}/f`, 10_000).done;
+    expect(r.code).to.equal(0);
+    expect(seen.map((e) => [e.readAt, e.ev.process.comm])).to.deep.equal([[1000, 'cat']]);
+    expect(latencies).to.deep.equal([250]);
+    expect(decided).to.deep.equal([250]);
+    w.close('disconnect');
     await pump.close();
   });
 });

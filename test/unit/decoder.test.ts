@@ -2,7 +2,7 @@
 // then every truncation, then seeded random mutation.
 import { expect } from 'chai';
 import * as K from '../../src/kernel/constants';
-import { DecodeError, decodeEvents } from '../../src/kernel/decoder';
+import { DecodeError, decodeEvents, FidInterner } from '../../src/kernel/decoder';
 import { seededRandom } from '../fixtures/harness';
 import { errorInfo, fidInfo, metadata, mntInfo, pidfdInfo, rangeInfo, rawInfo } from '../fixtures/records';
 
@@ -47,6 +47,33 @@ describe('unit: decoder', () => {
     buf.fill(0);
     expect(a.fileHandle.subarray(8)).to.deep.equal(Buffer.from([1, 2, 3, 4]));
     expect(a.fsid).to.deep.equal(Buffer.from([9, 9, 9, 9, 8, 8, 8, 8]));
+  });
+
+  it('shares equal bytes across reads through one interner, and never between two', () => {
+    const rec = (name: string) => metadata({ mask: K.FAN_OPEN, fd: K.FAN_NOFD }, [fidInfo(K.FAN_EVENT_INFO_TYPE_DFID_NAME, { handle: Buffer.from([1, 2, 3, 4]), name: Buffer.from(name) })]);
+    const mine = new FidInterner();
+    const theirs = new FidInterner();
+    const first = decodeEvents(rec('a'), undefined, false, mine).events[0].dfid!;
+    const other = decodeEvents(rec('b'), undefined, false, theirs).events[0].dfid!;
+    const again = decodeEvents(rec('c'), undefined, false, mine).events[0].dfid!;
+    // One watch's next read reuses its copy; another watch's decoding does not touch it.
+    expect(again.fileHandle).to.equal(first.fileHandle);
+    expect(again.fsid).to.equal(first.fsid);
+    expect(other.fileHandle).to.not.equal(first.fileHandle);
+    expect(other.fsid).to.not.equal(first.fsid);
+    expect(other.fileHandle).to.deep.equal(first.fileHandle);
+    // Without an interner, nothing is remembered from one call to the next.
+    const [x, y] = [decodeEvents(rec('x')), decodeEvents(rec('y'))].map((r) => r.events[0].dfid!);
+    expect(y.fileHandle).to.not.equal(x.fileHandle);
+  });
+
+  it('keeps a slot for handles with a name and one for those without', () => {
+    const dir = fidInfo(K.FAN_EVENT_INFO_TYPE_DFID_NAME, { handle: Buffer.from([1, 1, 1, 1]), name: Buffer.from('n') });
+    const target = (h: number) => fidInfo(K.FAN_EVENT_INFO_TYPE_FID, { handle: Buffer.from([h, h, h, h]) });
+    const rec = (h: number) => metadata({ mask: K.FAN_CREATE, fd: K.FAN_NOFD }, [dir, target(h)]);
+    const [a, b] = decodeEvents(Buffer.concat([rec(2), rec(3)]), undefined, false, new FidInterner()).events;
+    expect(b.dfid!.fileHandle).to.equal(a.dfid!.fileHandle);
+    expect(b.fid!.fileHandle).to.not.equal(a.fid!.fileHandle);
   });
 
   it('decodes every info record type', () => {

@@ -2,7 +2,7 @@
 // permission events held as objects and encoded when sent, notices between.
 import { expect } from 'chai';
 import * as K from '../../src/kernel/constants';
-import { unknownProcess } from '../../src/host/enrich';
+import { unknownProcess } from '../../src/host/process';
 import { EventQueue } from '../../src/watch/event-queue';
 import type { WatchEvent } from '../../src/watch/watch';
 

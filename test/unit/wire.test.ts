@@ -2,7 +2,8 @@
 // the .proto itself (the same deserializer clients generate from it).
 import { expect } from 'chai';
 import * as K from '../../src/kernel/constants';
-import { readProcess, unknownProcess, type FsEvent, type ProcessInfo } from '../../src/host/enrich';
+import { readProcess, unknownProcess, type ProcessInfo } from '../../src/host/process';
+import type { FsEvent } from '../../src/host/event';
 import { EVENT_TYPES } from '../../src/api/convert';
 import { fanotifyService } from '../../src/api/proto';
 import { encodeEvent, eventBatch } from '../../src/api/wire';

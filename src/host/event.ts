@@ -1,0 +1,103 @@
+// The domain event: a decoded record turned into what a client wants to
+// read, the object's path and the process that caused it. Runs on the main
+// thread right after decoding; everything here is synchronous and touches
+// only /proc and handles, never a file under a user's mark.
+import * as K from '../kernel/constants';
+import type { FileId, RawEvent } from '../kernel/decoder';
+import { fdPath } from './fd-path';
+import type { HandleResolver } from './handle-resolver';
+import type { ProcessCache } from './process-cache';
+import { threadGroupOf, unknownProcess, type ProcessInfo } from './process';
+
+export interface ResolvedEntry {
+  /** Directory path bytes, or undefined when the handle could not be resolved. */
+  dir?: Buffer;
+  name: Buffer;
+  id: FileId;
+}
+
+export interface FsEvent {
+  mask: number;
+  pid: number;
+  /** The event fd; kept open only for permission events until they are answered. */
+  fd: number;
+  path?: Buffer;
+  deleted: boolean;
+  isDir: boolean;
+  entry?: ResolvedEntry;
+  oldEntry?: ResolvedEntry;
+  newEntry?: ResolvedEntry;
+  process: ProcessInfo;
+  /**
+   * Wall-clock time the event was read (ms since the epoch): the timestamp
+   * shown to clients, never a base for durations (a clock step moves it).
+   */
+  timeMs: number;
+  error?: { error: number; count: number };
+  range?: { offset: bigint; count: bigint };
+  mntId?: bigint;
+  malformed?: string;
+  /** FAN_REPORT_TARGET_FID: the entry's own handle. */
+  target?: FileId;
+  /** FAN_REPORT_FD_ERROR: the errno of the kernel's failed open. */
+  fdError?: number;
+}
+
+/** The event with nothing looked up: what is delivered when enrichment fails. */
+export function bareEvent(raw: RawEvent, timeMs: number): FsEvent {
+  return {
+    mask: raw.mask,
+    pid: raw.pid,
+    fd: raw.fd,
+    deleted: false,
+    isDir: (raw.mask & K.FAN_ONDIR) !== 0,
+    process: unknownProcess(raw.pid),
+    timeMs,
+    error: raw.error,
+    range: raw.range,
+    mntId: raw.mntId,
+    malformed: raw.malformed,
+    target: raw.fid,
+    // FAN_NOFD (-1) means no fd by design; below it, -errno of a failed open.
+    fdError: raw.fd < K.FAN_NOFD ? -raw.fd : undefined,
+  };
+}
+
+/** Build an FsEvent from a decoded record (fd-mode path or FID-mode entries). */
+export function enrich(raw: RawEvent, resolver: HandleResolver | undefined, procs: ProcessCache, timeMs: number, reportTid = false): FsEvent {
+  const ev = bareEvent(raw, timeMs);
+  if (reportTid) {
+    // The kernel gave a thread id: describe its thread group, and say which thread.
+    const tgid = threadGroupOf(raw.pid);
+    ev.pid = tgid ?? raw.pid;
+    ev.process = { ...procs.lookup(ev.pid), tid: raw.pid };
+  } else {
+    ev.process = procs.lookup(raw.pid, raw.pidfd);
+  }
+  if (raw.fd >= 0) {
+    const { path, deleted } = fdPath(raw.fd);
+    ev.path = path;
+    ev.deleted = deleted;
+  }
+  if (resolver) {
+    if (raw.dfid) ev.entry = resolveEntry(raw.dfid, resolver);
+    if (raw.oldDfid) ev.oldEntry = resolveEntry(raw.oldDfid, resolver);
+    if (raw.newDfid) ev.newEntry = resolveEntry(raw.newDfid, resolver);
+    const main = ev.entry ?? ev.newEntry ?? ev.oldEntry;
+    if (!ev.path && main?.dir) ev.path = joinEntry(main.dir, main.name);
+  }
+  return ev;
+}
+
+function resolveEntry(id: FileId, resolver: HandleResolver): ResolvedEntry {
+  return { dir: resolver.resolve(id), name: id.name ?? Buffer.alloc(0), id };
+}
+
+const DOT = Buffer.from('.');
+const SLASH = Buffer.from('/');
+/** dir + "/" + name; the kernel reports "." (or no name) for an event on the directory itself. */
+export function joinEntry(dir: Buffer, name: Buffer): Buffer {
+  if (name.length === 0 || name.equals(DOT)) return dir;
+  if (dir.length === 1 && dir[0] === 0x2f) return Buffer.concat([dir, name]);
+  return Buffer.concat([dir, SLASH, name]);
+}

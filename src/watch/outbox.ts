@@ -1,0 +1,101 @@
+// What a watch has for its client: the bounded queue (event-queue.ts), the
+// sink it drains to while the sink takes more, and the client-overflow
+// notice that counts what a full queue dropped.
+import { EventQueue } from './event-queue';
+import type { OverflowNotice, WatchEvent, WatchSink, WatchStats } from './types';
+
+export interface OutboxLimits {
+  maxBatchEvents: number;
+  /** Encoded size a batch stays within (but for a single larger event); no limit when unset. */
+  maxBatchBytes?: number;
+  /** Notification events held before new ones are dropped. */
+  queueCapacity: number;
+}
+
+export class Outbox {
+  private readonly queue = new EventQueue();
+  private queuedNotifications = 0;
+  /** The client-overflow notice still in the queue, grown while drops continue. */
+  private openDropNotice?: OverflowNotice;
+  private sink?: WatchSink;
+  private writable = false;
+
+  constructor(
+    private readonly limits: OutboxLimits,
+    private readonly stats: WatchStats,
+  ) {}
+
+  /** Deliver to sink from now on; call flush() to send what is queued. */
+  attach(sink: WatchSink): void {
+    this.sink = sink;
+    this.writable = true;
+  }
+
+  /** The sink can take more after returning false. */
+  resume(): void {
+    this.writable = true;
+    this.flush();
+  }
+
+  /** No room for another notification: new ones are dropped (permission events never are). */
+  get full(): boolean {
+    return this.queuedNotifications >= this.limits.queueCapacity;
+  }
+
+  get length(): number {
+    return this.queue.length;
+  }
+
+  /** Queued encoded, with the sink's encoder (reads start at attach(), so there is one). */
+  pushNotification(item: WatchEvent): void {
+    const e = this.sink!.encode(item);
+    this.queue.pushEncoded(e.bytes, e.tail);
+    this.queuedNotifications++;
+  }
+
+  /** Queued as an object: what is encoded for it can change until it is sent. */
+  pushPermission(item: WatchEvent): void {
+    this.queue.pushEvent(item);
+  }
+
+  kernelOverflow(): void {
+    this.stats.kernelOverflows++;
+    this.queue.pushOverflow({ source: 'kernel', dropped: 0, total: this.stats.kernelOverflows });
+  }
+
+  /** A notification dropped for want of room: counted, and told to the client where the gap is. */
+  drop(): void {
+    this.stats.notificationsDropped++;
+    if (!this.openDropNotice) {
+      this.openDropNotice = { source: 'client', dropped: 0, total: 0 };
+      this.queue.pushOverflow(this.openDropNotice);
+    }
+    this.openDropNotice.dropped++;
+    this.openDropNotice.total = this.stats.notificationsDropped;
+  }
+
+  /** Send what is queued, in batches, while the sink takes more. */
+  flush(): void {
+    const sink = this.sink;
+    if (!sink) return;
+    const encode = (it: WatchEvent) => sink.encode(it);
+    while (this.writable && this.queue.length) {
+      const notice = this.queue.takeOverflow();
+      if (notice) {
+        if (notice === this.openDropNotice) this.openDropNotice = undefined;
+        this.writable = sink.sendOverflow(notice);
+        continue;
+      }
+      const batch = this.queue.takeEvents(this.limits.maxBatchEvents, this.limits.maxBatchBytes ?? Infinity, encode);
+      this.queuedNotifications -= batch.notifications;
+      this.stats.eventsSent += batch.count;
+      this.writable = sink.sendEvents(batch.bytes, batch.count);
+    }
+  }
+
+  /** Forget everything queued and the sink. */
+  close(): void {
+    this.queue.clear();
+    this.sink = undefined;
+  }
+}
