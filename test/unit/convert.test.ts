@@ -3,7 +3,6 @@ import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import * as K from '../../src/kernel/constants';
 import { joinEntry } from '../../src/host/event';
-import { unknownProcess } from '../../src/host/process';
 import type { KernelFeatures } from '../../src/kernel/probe';
 import { EVENT_TYPES, parseSubscribe, parseVerdicts, typeToBit } from '../../src/api/convert';
 import { ApiError } from '../../src/api/errors';
