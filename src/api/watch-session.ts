@@ -375,5 +375,11 @@ function emptySubscribe(): Subscribe__Output {
     report_fd_error: false,
     report_mode: 'REPORT_MODE_UNSPECIFIED',
     skip_pid_verification: false,
+    include: [],
+    exclude: [],
+    process_details: 'PROCESS_DETAILS_UNSPECIFIED',
+    coalesce_ms: 0,
+    max_events_per_second: 0,
+    rules: [],
   };
 }
