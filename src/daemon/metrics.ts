@@ -39,7 +39,7 @@ function gauge(registry: client.Registry, name: string, help: string, value: () 
   });
 }
 
-const DECIDED_BY = ['client', 'timeout', 'disconnect', 'shutdown', 'self', 'limit'] as const;
+const DECIDED_BY = ['client', 'timeout', 'disconnect', 'shutdown', 'self', 'limit', 'rule', 'filter'] as const;
 
 /** The watches' own counters, summed over open and closed watches at each scrape. */
 function watchMetrics(registry: client.Registry, service: () => FanotifyService): void {

@@ -4,7 +4,48 @@ import type { Clock } from '../common/clock';
 import type { FsEvent } from '../host/event';
 
 export type Decision = 'allow' | 'deny';
-export type DecidedBy = 'client' | 'timeout' | 'disconnect' | 'shutdown' | 'self' | 'limit';
+/**
+ * Who answered a permission event: the client's verdict, its deadline, the
+ * stream's end, the pending limit, the daemon's stop, the daemon's own
+ * access, a Rule of the watch, or the daemon because the event was filtered
+ * out (include/exclude, or outside a subtree mark).
+ */
+export type DecidedBy = 'client' | 'timeout' | 'disconnect' | 'shutdown' | 'self' | 'limit' | 'rule' | 'filter';
+
+/** Which events a filter or rule is about (Match in the .proto); an empty list matches anything. */
+export interface MatchSpec {
+  /** Globs over the event's path, .gitignore semantics. */
+  paths: string[];
+  /** Globs over the executable's path. */
+  exes: string[];
+  /** Globs over the command name. */
+  comms: string[];
+  uids: number[];
+  gids: number[];
+  /** FAN_* event bits; 0 matches any. */
+  events: number;
+}
+
+export interface RuleSpec {
+  match: MatchSpec;
+  decision: Decision;
+  /** Deliver the event too (needs no verdict; it says the rule's decision and index). */
+  report: boolean;
+  /** With allow: an ignore mark for the file, as a cached verdict. */
+  cache: boolean;
+  /** With deny: FAN_DENY_ERRNO's errno; 0 = EPERM. */
+  errno: number;
+}
+
+/** The filters and rules of a watch; swapped as a whole (ReplaceRules). */
+export interface SelectionSpec {
+  include: MatchSpec[];
+  exclude: MatchSpec[];
+  rules: RuleSpec[];
+}
+
+/** How much is read about an event's process: all, all but the command line, or its pid alone. */
+export type ProcessDetails = 'full' | 'basic' | 'pid';
 
 export interface WatchOptions {
   verdictTimeoutMs: number;
@@ -35,6 +76,14 @@ export interface WatchOptions {
   clock?: Clock;
   /** Called once the watch has closed itself after a failure (onError). */
   onFailed?: (err: Error) => void;
+  /** Filters and rules; none by default (every event delivered, every permission event to the client). */
+  selection?: SelectionSpec;
+  /** 'full' by default. */
+  processDetails?: ProcessDetails;
+  /** Coalescing window for notifications with the same types, path and pid; 0 or unset: off. */
+  coalesceMs?: number;
+  /** Notifications delivered per second at most; past it they are dropped and counted; 0 or unset: no limit. */
+  maxEventsPerSecond?: number;
 }
 
 export interface WatchEvent {
@@ -56,10 +105,14 @@ export interface WatchEvent {
    * consecutive, as the kernel makes them).
    */
   pidfd?: number;
+  /** Notifications this one stands for (coalescing); unset: 1. */
+  count?: number;
+  /** A reporting Rule decided this permission event: its decision and index. */
+  ruleDecision?: { decision: Decision; index: number };
 }
 
 export interface OverflowNotice {
-  source: 'kernel' | 'client';
+  source: 'kernel' | 'client' | 'rate_limit';
   dropped: number;
   total: number;
 }

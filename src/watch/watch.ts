@@ -47,7 +47,7 @@ function emptyStats(): WatchStats {
     responseFallbacks: 0,
     cachedVerdicts: 0,
     cacheErrors: 0,
-    decisions: { client: 0, timeout: 0, disconnect: 0, shutdown: 0, self: 0, limit: 0 },
+    decisions: { client: 0, timeout: 0, disconnect: 0, shutdown: 0, self: 0, limit: 0, rule: 0, filter: 0 },
     allowed: 0,
     denied: 0,
     pending: 0,
