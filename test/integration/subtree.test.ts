@@ -82,7 +82,7 @@ describe('integration: subtree marks', function () {
     opened = undefined;
     await pump.close();
     try {
-      execFileSync('umount', ['-R', mnt]);
+      execFileSync('umount', ['-R', mnt], { stdio: 'ignore' });
     } catch {
       execFileSync('umount', ['-R', '-l', mnt]);
     }
