@@ -73,8 +73,8 @@ export class SubtreeScope {
   private ignoring: boolean;
   private renames?: RenameWatch;
   private readonly mounts: MountTableWatch;
-  /** Mounts marked, by id and mount point (ids are reused after an unmount). */
-  private readonly marked = new Set<string>();
+  /** Mounts marked when the table was last read, by id and mount point. */
+  private marked = new Set<string>();
   /** The last directory ignored: the rest of a read's events there need no mark again. */
   private lastIgnored?: string;
   private closed = false;
@@ -226,7 +226,12 @@ export class SubtreeScope {
 
   /** AddMark's awaited part: moves on the new subtree's filesystem can be resolved. */
   async prepare(m: MarkSpec): Promise<void> {
-    await this.renames?.add(fs.realpathSync(m.path));
+    try {
+      await this.renames?.add(fs.realpathSync(m.path));
+    } catch (err) {
+      // A filesystem without file handles: moves into the new subtree cannot be seen, so nothing may be ignored.
+      this.stopIgnoring('subtree: moves on the filesystem of the added subtree cannot be watched; ignore marks flushed and no longer placed', err as Error);
+    }
   }
 
   /** AddMark: the group holds the new subtree's mount mark already. */
@@ -244,11 +249,13 @@ export class SubtreeScope {
   }
 
   /**
-   * Mark every mount at or below a root (again: a mark added twice is one
-   * mark). Which ones are new is not known for sure (a mount id is reused
-   * after an unmount), and marking them all costs a system call per mount.
+   * Mark every mount at or below a root, again each time (a mark added
+   * twice is one mark): which ones are new is not known for sure, as the
+   * kernel gives an unmounted mount's id to the next mount, and marking
+   * them all costs one system call per mount when the table changes.
    */
   private markMounts(): void {
+    const marked = new Set<string>();
     for (const e of readMountInfo()) {
       for (const r of this.roots) {
         if (!under(e.mountPoint, r.path)) continue;
@@ -260,13 +267,14 @@ export class SubtreeScope {
           continue;
         }
         const key = `${e.id} ${e.mountPoint}`;
+        marked.add(key);
         if (this.marked.has(key)) continue;
-        this.marked.add(key);
         this.p.stats.subtreeMounts++;
         // Paths in the dfid_name mode come from handles, which need an fd on each filesystem.
         this.p.resolver?.add(e.mountPoint).catch((error: unknown) => this.p.log.warn('subtree: paths on a mount below will be missing', { mountPoint: e.mountPoint, error }));
       }
     }
+    this.marked = marked;
   }
 
   close(): void {
