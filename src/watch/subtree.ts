@@ -18,7 +18,7 @@ import { addDirectoryIgnore, addSubtreeMount, flushMarks, type GroupClass, type 
 import type { EventPump } from '../kernel/pump';
 import { joinEntry } from '../host/event';
 import type { HandleResolver } from '../host/handle-resolver';
-import { MountTableWatch, readMountInfo } from '../host/mounts';
+import { MountTableWatch, readMountInfo, type MountEntry } from '../host/mounts';
 import type { Responder } from './responder';
 import { RenameWatch } from './subtree-renames';
 import type { WatchStats } from './types';
@@ -252,29 +252,37 @@ export class SubtreeScope {
    * Mark every mount at or below a root, again each time (a mark added
    * twice is one mark): which ones are new is not known for sure, as the
    * kernel gives an unmounted mount's id to the next mount, and marking
-   * them all costs one system call per mount when the table changes.
+   * them all costs one system call per mount when the table changes. The
+   * ones not marked at the last read go first: until its mark lands, a
+   * new mount's events are not seen.
    */
   private markMounts(): void {
+    const below = readMountInfo().filter((e) => this.roots.some((r) => under(e.mountPoint, r.path)));
+    const key = (e: MountEntry) => `${e.id} ${e.mountPoint}`;
+    const known = (e: MountEntry) => this.marked.has(key(e));
     const marked = new Set<string>();
-    for (const e of readMountInfo()) {
-      for (const r of this.roots) {
-        if (!under(e.mountPoint, r.path)) continue;
-        if (this.p.groupClass !== 'notif' && DAEMON_READS.has(e.fsType)) continue;
-        try {
-          addSubtreeMount(this.p.groupFd, e.mountPoint, r.mask);
-        } catch (err) {
-          this.p.log.warn('subtree: a mount below the subtree cannot be marked; its events are not seen', { mountPoint: e.mountPoint, fsType: e.fsType, error: err });
-          continue;
-        }
-        const key = `${e.id} ${e.mountPoint}`;
-        marked.add(key);
-        if (this.marked.has(key)) continue;
-        this.p.stats.subtreeMounts++;
-        // Paths in the dfid_name mode come from handles, which need an fd on each filesystem.
-        this.p.resolver?.add(e.mountPoint).catch((error: unknown) => this.p.log.warn('subtree: paths on a mount below will be missing', { mountPoint: e.mountPoint, error }));
-      }
+    for (const e of [...below.filter((e) => !known(e)), ...below.filter(known)]) {
+      if (this.markMount(e)) marked.add(key(e));
     }
     this.marked = marked;
+  }
+
+  private markMount(e: MountEntry): boolean {
+    if (this.p.groupClass !== 'notif' && DAEMON_READS.has(e.fsType)) return false;
+    for (const r of this.roots) {
+      if (!under(e.mountPoint, r.path)) continue;
+      try {
+        addSubtreeMount(this.p.groupFd, e.mountPoint, r.mask);
+      } catch (err) {
+        this.p.log.warn('subtree: a mount below the subtree cannot be marked; its events are not seen', { mountPoint: e.mountPoint, fsType: e.fsType, error: err });
+        return false;
+      }
+    }
+    if (this.marked.has(`${e.id} ${e.mountPoint}`)) return true;
+    this.p.stats.subtreeMounts++;
+    // Paths in the dfid_name mode come from handles, which need an fd on each filesystem.
+    this.p.resolver?.add(e.mountPoint).catch((error: unknown) => this.p.log.warn('subtree: paths on a mount below will be missing', { mountPoint: e.mountPoint, error }));
+    return true;
   }
 
   close(): void {
