@@ -20,8 +20,8 @@ export interface RenameWatchParts {
   log: RateLimitedLog;
   /** Whether a destination path is in a subtree or above a subtree's root. */
   related(path: Buffer): boolean;
-  /** A directory may have brought an ignore mark into a subtree. */
-  onMoveIn(): void;
+  /** After each read: the directory moves it held, and whether one may have brought an ignore mark into a subtree. */
+  onMoves(moves: number, moveIn: boolean): void;
   /** Reading the group failed: moves are no longer seen. */
   onFailed(err: Error): void;
 }
@@ -85,13 +85,16 @@ export class RenameWatch implements PumpClient {
     const { events, error } = decodeEvents(buf, length, false, this.interner);
     // A record lost (an undecodable read, a kernel overflow) may have been a move in.
     let moveIn = error !== undefined;
+    let moves = 0;
     this.resolver?.newBatch();
     for (const ev of events) {
-      if (moveIn) break;
       if (ev.mask & K.FAN_Q_OVERFLOW) moveIn = true;
-      else if (ev.mask & K.FAN_ONDIR) moveIn = this.intoSubtree(ev);
+      else if (ev.mask & K.FAN_ONDIR) {
+        moves++;
+        if (!moveIn) moveIn = this.intoSubtree(ev);
+      }
     }
-    if (moveIn) this.p.onMoveIn();
+    if (moves || moveIn) this.p.onMoves(moves, moveIn);
   }
 
   private intoSubtree(ev: RawEvent): boolean {

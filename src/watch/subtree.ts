@@ -108,7 +108,10 @@ export class SubtreeScope {
           pump: this.p.pump,
           log: this.p.log,
           related: (path) => this.roots.some((r) => isUnder(path, r.bytes) || isUnder(r.bytes, path)),
-          onMoveIn: () => this.flushIgnores(),
+          onMoves: (moves, moveIn) => {
+            this.p.stats.subtreeMoves += moves;
+            if (moveIn) this.flushIgnores();
+          },
           onFailed: (err) => this.stopIgnoring('subtree: moves into the subtree can no longer be seen; ignore marks flushed and no longer placed', err),
         },
       );

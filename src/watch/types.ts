@@ -172,6 +172,8 @@ export interface WatchStats {
   subtreeIgnores: number;
   /** Ignore marks that could not be placed (but for a directory gone meanwhile). */
   subtreeIgnoreErrors: number;
+  /** Directory moves seen on the subtrees' filesystems (the flush follows those into a subtree). */
+  subtreeMoves: number;
   /** Times the ignore marks were flushed: a directory moved into a subtree, or a subtree added. */
   subtreeFlushes: number;
   /** Mounts at or below a subtree's directory marked, those mounted later included. */

@@ -53,6 +53,7 @@ function emptyStats(): WatchStats {
     filtered: 0,
     subtreeIgnores: 0,
     subtreeIgnoreErrors: 0,
+    subtreeMoves: 0,
     subtreeFlushes: 0,
     subtreeMounts: 0,
     allowed: 0,
