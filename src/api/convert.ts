@@ -72,6 +72,7 @@ const MARK_SCOPES: Record<string, MarkScope> = {
   MARK_SCOPE_MOUNT: 'mount',
   MARK_SCOPE_FILESYSTEM: 'filesystem',
   MARK_SCOPE_MOUNT_NAMESPACE: 'mount_namespace',
+  MARK_SCOPE_SUBTREE: 'subtree',
 };
 const DECISIONS: Record<string, Decision> = { DECISION_ALLOW: 'allow', DECISION_DENY: 'deny' };
 

@@ -12,7 +12,7 @@ export interface PolicyRule {
   match: string;
   /** Path prefixes the client may mark (checked after resolving symlinks and ".."). */
   paths: string[];
-  /** Mark scopes allowed: inode, mount, filesystem, mount_namespace. */
+  /** Mark scopes allowed: inode, mount, filesystem, mount_namespace, subtree. */
   scopes: string[];
   /** May use GROUP_CLASS_CONTENT / PRE_CONTENT (permission events). */
   permission: boolean;
@@ -28,7 +28,7 @@ export class PolicyError extends FanotifydError {
   }
 }
 
-export const POLICY_SCOPES = ['inode', 'mount', 'filesystem', 'mount_namespace'] as const;
+export const POLICY_SCOPES = ['inode', 'mount', 'filesystem', 'mount_namespace', 'subtree'] as const;
 
 const rule = z
   .strictObject({
@@ -43,7 +43,9 @@ const rule = z
     scopes: z
       .array(z.enum(POLICY_SCOPES))
       .default(['inode'])
-      .describe('Mark scopes the client may use.'),
+      .describe(
+        'Mark scopes the client may use. A subtree mark is checked against paths like an inode mark, though the daemon answers the first open in each directory of the whole mount holding it.',
+      ),
     permission: z.boolean().default(false).describe('May use the permission classes (GROUP_CLASS_CONTENT, GROUP_CLASS_PRE_CONTENT) and so block opens.'),
     maxWatches: z
       .number()

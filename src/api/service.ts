@@ -124,6 +124,7 @@ export class FanotifyService {
     if (k.scopes.mount) scopes.push('MARK_SCOPE_MOUNT');
     if (k.scopes.filesystem) scopes.push('MARK_SCOPE_FILESYSTEM');
     if (k.scopes.mount_namespace) scopes.push('MARK_SCOPE_MOUNT_NAMESPACE');
+    if (k.scopes.subtree) scopes.push('MARK_SCOPE_SUBTREE');
     const l = this.limits;
     return {
       kernel_release: k.release,

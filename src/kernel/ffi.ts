@@ -70,7 +70,10 @@ export const O_CLOEXEC = 0o2000000;
 // and no wake-up hop between threads per batch (docs/architecture.md).
 const uv = koffi.load(null);
 const UV_POLL = 8; // uv_handle_type
-const UV_READABLE = 1;
+/** uv_poll_event: data to read (POLLIN). */
+export const UV_READABLE = 1;
+/** uv_poll_event: an urgent condition (POLLPRI), which /proc/self/mountinfo raises when the mount table changes. */
+export const UV_PRIORITIZED = 8;
 const PollCb = koffi.proto('void fanotifyd_poll_cb(void *handle, int status, int events)');
 const CloseCb = koffi.proto('void fanotifyd_close_cb(void *handle)');
 const u = {
@@ -85,7 +88,7 @@ const u = {
 const POLL_HANDLE_SIZE = Number(u.handle_size(UV_POLL));
 
 /** Live poll handles by id (kept in the handle's data field, its first member). */
-const polls = new Map<number, { handle: Buffer; onReadable: (status: number) => void }>();
+const polls = new Map<number, { handle: Buffer; events: number; onReadable: (status: number) => void }>();
 /** Handles stopped and closing: their memory must live until uv_close's callback. */
 const closing = new Map<number, Buffer>();
 let nextPollId = 1;
@@ -98,9 +101,10 @@ let closeCb: unknown;
 /**
  * Call onReadable(0) on the main thread whenever fd is readable (level
  * triggered: again on the next loop turn while data remains), or with a
- * negative libuv error. Returns the id for pollStop.
+ * negative libuv error. `events` may ask for UV_PRIORITIZED instead.
+ * Returns the id for pollStop.
  */
-export function pollStart(fd: number, onReadable: (status: number) => void): number {
+export function pollStart(fd: number, onReadable: (status: number) => void, events = UV_READABLE): number {
   pollCb ??= koffi.register((h: unknown, status: number) => {
     try {
       polls.get(handleId(h))?.onReadable(status);
@@ -118,8 +122,8 @@ export function pollStart(fd: number, onReadable: (status: number) => void): num
   const id = nextPollId++;
   if (koffi.sizeof('void *') === 8) handle.writeBigInt64LE(BigInt(id), 0);
   else handle.writeInt32LE(id, 0);
-  polls.set(id, { handle, onReadable });
-  const s = u.poll_start(handle, UV_READABLE, pollCb);
+  polls.set(id, { handle, events, onReadable });
+  const s = u.poll_start(handle, events, pollCb);
   if (s < 0) {
     pollStop(id);
     throw new SyscallError('uv_poll_start', -s, u.err_name(s));
@@ -136,7 +140,7 @@ export function pollPause(id: number): void {
 export function pollResume(id: number): void {
   const p = polls.get(id);
   if (!p) return;
-  const s = u.poll_start(p.handle, UV_READABLE, pollCb);
+  const s = u.poll_start(p.handle, p.events, pollCb);
   if (s < 0) throw new SyscallError('uv_poll_start', -s, u.err_name(s));
 }
 

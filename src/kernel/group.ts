@@ -7,7 +7,8 @@ import * as ffi from './ffi';
 import { FanotifydError } from '../common/errors';
 
 export type GroupClass = 'notif' | 'content' | 'pre_content';
-export type MarkScope = 'inode' | 'mount' | 'filesystem' | 'mount_namespace';
+/** 'subtree': a directory and everything below it (src/watch/subtree.ts); the kernel sees mount marks. */
+export type MarkScope = 'inode' | 'mount' | 'filesystem' | 'mount_namespace' | 'subtree';
 export type ReportMode = 'fd' | 'dfid_name' | 'mnt';
 
 export interface MarkSpec {
@@ -51,6 +52,7 @@ const SCOPE_FLAGS: Record<MarkScope, number> = {
   mount: K.FAN_MARK_MOUNT,
   filesystem: K.FAN_MARK_FILESYSTEM,
   mount_namespace: K.FAN_MARK_MNTNS,
+  subtree: K.FAN_MARK_MOUNT,
 };
 
 /** Error for a subscription the kernel cannot serve as asked; the message says what to change. */
@@ -124,8 +126,9 @@ export const EVENT_F_FLAGS = ffi.O_RDONLY | ffi.O_CLOEXEC | O_LARGEFILE;
 
 /** Create the group and place every mark; on any failure nothing stays open. */
 export function openGroup(spec: GroupSpec, features: GroupFeatures): { fd: number; flags: number; reportMode: ReportMode } {
-  const { flags, reportMode } = initFlags(spec, features);
-  const fd = ffi.fanotifyInit(flags, EVENT_F_FLAGS);
+  checkSubtreeMarks(spec.marks);
+  const { flags: asked, reportMode } = initFlags(spec, features);
+  const { fd, flags } = spec.marks.some((m) => m.scope === 'subtree') ? initUnlimited(asked) : { fd: ffi.fanotifyInit(asked, EVENT_F_FLAGS), flags: asked };
   try {
     for (const m of spec.marks) addMark(fd, m);
   } catch (err) {
@@ -135,8 +138,23 @@ export function openGroup(spec: GroupSpec, features: GroupFeatures): { fd: numbe
   return { fd, flags, reportMode };
 }
 
+/**
+ * A subtree watch adds an ignore mark per directory outside it that is
+ * touched; they must not use up fs.fanotify.max_user_marks, which every
+ * group of the daemon's user shares. The kernel grants FAN_UNLIMITED_MARKS
+ * only with CAP_SYS_ADMIN (EPERM): without it, the limit stays.
+ */
+function initUnlimited(flags: number): { fd: number; flags: number } {
+  try {
+    return { fd: ffi.fanotifyInit(flags | K.FAN_UNLIMITED_MARKS, EVENT_F_FLAGS), flags: flags | K.FAN_UNLIMITED_MARKS };
+  } catch {
+    return { fd: ffi.fanotifyInit(flags, EVENT_F_FLAGS), flags };
+  }
+}
+
 export function addMark(fd: number, m: MarkSpec): void {
   let flags = m.flags;
+  if (m.scope === 'subtree') return addSubtreeMount(fd, m.path, m.mask, flags | K.FAN_MARK_ONLYDIR);
   // The kernel refuses an ignore mark on a directory (EISDIR) unless it
   // survives modification, which for a directory changes nothing: add it.
   if (flags & K.FAN_MARK_IGNORE && m.scope === 'inode' && isDirectory(m.path, flags)) flags |= K.FAN_MARK_IGNORED_SURV_MODIFY;
@@ -150,6 +168,57 @@ function isDirectory(p: string, flags: number): boolean {
   } catch {
     return false; // fanotify_mark reports the real error
   }
+}
+
+/**
+ * A subtree's mark on the mount of its directory, or on a mount below it
+ * (whose mount point may be a file). FAN_EVENT_ON_CHILD means nothing to a
+ * mount mark: it covers every object reached through that mount.
+ */
+export function addSubtreeMount(fd: number, path: string, mask: number, flags = 0): void {
+  ffi.fanotifyMark(fd, K.FAN_MARK_ADD | K.FAN_MARK_MOUNT | flags, mask & ~K.FAN_EVENT_ON_CHILD, path);
+}
+
+/**
+ * What a watch with MARK_SCOPE_SUBTREE marks may hold: only such marks (the
+ * daemon drops every event outside their directories, which a mark of
+ * another scope would want, and flushes the group's inode marks when a
+ * directory moves into a subtree), and no directory-entry events, which
+ * the kernel refuses on the mount marks a subtree is made of (EINVAL).
+ */
+export function checkSubtreeMarks(marks: readonly MarkSpec[]): void {
+  const subtree = marks.filter((m) => m.scope === 'subtree').length;
+  if (subtree === 0) return;
+  if (subtree !== marks.length) {
+    throw new GroupSpecError('a watch with MARK_SCOPE_SUBTREE marks holds only MARK_SCOPE_SUBTREE marks: open another watch for marks of other scopes');
+  }
+  for (const m of marks) checkSubtreeMark(m);
+}
+
+export function checkSubtreeMark(m: MarkSpec): void {
+  if (m.mask & K.FAN_FID_ONLY_EVENTS) {
+    throw new GroupSpecError(
+      `MARK_SCOPE_SUBTREE on ${m.path} cannot report directory-entry events (CREATE, DELETE, MOVED_*, RENAME, ATTRIB, *_SELF) or FS_ERROR: ` +
+        'the kernel refuses them on the mount marks a subtree is made of; use MARK_SCOPE_FILESYSTEM or MARK_SCOPE_INODE with on_child for them',
+    );
+  }
+  if (m.flags & (K.FAN_MARK_IGNORE | K.FAN_MARK_IGNORED_SURV_MODIFY | K.FAN_MARK_EVICTABLE)) {
+    throw new GroupSpecError(`MARK_SCOPE_SUBTREE on ${m.path} takes none of ignore, ignore_survives_modify and evictable: the daemon places its own ignore marks`);
+  }
+}
+
+/**
+ * An ignore mark on a directory outside a subtree, so the kernel stops
+ * asking about it: for the directory's own events and, with children,
+ * its entries' (FAN_MARK_IGNORE honours FAN_ONDIR and FAN_EVENT_ON_CHILD
+ * in the ignore mask, 6.0+). Evictable, so it pins no inode; surviving
+ * modification, without which the kernel refuses it on a directory
+ * (EISDIR). ONLYDIR and DONT_FOLLOW: the path was read from the kernel a
+ * moment ago, and may since name something else.
+ */
+export function addDirectoryIgnore(fd: number, dir: string, mask: number, children: boolean): void {
+  const flags = K.FAN_MARK_ADD | K.FAN_MARK_IGNORE | K.FAN_MARK_IGNORED_SURV_MODIFY | K.FAN_MARK_EVICTABLE | K.FAN_MARK_ONLYDIR | K.FAN_MARK_DONT_FOLLOW;
+  ffi.fanotifyMark(fd, flags, mask | K.FAN_ONDIR | (children ? K.FAN_EVENT_ON_CHILD : 0), dir);
 }
 
 export function removeMark(fd: number, m: MarkSpec): void {

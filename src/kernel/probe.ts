@@ -33,7 +33,13 @@ export interface KernelFeatures {
   classes: { notif: boolean; content: boolean; pre_content: boolean };
   /** init flag bit -> accepted */
   initFlags: Map<number, boolean>;
-  scopes: { inode: boolean; mount: boolean; filesystem: boolean; mount_namespace: boolean };
+  /**
+   * subtree: a mount mark and the daemon's path check are all a subtree
+   * needs; the ignore marks that spare the kernel's questions about what
+   * lies outside (FAN_MARK_IGNORE, 6.0) are used where the kernel takes
+   * them (src/watch/subtree.ts).
+   */
+  scopes: { inode: boolean; mount: boolean; filesystem: boolean; mount_namespace: boolean; subtree: boolean };
   /** FAN_MARK_* flag bit -> accepted */
   markFlags: Map<number, boolean>;
   /** event bit -> accepted by fanotify_mark in a group suited to it */
@@ -132,6 +138,7 @@ export function probeKernel(dir = __dirname): KernelFeatures {
     content: tryGroup(K.FAN_CLASS_CONTENT, K.FAN_MARK_INODE, K.FAN_OPEN, dir),
     pre_content: tryGroup(K.FAN_CLASS_PRE_CONTENT, K.FAN_MARK_INODE, K.FAN_OPEN, dir),
   };
+  const mount = tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_MOUNT, K.FAN_OPEN, dir);
   return {
     release: os.release(),
     fanotify: classes.notif,
@@ -139,9 +146,10 @@ export function probeKernel(dir = __dirname): KernelFeatures {
     initFlags: probeInitFlags(),
     scopes: {
       inode: classes.notif,
-      mount: tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_MOUNT, K.FAN_OPEN, dir),
+      mount,
       filesystem: tryGroup(K.FAN_CLASS_NOTIF, K.FAN_MARK_FILESYSTEM, K.FAN_OPEN, dir),
       mount_namespace: tryGroup(K.FAN_REPORT_MNT, K.FAN_MARK_MNTNS, K.FAN_MNT_ATTACH, '/proc/self/ns/mnt'),
+      subtree: mount,
     },
     markFlags: probeMarkFlags(dir),
     events: probeEvents(dir),

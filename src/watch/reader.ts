@@ -15,6 +15,7 @@ import type { Outbox } from './outbox';
 import type { PendingLedger } from './pending';
 import type { ReleasedFds } from './released-fds';
 import type { Responder } from './responder';
+import type { SubtreeScope } from './subtree';
 import type { DecidedBy, WatchEvent, WatchStats } from './types';
 
 const SELF_PID = process.pid;
@@ -39,6 +40,8 @@ export interface ReaderParts {
   outbox: Outbox;
   responder: Responder;
   fds: ReleasedFds;
+  /** The watch's subtree marks: events outside them go no further than their path. */
+  subtree?: SubtreeScope;
 }
 
 export class EventReader {
@@ -114,6 +117,9 @@ export class EventReader {
       // never wait on a client, or on itself.
       p.responder.respond(raw.fd, K.FAN_ALLOW);
       p.stats.decisions.self++;
+      p.fds.release(raw);
+    } else if (p.subtree?.leaves(raw, isPerm)) {
+      // Outside every subtree: answered, counted and ignored in subtree.ts.
       p.fds.release(raw);
     } else if (!isPerm && p.outbox.full) {
       p.outbox.drop();

@@ -166,6 +166,18 @@ export interface WatchStats {
   cachedVerdicts: number;
   cacheErrors: number;
   decisions: Record<DecidedBy, number>;
+  /** Events left out by include or exclude, or outside a subtree mark (permission events among them allowed at once). */
+  filtered: number;
+  /** Ignore marks placed on directories outside a subtree, so the kernel stops asking about them. */
+  subtreeIgnores: number;
+  /** Ignore marks that could not be placed (but for a directory gone meanwhile). */
+  subtreeIgnoreErrors: number;
+  /** Directory moves seen on the subtrees' filesystems (the flush follows those into a subtree). */
+  subtreeMoves: number;
+  /** Times the ignore marks were flushed: a directory moved into a subtree, or a subtree added. */
+  subtreeFlushes: number;
+  /** Mounts at or below a subtree's directory marked, those mounted later included. */
+  subtreeMounts: number;
   /** Permission responses by what they said. */
   allowed: number;
   denied: number;

@@ -7,14 +7,15 @@
 // Every permission event read from the kernel is answered exactly once:
 // by verdict(), by its deadline (timeoutDecision), by close() (the
 // timeoutDecision on disconnect, ALLOW on shutdown), or at once with ALLOW
-// when the daemon's own process caused it.
+// when the daemon's own process caused it or it lies outside the watch's
+// subtree marks (subtree.ts).
 import { monotonicClock, type Clock } from '../common/clock';
 import { FanotifydError } from '../common/errors';
 import type { Logger } from '../common/log';
 import { RateLimitedLog } from '../common/rate-limited-log';
 import * as K from '../kernel/constants';
 import * as ffi from '../kernel/ffi';
-import { addIgnoreForFd, addMark, flushMarks, GroupSpecError, openGroup, removeMark, type GroupClass, type GroupFeatures, type GroupSpec, type MarkScope, type MarkSpec, type ReportMode } from '../kernel/group';
+import { addIgnoreForFd, addMark, checkSubtreeMark, flushMarks, GroupSpecError, openGroup, removeMark, type GroupClass, type GroupFeatures, type GroupSpec, type MarkScope, type MarkSpec, type ReportMode } from '../kernel/group';
 import type { EventPump, PumpClient } from '../kernel/pump';
 import { responseWord } from '../kernel/response';
 import type { HandleResolver } from '../host/handle-resolver';
@@ -24,6 +25,7 @@ import { PendingLedger } from './pending';
 import { EventReader } from './reader';
 import { ReleasedFds } from './released-fds';
 import { Responder } from './responder';
+import { SubtreeScope } from './subtree';
 import type { Decision, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
 export type { Decision, DecidedBy, EncodedEvent, OverflowNotice, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
 
@@ -48,6 +50,12 @@ function emptyStats(): WatchStats {
     cachedVerdicts: 0,
     cacheErrors: 0,
     decisions: { client: 0, timeout: 0, disconnect: 0, shutdown: 0, self: 0, limit: 0, rule: 0, filter: 0 },
+    filtered: 0,
+    subtreeIgnores: 0,
+    subtreeIgnoreErrors: 0,
+    subtreeMoves: 0,
+    subtreeFlushes: 0,
+    subtreeMounts: 0,
     allowed: 0,
     denied: 0,
     pending: 0,
@@ -70,6 +78,8 @@ export class Watch implements PumpClient {
   private readonly responder: Responder;
   private readonly fds = new ReleasedFds();
   private readonly reader: EventReader;
+  /** With MARK_SCOPE_SUBTREE marks (then the watch holds no others). */
+  private readonly subtree?: SubtreeScope;
   private closed = false;
 
   constructor(
@@ -95,6 +105,12 @@ export class Watch implements PumpClient {
     const timeoutResponse = this.timeoutResponse();
     this.pending = new PendingLedger(options.verdictTimeoutMs, (_id, item) => this.responder.answer(item, timeoutResponse, 'timeout'), this.clock);
     this.outbox = new Outbox(options, this.stats);
+    try {
+      this.subtree = this.openSubtree(spec, pump, resolver);
+    } catch (err) {
+      ffi.closeFd(this.fd);
+      throw err;
+    }
     this.reader = new EventReader({
       groupFd: this.fd,
       notifyOnly: this.groupClass === 'notif',
@@ -110,6 +126,22 @@ export class Watch implements PumpClient {
       outbox: this.outbox,
       responder: this.responder,
       fds: this.fds,
+      subtree: this.subtree,
+    });
+  }
+
+  private openSubtree(spec: GroupSpec, pump: EventPump, resolver?: HandleResolver): SubtreeScope | undefined {
+    if (!spec.marks.some((m) => m.scope === 'subtree')) return undefined;
+    return new SubtreeScope({
+      groupFd: this.fd,
+      groupClass: this.groupClass,
+      marks: spec.marks,
+      evictable: this.features.evictable,
+      pump,
+      resolver,
+      responder: this.responder,
+      stats: this.stats,
+      log: this.eventLog,
     });
   }
 
@@ -157,20 +189,40 @@ export class Watch implements PumpClient {
   async addMark(m: MarkSpec): Promise<void> {
     this.checkMark(m);
     if (this.resolver) await this.resolver.add(m.path);
+    await this.subtree?.prepare(m);
     if (this.closed) throw new WatchClosedError();
     addMark(this.fd, m);
+    this.subtree?.add(m);
   }
 
   removeMark(m: MarkSpec): void {
     this.checkMark(m);
+    if (this.subtree) throw new GroupSpecError('MARK_SCOPE_SUBTREE marks stay for the life of their watch: close the watch to remove them');
     removeMark(this.fd, m);
   }
 
   flushMarks(scope: MarkScope): void {
-    flushMarks(this.fd, scope);
+    if (!this.subtree) {
+      // A subtree mark is a mount mark to the kernel; this watch has none to flush.
+      if (scope !== 'subtree') flushMarks(this.fd, scope);
+      return;
+    }
+    // The inode marks of a subtree watch are its ignore marks and cached verdicts: dropping them is always safe.
+    if (scope === 'inode') this.subtree.flushIgnores();
+    else if (scope === 'subtree' || scope === 'mount') {
+      throw new GroupSpecError('MARK_SCOPE_SUBTREE marks stay for the life of their watch: close the watch to remove them');
+    }
   }
 
   private checkMark(m: MarkSpec): void {
+    if ((m.scope === 'subtree') !== (this.subtree !== undefined)) {
+      throw new GroupSpecError(
+        this.subtree
+          ? 'a watch with MARK_SCOPE_SUBTREE marks holds only MARK_SCOPE_SUBTREE marks: open another watch for marks of other scopes'
+          : 'a MARK_SCOPE_SUBTREE mark needs a watch of its own: subscribe with it',
+      );
+    }
+    if (m.scope === 'subtree') checkSubtreeMark(m);
     if (this.reportMode === 'fd' && m.mask & K.FAN_FID_ONLY_EVENTS) {
       throw new GroupSpecError(
         'directory-entry events need the file-handle report mode, which is chosen at Subscribe; ' +
@@ -189,6 +241,7 @@ export class Watch implements PumpClient {
     const response = reason === 'shutdown' ? K.FAN_ALLOW : this.timeoutResponse();
     for (const [, item] of this.pending.takeAll()) this.responder.answer(item, response, reason);
     this.pump.remove(this.fd);
+    this.subtree?.close();
     try {
       this.reader.drainAtClose(response, reason);
     } catch (err) {

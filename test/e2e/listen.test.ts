@@ -125,7 +125,7 @@ describe('e2e: listening', function () {
       [tls('garbage.pem', 'server.key', 'ca.crt'), /^--tls-cert: \S+garbage\.pem does not hold a PEM certificate/],
       [tls('server.crt', 'garbage.pem', 'ca.crt'), /^--tls-key: \S+garbage\.pem does not hold a PEM private key/],
       [tls('server.crt', 'ca.key', 'ca.crt'), /^--tls-key: \S+ca\.key is not the key of the certificate in \S+server\.crt$/],
-      [['--policy', f('policy.json')], /^policy \S+policy\.json: rules\[1\]\.scopes\[1\]: "disk" is not one of inode, mount, filesystem, mount_namespace$/],
+      [['--policy', f('policy.json')], /^policy \S+policy\.json: rules\[1\]\.scopes\[1\]: "disk" is not one of inode, mount, filesystem, mount_namespace, subtree$/],
       [['--audit-file', base], /^--audit-file: EISDIR/],
     ];
     for (const [args, re] of cases) {

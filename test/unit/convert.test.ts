@@ -18,7 +18,7 @@ function kernel(overrides: Partial<KernelFeatures> = {}): KernelFeatures {
     fanotify: true,
     classes: { notif: true, content: true, pre_content: true },
     initFlags: new Map(K.INIT_FLAG_NAMES.map(([bit]) => [bit, true])),
-    scopes: { inode: true, mount: true, filesystem: true, mount_namespace: true },
+    scopes: { inode: true, mount: true, filesystem: true, mount_namespace: true, subtree: true },
     markFlags: new Map(),
     events: new Map(EVENT_TYPES.map(([, bit]) => [bit, true])),
     limits: { maxQueuedEvents: 16384, maxUserGroups: 128, maxUserMarks: 8192 },
@@ -91,7 +91,7 @@ describe('unit: convert', () => {
     ['unknown timeout decision', { timeout_decision: 9, marks: [mark()] }, grpc.status.INVALID_ARGUMENT, /timeout_decision 9 is unknown/],
     ['event the kernel lacks', { marks: [mark()] }, grpc.status.FAILED_PRECONDITION, /does not support EVENT_TYPE_OPEN/, kernel({ events: new Map([[K.FAN_OPEN, false]]) })],
     ['class the kernel lacks', { group_class: 'GROUP_CLASS_PRE_CONTENT', marks: [mark()] }, grpc.status.FAILED_PRECONDITION, /does not support GROUP_CLASS_PRE_CONTENT/, kernel({ classes: { notif: true, content: true, pre_content: false } })],
-    ['scope the kernel lacks', { marks: [mark({ scope: 'MARK_SCOPE_FILESYSTEM' })] }, grpc.status.FAILED_PRECONDITION, /does not support MARK_SCOPE_FILESYSTEM/, kernel({ scopes: { inode: true, mount: true, filesystem: false, mount_namespace: true } })],
+    ['scope the kernel lacks', { marks: [mark({ scope: 'MARK_SCOPE_FILESYSTEM' })] }, grpc.status.FAILED_PRECONDITION, /does not support MARK_SCOPE_FILESYSTEM/, kernel({ scopes: { inode: true, mount: true, filesystem: false, mount_namespace: true, subtree: true } })],
   ];
   for (const [what, msg, status, re, k] of bad) {
     it(`refuses a Subscribe with ${what}`, () => {

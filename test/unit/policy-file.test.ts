@@ -26,7 +26,7 @@ describe('unit: policy file', () => {
     [[], /^policy \/p\.json: expected an object, got a list$/],
     [{ rules: [{ match: '' }] }, /^policy \/p\.json: rules\[0\]\.match: must not be empty$/],
     [{ rules: [{ paths: ['/'] }] }, /^policy \/p\.json: rules\[0\]\.match: missing$/],
-    [{ rules: [{ match: 'a' }, { match: 'b' }, { match: 'c', scopes: ['mnt'] }] }, /^policy \/p\.json: rules\[2\]\.scopes\[0\]: "mnt" is not one of inode, mount, filesystem, mount_namespace$/],
+    [{ rules: [{ match: 'a' }, { match: 'b' }, { match: 'c', scopes: ['mnt'] }] }, /^policy \/p\.json: rules\[2\]\.scopes\[0\]: "mnt" is not one of inode, mount, filesystem, mount_namespace, subtree$/],
     [{ rules: [{ match: 'a', paths: ['/ok', 'srv'] }] }, /^policy \/p\.json: rules\[0\]\.paths\[1\]: "srv" is not an absolute path$/],
     [{ rules: [{ match: 'a', paths: '/srv' }] }, /^policy \/p\.json: rules\[0\]\.paths: expected a list, got string "\/srv"$/],
     [{ rules: [{ match: 'a', maxWatches: -1 }] }, /^policy \/p\.json: rules\[0\]\.maxWatches: -1 is below 0$/],
