@@ -67,7 +67,8 @@ describe('e2e: Watch over a unix socket', function () {
     });
     const sub = await s.subscribed();
     // Left to the daemon, a notification watch is reported by directory handle and name where the kernel can.
-    expect(sub.report_mode).to.equal(sub.init_flag_names.includes('FAN_REPORT_NAME') ? 'REPORT_MODE_DFID_NAME' : 'REPORT_MODE_FD');
+    const kernelHasNames = (await getInfo(client)).init_flags.includes('FAN_REPORT_NAME');
+    expect(sub.report_mode).to.equal(kernelHasNames ? 'REPORT_MODE_DFID_NAME' : 'REPORT_MODE_FD');
     // The openers stay alive until their events are seen: /proc describes
     // only live processes, and a notification may be read after a short-lived
     // process is gone (then the pid alone is reported).
