@@ -2,10 +2,13 @@
 // client never share a CPU by accident:
 //   policy ADDR DIR           answers every OPEN_PERM under DIR with ALLOW at once
 //   policy-cache ADDR DIR     the same, with verdicts cached in the kernel
-//   policy-wire ADDR DIR[,DIR...]  the same as policy, reading ids and writing verdicts in the
+//   policy-wire ADDR DIR[,DIR...] [JSON]  the same as policy, reading ids and writing verdicts in the
 //                             wire format; a stream per directory (the scale case)
+//   policy-rules ADDR DIR [JSON]  leaves every OPEN_PERM under DIR to a Rule ALLOW in the daemon
 //   telemetry ADDR DIR [MODE] [skip-pid-verification] counts OPEN notifications under DIR (MODE: ReportMode number)
-//   telemetry-wire ADDR DIR [MODE] [skip-pid-verification]  the same, reading the wire format itself
+//   telemetry-wire ADDR DIR [MODE] [skip-pid-verification] [JSON]  the same, reading the wire format itself
+// JSON: fields merged over the client's own Subscribe (marks of another
+// scope, rules, filters), as protobufjs's fromObject reads them.
 //   pingpong-server SOCK      bare grpc-js bidirectional echo (the transport's limit)
 //   pingpong-client SOCK N    N round trips against it
 // Each prints "ready" when set up and one JSON line of counts when done
@@ -18,6 +21,12 @@ import { connect } from '../test/fixtures/harness';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 const [mode, addr, arg] = process.argv.slice(2);
+
+/** The optional JSON argument at argv[i]: Subscribe fields that replace the client's own. */
+function overrides(i: number): object {
+  const json = process.argv[i];
+  return json ? JSON.parse(json) : {};
+}
 
 function onTerm(report: () => object): void {
   process.on('SIGTERM', () => {
@@ -289,9 +298,69 @@ function policyWire(): void {
       console.error(`watch on ${dir} failed: ${e.message}`);
       process.exit(1);
     });
-    call.write({ subscribe: { group_class: 'GROUP_CLASS_CONTENT', timeout_decision: 'DECISION_ALLOW', max_batch_events: 1024, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }] } });
+    call.write({ subscribe: { group_class: 'GROUP_CLASS_CONTENT', timeout_decision: 'DECISION_ALLOW', max_batch_events: 1024, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }], ...overrides(5) } });
   }
   onTerm(() => ({ answered }));
+}
+
+/**
+ * A policy client that leaves its decisions to the daemon: one Rule ALLOW
+ * over every event, without cache unless the JSON argument says otherwise.
+ * An event that still comes for a verdict means the daemon ignored the
+ * rules: it is answered ALLOW and counted (asked), so the bench can say
+ * so. On SIGTERM it asks for the watch's counters (GetStats) and reports
+ * them (null from a daemon without GetStats) with its own.
+ */
+function policyRules(): void {
+  let asked = 0;
+  let events = 0;
+  let stats: object | null = null;
+  let stopping = false;
+  let report: (() => void) | undefined;
+  let Res!: protobuf.Type;
+  const call = rawWatch((root) => {
+    Res = root.lookupType('fanotify.v1.WatchResponse');
+    return (b) => Res.decode(b);
+  });
+  call.on('data', (msg: any) => {
+    if (msg.subscribed) console.log('ready');
+    const evs: any[] = msg.events?.events ?? [];
+    events += evs.length;
+    const ids = evs.filter((e) => e.needs_verdict).map((e) => e.id);
+    asked += ids.length;
+    if (ids.length) call.write({ verdicts: { verdicts: ids.map((id) => ({ id, decision: DECISION_ALLOW })) } });
+    if (msg.stats) {
+      stats = Res.toObject(msg, { longs: Number }).stats;
+      report?.();
+    }
+  });
+  call.on('error', (e: Error) => {
+    if (stopping) return report?.();
+    console.error(`watch failed: ${e.message}`);
+    process.exit(1);
+  });
+  call.write({
+    subscribe: {
+      group_class: 'GROUP_CLASS_CONTENT',
+      timeout_decision: 'DECISION_ALLOW',
+      max_batch_events: 1024,
+      marks: [{ path: arg, on_child: true, events: ['EVENT_TYPE_OPEN_PERM'] }],
+      rules: [{ match: {}, decision: 'DECISION_ALLOW' }],
+      ...overrides(5),
+    },
+  });
+  process.on('SIGTERM', () => {
+    stopping = true;
+    let reported = false;
+    report = () => {
+      if (reported) return;
+      reported = true;
+      process.stdout.write(JSON.stringify({ asked, events, stats }) + '\n', () => process.exit(0));
+    };
+    // A daemon without GetStats ends the stream (INVALID_ARGUMENT) or never answers.
+    setTimeout(report, 1000);
+    call.write({ get_stats: { request_id: 1 } });
+  });
 }
 
 function telemetry(): void {
@@ -398,7 +467,7 @@ function telemetryWire(): void {
     console.error(`watch failed: ${e.message}`);
     process.exit(1);
   });
-  call.write({ subscribe: { max_batch_events: 1024, report_mode: reportMode, skip_pid_verification: skip, marks: [{ path: arg, on_child: true, events: [5 /* EVENT_TYPE_OPEN */] }] } });
+  call.write({ subscribe: { max_batch_events: 1024, report_mode: reportMode, skip_pid_verification: skip, marks: [{ path: arg, on_child: true, events: [5 /* EVENT_TYPE_OPEN */] }], ...overrides(7) } });
   const cpu0 = process.cpuUsage();
   onTerm(() => {
     const u = process.cpuUsage(cpu0);
@@ -406,7 +475,7 @@ function telemetryWire(): void {
   });
 }
 
-const modes: Record<string, () => void> = { policy: () => policy(), 'policy-cache': () => policy(true), 'policy-wire': policyWire, telemetry, 'telemetry-wire': telemetryWire, 'pingpong-server': pingpongServer, 'pingpong-client': pingpongClient };
+const modes: Record<string, () => void> = { policy: () => policy(), 'policy-cache': () => policy(true), 'policy-wire': policyWire, 'policy-rules': policyRules, telemetry, 'telemetry-wire': telemetryWire, 'pingpong-server': pingpongServer, 'pingpong-client': pingpongClient };
 if (!modes[mode]) {
   console.error(`unknown mode ${mode}`);
   process.exit(2);

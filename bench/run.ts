@@ -1,7 +1,7 @@
 // npm run bench: fanotifyd against the kernel's own limits, in one run.
 // Every daemon figure stands beside its baseline from the same run, as a
 // ratio, because absolute numbers drift between machines and runs.
-//   node dist/bench/run.js [--quick] [--reps N] [--only permission,cache,scale,notify,idle]
+//   node dist/bench/run.js [--quick] [--reps N] [--only permission,rules,cache,rulecache,scale,notify,subtree,filter,idle]
 // BENCH_RATES (comma-separated events/s) and BENCH_MODES (fd,dfid_name,dfid_name_nopidfd) set
 // the notification case's rates and report modes; BENCH_DAEMON_PROFILE=dir
 // makes the daemon write a CPU profile of the whole run there, and
@@ -45,6 +45,10 @@ const POLICY = process.env.BENCH_POLICY ?? 'policy-wire';
 const COLLECTOR = process.env.BENCH_COLLECTOR ?? 'telemetry-wire';
 /** Distinct files for the notification case: the kernel merges an event into an identical one still queued, so too few files would read as loss. */
 const NOTIFY_FILES = QUICK ? 5000 : 50_000;
+/** Rates of the subtree case's notification part: where an inode mark is lossless in full runs (docs/performance.md). */
+const SUBTREE_RATES = QUICK ? [25_000] : (process.env.BENCH_SUBTREE_RATES ?? '50000,100000').split(',').map(Number);
+/** Rate of the filtered-event case: one every collector keeps up with, so both watches see every event. */
+const FILTER_RATE = QUICK ? 25_000 : Number(process.env.BENCH_FILTER_RATE ?? 50_000);
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type Json = Record<string, any>;
@@ -139,26 +143,205 @@ function machineStat(): { total: number; idle: number } {
   return { total: f.reduce((a, b) => a + b, 0), idle: f[3] + f[4] };
 }
 
-async function permissionCase(daemon: Daemon, dir: string, parallel: number): Promise<Json> {
-  const out: Json = { none: [], c: [], daemon: [] };
+/**
+ * Permission opens against their baselines: no fanotify and the C
+ * responder, then the daemon with a remote policy client answering each
+ * event (variants.client) and with a Rule ALLOW deciding each in the
+ * daemon (variants.rule), alternating within each repetition.
+ */
+async function permissionCase(daemon: Daemon, dir: string, parallel: number, variants: { client: boolean; rule: boolean }): Promise<Json> {
+  const out: Json = { none: [], c: [], ...(variants.client ? { daemon: [] } : {}), ...(variants.rule ? { rule: [] } : {}) };
   for (let rep = 0; rep < REPS; rep++) {
     out.none.push(await load(dir, PERM_OPS, { parallel }));
     const c = await startReady(path.join(BUILD, 'responder'), [dir]);
     out.c.push(await load(dir, PERM_OPS, { parallel }));
     await stopReady(c);
-    const pol = await startReady(process.execPath, [CLIENTS, POLICY, daemon.address, dir]);
-    const [d0, p0, m0] = [procStat(daemon.proc.pid!), procStat(pol.proc.pid!), machineStat()];
-    const run = await load(dir, PERM_OPS, { parallel });
-    const [d1, p1, m1] = [procStat(daemon.proc.pid!), procStat(pol.proc.pid!), machineStat()];
-    // Where the CPU went: the daemon's and the client's share per decision, and the machine's idle time.
-    run.daemon_cpu_us_per_op = ((d1.cpuMs - d0.cpuMs) * 1000) / run.ops;
-    run.client_cpu_us_per_op = ((p1.cpuMs - p0.cpuMs) * 1000) / run.ops;
-    run.machine_idle_pct = (100 * (m1.idle - m0.idle)) / (m1.total - m0.total);
-    out.daemon.push(run);
-    await stopReady(pol);
-    await watchesClosed(daemon);
+    if (variants.client) out.daemon.push(await daemonRun(daemon, dir, parallel, [POLICY, daemon.address, dir]));
+    if (variants.rule) out.rule.push(await daemonRun(daemon, dir, parallel, ['policy-rules', daemon.address, dir]));
   }
   return out;
+}
+
+/** One load under a watch held by a client started with clientArgs, with the CPU each side used. */
+async function daemonRun(daemon: Daemon, dir: string, parallel: number, clientArgs: string[]): Promise<Json> {
+  const pol = await startReady(process.execPath, [CLIENTS, ...clientArgs]);
+  const [d0, p0, m0] = [procStat(daemon.proc.pid!), procStat(pol.proc.pid!), machineStat()];
+  const run = await load(dir, PERM_OPS, { parallel });
+  const [d1, p1, m1] = [procStat(daemon.proc.pid!), procStat(pol.proc.pid!), machineStat()];
+  // Where the CPU went: the daemon's and the client's share per decision, and the machine's idle time.
+  run.daemon_cpu_us_per_op = ((d1.cpuMs - d0.cpuMs) * 1000) / run.ops;
+  run.client_cpu_us_per_op = ((p1.cpuMs - p0.cpuMs) * 1000) / run.ops;
+  run.machine_idle_pct = (100 * (m1.idle - m0.idle)) / (m1.total - m0.total);
+  run.client = await stopReady(pol);
+  await watchesClosed(daemon);
+  return run;
+}
+
+/**
+ * Whether the daemon decides by Subscribe.rules: a few opens under a watch
+ * whose one rule allows everything; a daemon that ignores rules sends them
+ * to the client instead (which answers them). Returns why not, or undefined.
+ */
+async function rulesMissing(daemon: Daemon, dir: string): Promise<string | undefined> {
+  const pol = await startReady(process.execPath, [CLIENTS, 'policy-rules', daemon.address, dir]);
+  await load(dir, 20);
+  const got = await stopReady(pol);
+  await watchesClosed(daemon);
+  return got.asked > 0 ? `rules not supported: the daemon sent ${got.asked} of 20 opens to the client for a verdict` : undefined;
+}
+
+/**
+ * Rule with cache: a client whose one rule allows everything with cache.
+ * The first pass over NFILES files is decided in the daemon, which places
+ * an ignore mark for each; later opens of the unchanged files are answered
+ * by the kernel, never asked.
+ */
+async function ruleCacheCase(daemon: Daemon, dir: string): Promise<Json[]> {
+  const reps: Json[] = [];
+  const cacheRule = JSON.stringify({ rules: [{ match: {}, decision: 'DECISION_ALLOW', cache: true }] });
+  for (let rep = 0; rep < LONG_REPS; rep++) {
+    const none = await load(dir, PERM_OPS);
+    const pol = await startReady(process.execPath, [CLIENTS, 'policy-rules', daemon.address, dir, cacheRule]);
+    const d0 = procStat(daemon.proc.pid!);
+    const first = await load(dir, NFILES);
+    const d1 = procStat(daemon.proc.pid!);
+    const cached = await load(dir, PERM_OPS);
+    const d2 = procStat(daemon.proc.pid!);
+    const got = await stopReady(pol);
+    reps.push({
+      none,
+      first_pass: first,
+      cached,
+      first_pass_daemon_cpu_us_per_op: ((d1.cpuMs - d0.cpuMs) * 1000) / NFILES,
+      cached_daemon_cpu_ms: d2.cpuMs - d1.cpuMs,
+      asked: got.asked,
+      decided_by_rule: got.stats ? Number(got.stats.decided_by_rule ?? 0) : null,
+    });
+    await watchesClosed(daemon);
+  }
+  return reps;
+}
+
+/** Mount a tmpfs on a new directory for a case's permission marks; undefined (and why) when it cannot. */
+function benchTmpfs(prefix: string): { mnt?: string; why?: string } {
+  const mnt = tempDir(prefix);
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64m', 'fanotifyd-bench', mnt], { stdio: 'pipe' });
+    return { mnt };
+  } catch (err) {
+    fs.rmSync(mnt, { recursive: true, force: true });
+    return { why: `cannot mount a tmpfs for it: ${(err as Error).message.split('\n')[0]}` };
+  }
+}
+
+function dropTmpfs(mnt: string): void {
+  // Lazy: a group closing a moment after its client may still hold a directory there.
+  execFileSync('umount', ['-l', mnt]);
+  fs.rmSync(mnt, { recursive: true, force: true });
+}
+
+function makeFiles(dir: string, n: number): void {
+  fs.mkdirSync(dir, { recursive: true });
+  for (let i = 0; i < n; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
+}
+
+/**
+ * A subtree watch on a tmpfs the bench mounts: `inside` is the watched
+ * directory, `outside` a sibling on the same filesystem. Permission: opens
+ * of the outside files, once each has been touched, against the same
+ * opens with no fanotify. Notification: OPEN events from inside delivered
+ * by a subtree mark and by an inode mark (on_child) of the same directory,
+ * at the same rates.
+ */
+async function subtreeCase(daemon: Daemon): Promise<Json> {
+  const client = connect(daemon.address);
+  let scopes: string[];
+  try {
+    scopes = (await getInfo(client)).mark_scopes;
+  } finally {
+    client.close();
+  }
+  if (!scopes.includes('MARK_SCOPE_SUBTREE')) return { skipped: 'scope not supported: GetInfo lists no MARK_SCOPE_SUBTREE' };
+  const { mnt, why } = benchTmpfs('fanotifyd-bench-subtree-');
+  if (!mnt) return { skipped: why };
+  try {
+    const inside = path.join(mnt, 'inside');
+    const outside = path.join(mnt, 'outside');
+    makeFiles(inside, NOTIFY_FILES);
+    makeFiles(outside, NFILES);
+    const subtreePerm = JSON.stringify({ marks: [{ path: inside, scope: 'MARK_SCOPE_SUBTREE', events: ['EVENT_TYPE_OPEN_PERM'] }] });
+    const permission: Json[] = [];
+    for (let rep = 0; rep < LONG_REPS; rep++) {
+      const none = await load(outside, PERM_OPS);
+      const pol = await startReady(process.execPath, [CLIENTS, 'policy-wire', daemon.address, inside, subtreePerm]);
+      const first = await load(outside, NFILES);
+      const after = await load(outside, PERM_OPS);
+      const got = await stopReady(pol);
+      await watchesClosed(daemon);
+      permission.push({ none, first_touch: first, after, client_answered: got.answered });
+    }
+    const notify: Json[] = [];
+    const subtreeNotify = JSON.stringify({ marks: [{ path: inside, scope: 'MARK_SCOPE_SUBTREE', events: ['EVENT_TYPE_OPEN'] }] });
+    for (const rate of SUBTREE_RATES) {
+      const n = Math.floor(rate * NOTIFY_SECONDS);
+      const row: Json = { rate, opens: n, inode: [], subtree: [] };
+      for (let rep = 0; rep < LONG_REPS; rep++) {
+        row.inode.push(await collect(daemon, inside, n, rate, ''));
+        row.subtree.push(await collect(daemon, inside, n, rate, subtreeNotify));
+      }
+      notify.push(row);
+    }
+    return { permission, notify };
+  } finally {
+    dropTmpfs(mnt);
+  }
+}
+
+/**
+ * The wire collector on dir under a load of n opens at rate; overridesJson
+ * changes its Subscribe. The daemon's CPU is taken from the Subscribed to
+ * a second after the load (the collector has what it will get), so it is
+ * what the events cost, not the group's opening and closing.
+ */
+async function collect(daemon: Daemon, dir: string, n: number, rate: number, overridesJson: string): Promise<Json> {
+  const tel = await startReady(process.execPath, [CLIENTS, 'telemetry-wire', daemon.address, dir, '0', '', overridesJson]);
+  const before = procStat(daemon.proc.pid!);
+  const l = await load(dir, n, { rate, files: NOTIFY_FILES });
+  await new Promise((r) => setTimeout(r, 1000));
+  const after = procStat(daemon.proc.pid!);
+  const got = await stopReady(tel);
+  await watchesClosed(daemon);
+  const cpuUs = (after.cpuMs - before.cpuMs) * 1000;
+  return {
+    achieved_rate: l.ops_per_s,
+    delivered: got.events,
+    dropped_client: got.droppedClient,
+    kernel_overflows: got.kernelOverflows,
+    lossless: got.events === n && got.withPath === n,
+    daemon_cpu_us_per_open: cpuUs / n,
+  };
+}
+
+/**
+ * The cost of an event a filter drops: the same load of OPEN events under
+ * a watch that delivers every one and under one whose exclude matches
+ * every path (Match.paths "DIR/**"), daemon CPU per open for each; and
+ * the excluding watch without the kernel's pidfd per event
+ * (skip_pid_verification), which the daemon must close even for an event
+ * it drops.
+ */
+async function filterCase(daemon: Daemon, dir: string): Promise<Json> {
+  const n = Math.floor(FILTER_RATE * NOTIFY_SECONDS);
+  const exclude = [{ paths: [`${dir}/**`] }];
+  const reps: Json[] = [];
+  for (let rep = 0; rep < LONG_REPS; rep++) {
+    const all = await collect(daemon, dir, n, FILTER_RATE, '');
+    const excluded = await collect(daemon, dir, n, FILTER_RATE, JSON.stringify({ exclude }));
+    if (excluded.delivered > 0) return { skipped: `filters not supported: a watch excluding every path delivered ${excluded.delivered} of ${n} events` };
+    const excludedNoPidfd = await collect(daemon, dir, n, FILTER_RATE, JSON.stringify({ exclude, skip_pid_verification: true }));
+    reps.push({ all, excluded, excluded_nopidfd: excludedNoPidfd });
+  }
+  return { rate: FILTER_RATE, opens: n, reps };
 }
 
 /**
@@ -322,6 +505,53 @@ async function notifyRep(daemon: Daemon, dir: string, rate: number, n: number, r
   }
 }
 
+/**
+ * Every case asked for, into results. A case whose feature this daemon
+ * lacks (rules, the subtree scope, filters) says why in results.skipped
+ * and the run goes on: CI runs --quick against whatever the branch has.
+ */
+async function runCases(daemon: Daemon, dir: string, results: Json): Promise<void> {
+  const skipped: Json = (results.skipped = {});
+  const rulesWhy = runs('rules') || runs('rulecache') ? await rulesMissing(daemon, dir) : undefined;
+  if (rulesWhy) {
+    for (const c of ['rules', 'rulecache']) if (runs(c)) skipped[c] = rulesWhy;
+    console.error(`bench: ${rulesWhy}; the rule cases are skipped`);
+  }
+  const variants = { client: runs('permission'), rule: runs('rules') && !rulesWhy };
+  if (variants.client || variants.rule) {
+    results.permission_1 = await permissionCase(daemon, dir, 1, variants);
+    results.permission_8 = await permissionCase(daemon, dir, 8, variants);
+  }
+  if (runs('permission')) results.pingpong = await pingPong();
+  if (runs('cache')) results.cache = await cacheCase(daemon, dir);
+  if (runs('rulecache') && !rulesWhy) results.rule_cache = await ruleCacheCase(daemon, dir);
+  if (runs('scale')) results.scale = await scaleCase(daemon);
+  results.rss_after_permission_mb = procStat(daemon.proc.pid!).rssMb;
+  if (runs('subtree')) {
+    const st = await subtreeCase(daemon);
+    if (st.skipped) {
+      skipped.subtree = st.skipped;
+      console.error(`bench: subtree case skipped: ${st.skipped}`);
+    } else results.subtree = st;
+  }
+  if (runs('notify') || runs('filter')) {
+    const notifyDir = tempDir('fanotifyd-bench-notify-');
+    makeFiles(notifyDir, NOTIFY_FILES);
+    try {
+      if (runs('notify')) results.notify = await notifyCase(daemon, notifyDir);
+      if (runs('filter')) {
+        const fc = await filterCase(daemon, notifyDir);
+        if (fc.skipped) {
+          skipped.filter = fc.skipped;
+          console.error(`bench: filter case skipped: ${fc.skipped}`);
+        } else results.filter = fc;
+      }
+    } finally {
+      fs.rmSync(notifyDir, { recursive: true, force: true });
+    }
+  }
+}
+
 async function main(): Promise<void> {
   buildC();
   const dir = tempDir('fanotifyd-bench-');
@@ -347,23 +577,7 @@ async function main(): Promise<void> {
     reps: REPS,
   };
   try {
-    if (runs('permission')) {
-      results.permission_1 = await permissionCase(daemon, dir, 1);
-      results.permission_8 = await permissionCase(daemon, dir, 8);
-      results.pingpong = await pingPong();
-    }
-    if (runs('cache')) results.cache = await cacheCase(daemon, dir);
-    if (runs('scale')) results.scale = await scaleCase(daemon);
-    results.rss_after_permission_mb = procStat(daemon.proc.pid!).rssMb;
-    if (runs('notify')) {
-      const notifyDir = tempDir('fanotifyd-bench-notify-');
-      for (let i = 0; i < NOTIFY_FILES; i++) fs.writeFileSync(path.join(notifyDir, `f${i}`), '');
-      try {
-        results.notify = await notifyCase(daemon, notifyDir);
-      } finally {
-        fs.rmSync(notifyDir, { recursive: true, force: true });
-      }
-    }
+    await runCases(daemon, dir, results);
     if (runs('idle')) {
       // Two windows: the first starts as the last case ends, when V8 may
       // still be collecting and shrinking the heap that load grew; the
@@ -402,12 +616,22 @@ function report(r: Json): void {
     for (const m of ['p50_us', 'p99_us', 'ops_per_s']) {
       console.log(row(`  no fanotify ${m}`, c.none, m));
       console.log(row(`  C responder ${m}`, c.c, m));
-      console.log(row(`  fanotifyd + remote client ${m}`, c.daemon, m));
+      if (c.daemon) console.log(row(`  fanotifyd + remote client ${m}`, c.daemon, m));
+      if (c.rule) console.log(row(`  fanotifyd, decided by a rule ${m}`, c.rule, m));
     }
-    for (const m of ['daemon_cpu_us_per_op', 'client_cpu_us_per_op', 'machine_idle_pct']) console.log(row(`  fanotifyd case ${m}`, c.daemon, m));
     const added = (runs: Json[]) => median(runs.map((x) => x.p50_us)) - median(c.none.map((x: Json) => x.p50_us));
-    console.log(`  added p50: C ${f(added(c.c))} us, fanotifyd ${f(added(c.daemon))} us; daemon/C decisions/s ${(median(c.daemon.map((x: Json) => x.ops_per_s)) / median(c.c.map((x: Json) => x.ops_per_s))).toFixed(2)}x`);
-    if (key === 'permission_1') {
+    const vsC = (runs: Json[]) => median(runs.map((x) => x.ops_per_s)) / median(c.c.map((x: Json) => x.ops_per_s));
+    if (c.rule) {
+      console.log(row('  rule case daemon_cpu_us_per_op', c.rule, 'daemon_cpu_us_per_op'));
+      console.log(
+        `  decided by a rule: ${vsC(c.rule).toFixed(2)}x the C responder's decisions/s (target >= 0.7x); added p50 ${f(added(c.rule))} us = ` +
+          `${(added(c.rule) / added(c.c)).toFixed(2)}x the C responder's ${f(added(c.c))} us (target <= 1.5x)`,
+      );
+    }
+    if (!c.daemon) continue;
+    for (const m of ['daemon_cpu_us_per_op', 'client_cpu_us_per_op', 'machine_idle_pct']) console.log(row(`  fanotifyd case ${m}`, c.daemon, m));
+    console.log(`  added p50: C ${f(added(c.c))} us, fanotifyd ${f(added(c.daemon))} us; daemon/C decisions/s ${vsC(c.daemon).toFixed(2)}x`);
+    if (key === 'permission_1' && r.pingpong) {
       const pp = median(r.pingpong.map((x: Json) => x.p50_us));
       console.log(`  bare grpc-js ping-pong p50 ${f(pp)} us; fanotifyd added p50 / ping-pong p50 = ${(added(c.daemon) / pp).toFixed(2)}x (target <= 1.5x)`);
       // The remote path holds both round trips: kernel <-> daemon (what the C responder pays) and daemon <-> client (the ping-pong).
@@ -425,6 +649,15 @@ function report(r: Json): void {
   if (vc) {
     const v0 = vc[0];
     console.log(`\nVerdict cache (reps: ${vc.length}): first pass over ${NFILES} files p50 ${col(vc, (x) => x.first_pass.p50_us)} us; then ${v0.cached.ops} opens of the unchanged files p50 ${col(vc, (x) => x.cached.p50_us)} us, p99 ${col(vc, (x) => x.cached.p99_us)} us, ${col(vc, (x) => x.cached.ops_per_s)}/s (no fanotify: p50 ${col(vc, (x) => x.none.p50_us)} us, ${col(vc, (x) => x.none.ops_per_s)}/s); the client answered ${range(vc.map((x) => x.client_answered), true)} of ${v0.opens}`);
+  }
+  const rc: Json[] | undefined = r.rule_cache;
+  if (rc) {
+    const ratio = median(rc.map((x) => x.cached.ops_per_s)) / median(rc.map((x) => x.none.ops_per_s));
+    console.log(
+      `\nRule with cache (reps: ${rc.length}): first pass over ${NFILES} files decided in the daemon, p50 ${col(rc, (x) => x.first_pass.p50_us)} us, ${col(rc, (x) => x.first_pass_daemon_cpu_us_per_op)} us of daemon CPU each; ` +
+        `then ${rc[0].cached.ops} opens of the unchanged files p50 ${col(rc, (x) => x.cached.p50_us)} us, ${col(rc, (x) => x.cached.ops_per_s)}/s (no fanotify: p50 ${col(rc, (x) => x.none.p50_us)} us, ${col(rc, (x) => x.none.ops_per_s)}/s) = ` +
+        `${ratio.toFixed(2)}x (target >= 0.8x); daemon CPU in that phase ${col(rc, (x) => x.cached_daemon_cpu_ms)} ms; decided by rule (GetStats) ${rc.map((x) => x.decided_by_rule ?? 'n/a').join(', ')}`,
+    );
   }
   const sc: Json[] | undefined = r.scale;
   if (sc) {
@@ -458,7 +691,38 @@ function report(r: Json): void {
       console.log(`  ${mode}: lossless in every rep at ${lossless.length ? lossless.join(', ') : 'no rate'} /s; delivered vs C reader ${vsC.join(', ')}${vsF.length ? `; vs fatrace ${vsF.join(', ')}` : ''}`);
     }
   }
+  reportSubtree(r.subtree, f, col, range);
+  const fl: Json | undefined = r.filter;
+  if (fl) {
+    const cpu = (k: string) => col(fl.reps, (x) => x[k].daemon_cpu_us_per_open);
+    const excluded = median(fl.reps.map((x: Json) => x.excluded.daemon_cpu_us_per_open));
+    console.log(
+      `\nFiltered-out notifications (reps: ${fl.reps.length}): ${fl.opens} opens at ${fl.rate}/s; daemon CPU per open ${cpu('all')} us delivering every event (${col(fl.reps, (x) => x.all.delivered)} delivered), ` +
+        `${cpu('excluded')} us with an exclude matching every path (target <= 2 us: ${excluded <= 2 ? 'met' : 'not met'}), ${cpu('excluded_nopidfd')} us for the same without pidfds`,
+    );
+  }
+  for (const [name, why] of Object.entries(r.skipped ?? {})) console.log(`\nSkipped ${name}: ${why}`);
   if (r.idle) console.log(`\nIdle: ${r.idle.cpu_ms} ms CPU in the ${r.idle.seconds} s after the last case, ${r.idle.cpu_ms_second_window} ms in the ${r.idle.seconds} s after that; RSS ${f(r.idle.rss_mb)} MB`);
+}
+
+type Fmt = (x: number) => string;
+type Col = (runs: Json[], pick: (x: Json) => number) => string;
+
+function reportSubtree(st: Json | undefined, f: Fmt, col: Col, range: (xs: number[], count?: boolean) => string): void {
+  if (!st) return;
+  const p: Json[] = st.permission;
+  const ratio = median(p.map((x) => x.after.ops_per_s)) / median(p.map((x) => x.none.ops_per_s));
+  console.log(
+    `\nSubtree (reps: ${p.length}): opens of ${NFILES} files outside the watched directory on the same tmpfs, after their first touch (p50 ${col(p, (x) => x.first_touch.p50_us)} us): ` +
+      `${col(p, (x) => x.after.ops_per_s)}/s, p50 ${col(p, (x) => x.after.p50_us)} us, against ${col(p, (x) => x.none.ops_per_s)}/s with no fanotify = ${ratio.toFixed(2)}x (target >= 0.8x); ` +
+      `the client answered ${range(p.map((x) => x.client_answered), true)}`,
+  );
+  for (const row of st.notify) {
+    const ok = (runs: Json[]) => `${runs.filter((x) => x.lossless).length}/${runs.length}`;
+    const line = (name: string, runs: Json[]) =>
+      `${name} ${range(runs.map((x) => x.delivered), true)} delivered, lossless ${ok(runs)}, daemon ${f(median(runs.map((x) => x.daemon_cpu_us_per_open)))} us/open`;
+    console.log(`  ${row.rate}/s, ${row.opens} opens inside: ${line('inode mark', row.inode)}; ${line('subtree mark', row.subtree)}`);
+  }
 }
 
 main().catch((err) => {

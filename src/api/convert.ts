@@ -140,7 +140,7 @@ export function parseSubscribe(msg: Subscribe__Output, limits: SubscribeLimits, 
   const reportMode = REPORT_MODE_OF[rm];
   if (reportMode === 'dfid_name' && !kernel.initFlags.get(K.FAN_REPORT_NAME)) throw unsupported(`this kernel (${kernel.release}) does not support REPORT_MODE_DFID_NAME`);
   const skipPidVerification = msg.skip_pid_verification === true;
-  return { group: { groupClass, marks, audit, reportTid, reportTargetFid, reportFdError, reportMode }, verdictTimeoutMs, timeoutDecision, maxBatchEvents, skipPidVerification };
+  return { group: { groupClass, marks, audit, reportTid, reportTargetFid, reportFdError, reportMode, dfidNameSupported: kernel.initFlags.get(K.FAN_REPORT_NAME) === true }, verdictTimeoutMs, timeoutDecision, maxBatchEvents, skipPidVerification };
 }
 
 /**

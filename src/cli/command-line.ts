@@ -37,6 +37,8 @@ export interface GuardInvocation {
   scope: MarkScope__Output;
   groupClass: GroupClass__Output;
   deny: string[];
+  /** Decide each event in fanctl (a verdict per open) instead of sending the globs as the daemon's rules. */
+  ask: boolean;
   timeoutMs: number;
   onTimeout: 'DECISION_ALLOW' | 'DECISION_DENY';
 }
@@ -60,7 +62,10 @@ const PERMISSION_EVENTS = ['open_perm', 'access_perm', 'open_exec_perm', 'pre_ac
 const NOTIFICATION_EVENTS = Object.keys(EventType)
   .map((k) => k.replace('EVENT_TYPE_', '').toLowerCase())
   .filter((e) => e !== 'unspecified' && e !== 'q_overflow' && !PERMISSION_EVENTS.includes(e));
-const SCOPES = ['inode', 'mount', 'filesystem', 'mount_namespace'];
+/** subtree first: the default, what people mean by watching a directory. */
+const SCOPES = ['subtree', 'inode', 'mount', 'filesystem', 'mount_namespace'];
+const SCOPE_HELP = 'what each mark covers: subtree (everything under a directory), inode (the file, or a directory and its direct entries), mount, filesystem';
+const WATCH_SCOPE_HELP = `${SCOPE_HELP}, mount_namespace (a /proc/PID/ns/mnt file, for mnt_attach and mnt_detach)`;
 const PERMISSION_CLASSES = ['content', 'pre_content'];
 const DEFAULT_WATCH_EVENTS = ['open', 'close_write', 'close_nowrite'];
 
@@ -130,6 +135,10 @@ function connectionOf(cmd: Command, flags: ConnectionFlags): Connection {
 const resolvePaths = (paths: string[]) => paths.map((p) => path.resolve(p));
 
 const PROGRAM_HELP = `
+watch and guard cover everything under a directory (--scope subtree); a
+daemon without MARK_SCOPE_SUBTREE refuses that, and --scope inode watches
+a directory's direct entries instead.
+
 Every command takes --target (repeatable) and the --tls-* options. With
 several targets, watch and guard merge the daemons' events, each line tagged
 with its target; a daemon that goes away is reconnected when it is back.
@@ -142,12 +151,18 @@ Globs are read as in .gitignore:
   /srv/**/*.key    "**" is zero or more directories: /srv/x.key, /srv/a/b/x.key
   **/secret        "secret" in any directory
   !/srv/ok.key     "!" takes paths back out; the last matching pattern decides
-"*" and "?" match within one name, dot files included. A mark on a directory
-sees its direct entries only.
+"*" and "?" match within one name, dot files included. With --scope subtree
+(the default) a directory is guarded with everything under it; with
+--scope inode, with its direct entries only.
 
-Every open under PATH waits for fanctl's answer: DENY (EPERM) when the path
-matches, else ALLOW. Each denial is printed. When fanctl does not answer
-within --timeout-ms, or stops, the daemon answers with --on-timeout.`;
+The daemon decides each open itself, by rules fanctl sends when it starts:
+DENY (EPERM) when the path matches, reported to fanctl, which prints it;
+ALLOW for the rest, which the kernel then remembers for that file until it
+is modified, so no open waits for fanctl. With --ask, every open waits for
+fanctl's own answer instead (the globs matched in fanctl, one verdict per
+event): the shape of a policy engine that decides what rules cannot. When
+fanctl does not answer within --timeout-ms, or stops, the daemon answers
+with --on-timeout; once fanctl stops, nothing is guarded.`;
 
 function addInfoCommands(program: Command, found: (i: Invocation) => void): void {
   withConnection(program.command('info').description("print what the daemon's kernel supports and the daemon's limits"))
@@ -171,10 +186,10 @@ function addWatchCommand(program: Command, found: (i: Invocation) => void): void
     program
       .command('watch')
       .description('print file-access events fatrace-style, or as JSON lines')
-      .argument('<path...>', 'files or directories to mark (a directory: its direct entries too)'),
+      .argument('<path...>', 'files or directories to mark (a directory: everything under it, or with --scope inode its direct entries)'),
   )
     .option('--events <list>', `comma-separated, of: ${NOTIFICATION_EVENTS.join(', ')} (default: ${DEFAULT_WATCH_EVENTS.join(',')})`, eventList(NOTIFICATION_EVENTS))
-    .addOption(new Option('--scope <scope>', 'what each mark covers').choices(SCOPES).default('inode'))
+    .addOption(new Option('--scope <scope>', WATCH_SCOPE_HELP).choices(SCOPES).default('subtree'))
     .option('--json', 'one line per event in protobuf JSON (fanotify.v1.Event); with several targets {"target", "event"}')
     .action((paths: string[], flags: MarkFlags, cmd: Command) => {
       found({
@@ -190,6 +205,7 @@ function addWatchCommand(program: Command, found: (i: Invocation) => void): void
 
 interface GuardFlags extends MarkFlags {
   deny: string[];
+  ask?: boolean;
   class: string;
   onTimeout: 'allow' | 'deny';
   timeoutMs: number;
@@ -200,14 +216,15 @@ function addGuardCommand(program: Command, found: (i: Invocation) => void): void
     program
       .command('guard')
       .description('deny opens of paths matching globs, allow the rest, print each denial')
-      .argument('<path...>', 'files or directories to guard (a directory: its direct entries)'),
+      .argument('<path...>', 'files or directories to guard (a directory: everything under it, or with --scope inode its direct entries)'),
   )
     .requiredOption('--deny <glob>', 'deny paths matching GLOB (repeatable; see below)', denyPattern)
+    .option('--ask', 'answer every event from fanctl instead of by rules in the daemon (see below)')
     .option('--events <list>', `permission events, comma-separated, of: ${PERMISSION_EVENTS.join(', ')} (default: open_perm)`, eventList(PERMISSION_EVENTS))
     .addOption(new Option('--class <class>', 'fanotify group class (pre_content: asked before content groups)').choices(PERMISSION_CLASSES).default('content'))
     .addOption(new Option('--on-timeout <decision>', 'the answer when fanctl is too slow or stops').choices(['allow', 'deny']).default('deny'))
     .option('--timeout-ms <ms>', "how long the daemon waits for fanctl's answer; 0: the daemon's default", milliseconds, 5000)
-    .addOption(new Option('--scope <scope>', 'what each mark covers').choices(SCOPES.filter((s) => s !== 'mount_namespace')).default('inode'))
+    .addOption(new Option('--scope <scope>', SCOPE_HELP).choices(SCOPES.filter((s) => s !== 'mount_namespace')).default('subtree'))
     .option('--json', 'one line per denial in protobuf JSON (fanotify.v1.Event); with several targets {"target", "event"}')
     .addHelpText('after', GUARD_HELP)
     .action((paths: string[], flags: GuardFlags, cmd: Command) => {
@@ -220,6 +237,7 @@ function addGuardCommand(program: Command, found: (i: Invocation) => void): void
         scope: toScope(flags.scope),
         groupClass: `GROUP_CLASS_${flags.class.toUpperCase()}` as GroupClass__Output,
         deny: flags.deny,
+        ask: Boolean(flags.ask),
         timeoutMs: flags.timeoutMs,
         onTimeout: flags.onTimeout === 'allow' ? 'DECISION_ALLOW' : 'DECISION_DENY',
       });

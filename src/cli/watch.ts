@@ -3,9 +3,10 @@ import type { Subscribe } from '../api/gen/fanotify/v1/Subscribe';
 import type { WatchInvocation } from './command-line';
 import type { EventOutput } from './event-output';
 import type { EventsHandler } from './fleet-watch';
+import { marksFor } from './marks';
 
 export function watchSubscribe(inv: WatchInvocation): Subscribe {
-  return { marks: inv.paths.map((path) => ({ path, scope: inv.scope, events: inv.events, on_child: true })) };
+  return { marks: marksFor(inv.paths, inv.scope, inv.events) };
 }
 
 export function printEvents(output: EventOutput): EventsHandler {

@@ -6,11 +6,13 @@ import * as grpc from '@grpc/grpc-js';
 import type { Event__Output } from '../api/gen/fanotify/v1/Event';
 import type { MarkResult__Output } from '../api/gen/fanotify/v1/MarkResult';
 import type { Overflow__Output } from '../api/gen/fanotify/v1/Overflow';
+import type { ReplaceRules } from '../api/gen/fanotify/v1/ReplaceRules';
 import type { Subscribe } from '../api/gen/fanotify/v1/Subscribe';
 import type { Subscribed__Output } from '../api/gen/fanotify/v1/Subscribed';
 import type { Verdict } from '../api/gen/fanotify/v1/Verdict';
 import type { WatchRequest } from '../api/gen/fanotify/v1/WatchRequest';
 import type { WatchResponse__Output } from '../api/gen/fanotify/v1/WatchResponse';
+import type { WatchStats__Output } from '../api/gen/fanotify/v1/WatchStats';
 
 /** A decoded message with the bytes it came in (for a second decoder, such as canonical JSON). */
 export interface Received<T> {
@@ -23,7 +25,10 @@ export interface WatchHandlers {
   /** One EventBatch, in kernel order; `response` is the whole WatchResponse it came in. */
   events?(events: Event__Output[], response: Received<WatchResponse__Output>): void;
   overflow?(overflow: Overflow__Output): void;
+  /** Answers AddMark, RemoveMark, FlushMarks and ReplaceRules, by request_id. */
   markResult?(result: MarkResult__Output): void;
+  /** Answers getStats, by request_id. */
+  stats?(stats: WatchStats__Output): void;
 }
 
 export type WatchCall = grpc.ClientDuplexStream<WatchRequest, Received<WatchResponse__Output>>;
@@ -69,6 +74,20 @@ export class WatchStream {
     this.call.write({ verdicts: { verdicts } });
   }
 
+  /**
+   * Swap the watch's include, exclude and rules at once; the MarkResult
+   * with the same request_id says whether the daemon took them. Dropped
+   * once the stream has ended.
+   */
+  replaceRules(replace: ReplaceRules): void {
+    if (this.current !== 'ended') this.call.write({ replace_rules: replace });
+  }
+
+  /** Ask for the watch's counters; they come to the stats handler with this request_id. */
+  getStats(requestId: number | string): void {
+    if (this.current !== 'ended') this.call.write({ get_stats: { request_id: requestId } });
+  }
+
   /** End the watch: the daemon closes its group and applies timeout_decision to anything pending. Idempotent. */
   cancel(): void {
     if (this.current !== 'ended') this.call.cancel();
@@ -90,6 +109,9 @@ export class WatchStream {
         break;
       case 'mark_result':
         handlers.markResult?.(m.mark_result!);
+        break;
+      case 'stats':
+        handlers.stats?.(m.stats!);
         break;
     }
   }

@@ -1,7 +1,9 @@
 // fanctl against a real daemon: the lines people read, the JSON lines
-// programs read, the guard that policy-engine authors start from, and TLS to
-// a remote daemon.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+// programs read, the guard (by the daemon's rules, and with --ask the one
+// policy-engine authors start from), the README's guard example, and TLS
+// to a remote daemon. Guards with the default subtree scope run only on a
+// tmpfs the test mounts: a subtree mark may be a filesystem mark.
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createFileRegistry, fromBinary, fromJson, type DescMessage } from '@bufbuild/protobuf';
@@ -9,7 +11,7 @@ import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { expect } from 'chai';
 import { DESCRIPTOR_SET } from '../../src/api/proto';
 import { makeCerts } from '../fixtures/certs';
-import { runChild, sh, startDaemon, tempDir, type Daemon } from '../fixtures/harness';
+import { connect, getInfo, runChild, sh, startDaemon, tempDir, type Daemon } from '../fixtures/harness';
 import { waitFor } from '../fixtures/wait';
 
 const FANCTL = path.resolve(__dirname, '..', '..', 'src', 'cli', 'fanctl.js');
@@ -35,6 +37,14 @@ function fanctl(args: string[]): { proc: ChildProcess; lines: string[]; stderr: 
   return { proc, lines, stderr: () => err, ready };
 }
 
+/** SIGINT, and the exit status once fanctl is gone. */
+async function stop(proc: ChildProcess): Promise<number | null> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', resolve));
+  proc.kill('SIGINT');
+  return exited;
+}
+
 function fanctlSync(args: string[]) {
   return spawnSync(process.execPath, [FANCTL, ...args], { encoding: 'utf8', timeout: 30_000 });
 }
@@ -49,8 +59,16 @@ describe('e2e: fanctl', function () {
   this.timeout(60_000);
   let daemon: Daemon;
   let dir: string;
+  /** The daemon's GetInfo lists MARK_SCOPE_SUBTREE: fanctl's default scope works. */
+  let subtree: boolean;
   before(async () => {
     daemon = await startDaemon();
+    const client = connect(daemon.address);
+    try {
+      subtree = (await getInfo(client)).mark_scopes.includes('MARK_SCOPE_SUBTREE');
+    } finally {
+      client.close();
+    }
   });
   after(async () => {
     expect(await daemon.stop()).to.equal(0);
@@ -80,7 +98,7 @@ describe('e2e: fanctl', function () {
   });
 
   it('watch prints one fatrace-like line per event and exits cleanly on SIGINT', async () => {
-    const w = fanctl(['watch', dir, '--events', 'open', '--target', daemon.address]);
+    const w = fanctl(['watch', dir, '--scope', 'inode', '--events', 'open', '--target', daemon.address]);
     await w.ready;
     // The opener stays alive until its line is printed, so its name can be read from /proc.
     const opener = sh(`read x < ${path.join(dir, 'public')}; sleep 10`, 20_000);
@@ -92,7 +110,7 @@ describe('e2e: fanctl', function () {
   });
 
   it('guard denies matching paths, allows the rest, and prints each denial', async () => {
-    const g = fanctl(['guard', dir, '--deny', '**/secret', '--target', daemon.address]);
+    const g = fanctl(['guard', dir, '--scope', 'inode', '--deny', '**/secret', '--target', daemon.address]);
     await g.ready;
     const denied = await runChild('cat', [path.join(dir, 'secret')]).done;
     const allowed = await runChild('cat', [path.join(dir, 'public')]).done;
@@ -106,7 +124,7 @@ describe('e2e: fanctl', function () {
   });
 
   it('says what failed, with the status name, and exits non-zero', () => {
-    const missing = spawnSync(process.execPath, [FANCTL, 'watch', path.join(dir, 'nope'), '--target', daemon.address], { encoding: 'utf8', timeout: 20_000 });
+    const missing = spawnSync(process.execPath, [FANCTL, 'watch', path.join(dir, 'nope'), '--scope', 'inode', '--target', daemon.address], { encoding: 'utf8', timeout: 20_000 });
     expect(missing.status).to.equal(1);
     expect(missing.stderr).to.match(/^fanctl: NOT_FOUND: .*ENOENT/m);
     const down = spawnSync(process.execPath, [FANCTL, 'info', '--target', `unix:${dir}/no.sock`], { encoding: 'utf8', timeout: 30_000 });
@@ -119,7 +137,7 @@ describe('e2e: fanctl', function () {
     const sockB = path.join(other, 'b.sock');
     let b = await startDaemon([], { socketPath: sockB });
     const dirB = tempDir();
-    const w = fanctl(['watch', dir, dirB, '--events', 'open', '--target', daemon.address, '--target', b.address]);
+    const w = fanctl(['watch', dir, dirB, '--scope', 'inode', '--events', 'open', '--target', daemon.address, '--target', b.address]);
     try {
       await waitFor(() => (w.stderr().match(/watching/g) ?? []).length === 2, 10_000, 'both targets watching');
       fs.writeFileSync(path.join(dirB, 'g'), 'x');
@@ -150,7 +168,7 @@ describe('e2e: fanctl', function () {
     it(`guard --deny '${glob}' denies <dir>/x.key and allows <dir>/x.txt`, async () => {
       fs.writeFileSync(path.join(dir, 'x.key'), 'k');
       fs.writeFileSync(path.join(dir, 'x.txt'), 't');
-      const g = fanctl(['guard', dir, '--deny', glob.replace('<dir>', dir), '--target', daemon.address]);
+      const g = fanctl(['guard', dir, '--scope', 'inode', '--deny', glob.replace('<dir>', dir), '--target', daemon.address]);
       try {
         await g.ready;
         const denied = await runChild('cat', [path.join(dir, 'x.key')]).done;
@@ -171,7 +189,7 @@ describe('e2e: fanctl', function () {
   it('watch --json prints one fanotify.v1.Event per line in protobuf JSON, which the canonical parser reads', async () => {
     const Event = messageSchema('fanotify.v1.Event');
     const file = path.join(dir, 'public');
-    const w = fanctl(['watch', dir, '--events', 'open,close_nowrite', '--json', '--target', daemon.address]);
+    const w = fanctl(['watch', dir, '--scope', 'inode', '--events', 'open,close_nowrite', '--json', '--target', daemon.address]);
     try {
       await w.ready;
       const opener = sh(`read x < ${file}; sleep 10`, 20_000);
@@ -198,9 +216,9 @@ describe('e2e: fanctl', function () {
     }
   });
 
-  it('guard --json prints each denied event in protobuf JSON', async () => {
+  it('guard --ask --json prints each denied event, which waited for fanctl\'s verdict, in protobuf JSON', async () => {
     const Event = messageSchema('fanotify.v1.Event');
-    const g = fanctl(['guard', dir, '--deny', 'secret', '--json', '--target', daemon.address]);
+    const g = fanctl(['guard', dir, '--ask', '--scope', 'inode', '--deny', 'secret', '--json', '--target', daemon.address]);
     try {
       await g.ready;
       const denied = await runChild('cat', [path.join(dir, 'secret')]).done;
@@ -213,6 +231,105 @@ describe('e2e: fanctl', function () {
       g.proc.kill('SIGINT');
       await new Promise((resolve) => g.proc.on('exit', resolve));
     }
+  });
+
+  // Needs the daemon's rules (Subscribe.rules): a daemon without them sends
+  // every event for fanctl to answer, and this fails on needsVerdict.
+  it('guard sends its globs as the daemon\'s rules: a denial arrives decided, naming its rule, and nothing waits for fanctl', async () => {
+    const Event = messageSchema('fanotify.v1.Event');
+    fs.writeFileSync(path.join(dir, 'x.pem'), 'k');
+    // Rules in reverse order of the globs, then allow-all: *.pem is rule 1.
+    const g = fanctl(['guard', dir, '--scope', 'inode', '--deny', '*.pem', '--deny', 'secret', '--json', '--target', daemon.address]);
+    try {
+      await g.ready;
+      const denied = await runChild('cat', [path.join(dir, 'x.pem')]).done;
+      expect(denied.stderr).to.match(/Operation not permitted/);
+      const allowed = await runChild('cat', [path.join(dir, 'public')]).done;
+      expect(allowed.code, allowed.stderr).to.equal(0);
+      await waitFor(() => g.lines.length > 0, 5000, 'the denial line');
+      const json = JSON.parse(g.lines[0]);
+      const ev = fromJson(Event, json) as unknown as { path: string; needsVerdict: boolean; decision: number; rule: number };
+      expect(ev.path).to.equal(path.join(dir, 'x.pem'));
+      expect(json).to.deep.include({ decision: 'DECISION_DENY', rule: 1 });
+      expect(ev.needsVerdict).to.equal(false);
+      expect(g.lines).to.have.length(1);
+    } finally {
+      await stop(g.proc);
+    }
+  });
+
+  describe('on a tmpfs the test mounts', () => {
+    let mnt: string;
+    beforeEach(() => {
+      mnt = tempDir('fanotifyd-fanctl-tmpfs-');
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'fanotifyd-test', mnt]);
+      fs.mkdirSync(path.join(mnt, 'a', 'b'), { recursive: true });
+      for (const f of ['x.key', 'x.txt', 'a/b/y.key', 'a/b/y.txt']) fs.writeFileSync(path.join(mnt, f), f);
+    });
+    afterEach(() => {
+      // Lazy: the daemon may hold a directory fd there a moment after fanctl exits.
+      execFileSync('umount', ['-l', mnt]);
+      fs.rmSync(mnt, { recursive: true, force: true });
+    });
+
+    /** cat each file; true where the open was denied. */
+    async function denied(files: string[]): Promise<boolean[]> {
+      const out: boolean[] = [];
+      for (const f of files) {
+        const r = await runChild('cat', [path.join(mnt, f)]).done;
+        if (r.code !== 0) expect(r.stderr, f).to.match(/Operation not permitted/);
+        else expect(r.stdout, f).to.equal(f);
+        out.push(r.code !== 0);
+      }
+      return out;
+    }
+
+    it('the README\'s guard example with --scope inode guards the directory\'s own files, not those below', async () => {
+      const g = fanctl(['guard', mnt, '--scope', 'inode', '--deny', `${mnt}/**/*.key`, '--target', daemon.address]);
+      try {
+        await g.ready;
+        expect(await denied(['x.key', 'x.txt', 'a/b/y.key', 'a/b/y.txt'])).to.deep.equal([true, false, false, false]);
+        await waitFor(() => g.lines.some((l) => l.startsWith('DENY ') && l.endsWith(` ${mnt}/x.key`)), 5000, 'the DENY line');
+        expect(g.lines.filter((l) => l.startsWith('DENY '))).to.have.length(1);
+      } finally {
+        await stop(g.proc);
+      }
+    });
+
+    // README: fanctl guard /srv --deny '/srv/**/*.key', here with the tmpfs for /srv.
+    it('the README\'s guard example as written denies .key files at the top and two levels down', async function () {
+      if (!subtree) {
+        console.log('      skipped: the daemon has no MARK_SCOPE_SUBTREE (fanctl guard\'s default scope)');
+        this.skip();
+      }
+      const g = fanctl(['guard', mnt, '--deny', `${mnt}/**/*.key`, '--target', daemon.address]);
+      try {
+        await g.ready;
+        expect(await denied(['x.key', 'x.txt', 'a/b/y.key', 'a/b/y.txt'])).to.deep.equal([true, false, true, false]);
+        for (const f of ['x.key', 'a/b/y.key']) await waitFor(() => g.lines.some((l) => l.startsWith('DENY ') && l.endsWith(` ${mnt}/${f}`)), 5000, `the DENY line of ${f}`);
+        expect(g.lines.filter((l) => l.startsWith('DENY '))).to.have.length(2);
+        // Allowed files stay allowed on the next open (cached by the daemon's rule, or answered again).
+        expect(await denied(['x.txt', 'a/b/y.txt', 'a/b/y.key'])).to.deep.equal([false, false, true]);
+      } finally {
+        expect(await stop(g.proc)).to.equal(0);
+      }
+    });
+
+    it('watch reports opens two levels down by default', async function () {
+      if (!subtree) {
+        console.log('      skipped: the daemon has no MARK_SCOPE_SUBTREE (fanctl watch\'s default scope)');
+        this.skip();
+      }
+      const w = fanctl(['watch', mnt, '--events', 'open', '--target', daemon.address]);
+      try {
+        await w.ready;
+        const opener = sh(`read x < ${mnt}/a/b/y.txt; sleep 10`, 20_000);
+        await waitFor(() => w.lines.some((l) => l.includes(`sh(${opener.pid}): OPEN ${mnt}/a/b/y.txt`)), 5000, 'the OPEN line');
+        opener.kill();
+      } finally {
+        expect(await stop(w.proc)).to.equal(0);
+      }
+    });
   });
 
   it('refuses bad usage with exit 2 and a line saying what to fix', () => {
@@ -259,7 +376,7 @@ describe('e2e: fanctl', function () {
     });
 
     it('watches a TLS target and a unix socket at once (TLS on TCP, the socket in plaintext)', async () => {
-      const w = fanctl(['watch', dir, '--events', 'open', '--target', tcp, '--target', daemon.address, ...withCert(), '--tls-server-name', 'fanotifyd.test']);
+      const w = fanctl(['watch', dir, '--scope', 'inode', '--events', 'open', '--target', tcp, '--target', daemon.address, ...withCert(), '--tls-server-name', 'fanotifyd.test']);
       try {
         await waitFor(() => (w.stderr().match(/watching/g) ?? []).length === 2, 10_000, 'both targets watching');
         const opener = sh(`read x < ${path.join(dir, 'public')}; sleep 10`, 20_000);

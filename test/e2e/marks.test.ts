@@ -70,7 +70,7 @@ describe('e2e: marks and responses', function () {
   });
 
   it('reports a failed mark request in its MarkResult and keeps the stream', async () => {
-    const s = watch({ marks: [{ path: path.join(dir, 'a'), events: ['EVENT_TYPE_OPEN'] }] });
+    const s = watch({ report_mode: 'REPORT_MODE_FD', marks: [{ path: path.join(dir, 'a'), events: ['EVENT_TYPE_OPEN'] }] });
     await s.subscribed();
     s.call.write({ add_mark: { request_id: '7', mark: { path: path.join(dir, 'missing'), events: ['EVENT_TYPE_OPEN'] } } });
     const r = await result(s, '7');

@@ -66,7 +66,9 @@ describe('e2e: Watch over a unix socket', function () {
       marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN', 'EVENT_TYPE_MODIFY', 'EVENT_TYPE_CLOSE_WRITE', 'EVENT_TYPE_CLOSE_NOWRITE', 'EVENT_TYPE_ACCESS'] }],
     });
     const sub = await s.subscribed();
-    expect(sub.report_mode).to.equal('REPORT_MODE_FD');
+    // Left to the daemon, a notification watch is reported by directory handle and name where the kernel can.
+    const kernelHasNames = (await getInfo(client)).init_flags.includes('FAN_REPORT_NAME');
+    expect(sub.report_mode).to.equal(kernelHasNames ? 'REPORT_MODE_DFID_NAME' : 'REPORT_MODE_FD');
     // The openers stay alive until their events are seen: /proc describes
     // only live processes, and a notification may be read after a short-lived
     // process is gone (then the pid alone is reported).
@@ -111,16 +113,34 @@ describe('e2e: Watch over a unix socket', function () {
     expect(ev.path).to.include('\ufffd');
   });
 
-  it('says when the file was deleted', async () => {
+  it('says when the file was deleted (REPORT_MODE_FD)', async () => {
     const file = path.join(dir, 'gone');
     fs.writeFileSync(file, 'x');
-    const s = watch({ marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] }] });
-    await s.subscribed();
+    const s = watch({ report_mode: 'REPORT_MODE_FD', marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] }] });
+    expect((await s.subscribed()).report_mode).to.equal('REPORT_MODE_FD');
     const r = await sh(`exec 3<${file}; rm ${file}; exec 3<&-`).done;
     expect(r.code).to.equal(0);
     const ev = await s.until(() => s.events.find((e) => e.process.pid === r.pid));
     expect(ev.deleted).to.equal(true);
     expect(ev.path).to.equal(file);
+  });
+
+  it('in the default mode names a deleted file by its directory and name, without deleted', async function () {
+    const file = path.join(dir, 'gone');
+    fs.writeFileSync(file, 'x');
+    const s = watch({ marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_CLOSE_NOWRITE'] }] });
+    const sub = await s.subscribed();
+    if (sub.report_mode !== 'REPORT_MODE_DFID_NAME') {
+      console.log(`      skipped: this kernel has no FAN_REPORT_DFID_NAME, so the default is ${sub.report_mode}`);
+      this.skip();
+    }
+    const r = await sh(`exec 3<${file}; rm ${file}; exec 3<&-`).done;
+    expect(r.code).to.equal(0);
+    const ev = await s.until(() => s.events.find((e) => e.process.pid === r.pid));
+    // No event fd, so nothing says the file is gone: the kernel reports the name it was opened by.
+    expect(ev.deleted).to.equal(false);
+    expect(ev.path).to.equal(file);
+    expect(ev.entry).to.deep.include({ dir, name: 'gone', unresolved: false });
   });
 
   it('reports create, delete and rename with directory and name (FID mode)', async () => {

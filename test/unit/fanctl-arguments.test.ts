@@ -1,8 +1,8 @@
 // fanctl's command line: what each command turns into, and bad usage
 // refused with exit status 2 and a line that says what to fix. No daemon.
 import { expect } from 'chai';
-import { DEFAULT_TARGET, parseCommandLine, type GuardInvocation, type Invocation, type Parsed } from '../../src/cli/command-line';
-import { guardSubscribe } from '../../src/cli/guard';
+import { DEFAULT_TARGET, parseCommandLine, type GuardInvocation, type Invocation, type Parsed, type WatchInvocation } from '../../src/cli/command-line';
+import { denyRules, guardSubscribe } from '../../src/cli/guard';
 import { watchSubscribe } from '../../src/cli/watch';
 
 function parse(...argv: string[]): { parsed: Parsed; out: string; err: string } {
@@ -32,7 +32,7 @@ describe('unit: fanctl arguments', () => {
 
   it('watch: paths resolved, event names mapped, defaults as documented', () => {
     const inv = invocation('watch', 'rel/dir', '/abs', '--events', 'open,CLOSE_WRITE', '--events', 'modify', '--json');
-    expect(inv).to.deep.include({ command: 'watch', json: true, paths: [`${process.cwd()}/rel/dir`, '/abs'], events: ['EVENT_TYPE_OPEN', 'EVENT_TYPE_CLOSE_WRITE', 'EVENT_TYPE_MODIFY'], scope: 'MARK_SCOPE_INODE' });
+    expect(inv).to.deep.include({ command: 'watch', json: true, paths: [`${process.cwd()}/rel/dir`, '/abs'], events: ['EVENT_TYPE_OPEN', 'EVENT_TYPE_CLOSE_WRITE', 'EVENT_TYPE_MODIFY'], scope: 'MARK_SCOPE_SUBTREE' });
     const plain = invocation('watch', '/d', '--scope', 'mount');
     expect(plain).to.deep.include({ events: ['EVENT_TYPE_OPEN', 'EVENT_TYPE_CLOSE_WRITE', 'EVENT_TYPE_CLOSE_NOWRITE'], scope: 'MARK_SCOPE_MOUNT' });
     expect(watchSubscribe(plain as Invocation & { command: 'watch' })).to.deep.equal({
@@ -40,18 +40,48 @@ describe('unit: fanctl arguments', () => {
     });
   });
 
+  it('watch marks the subtree by default, without on_child; --scope inode keeps on_child for a directory\'s entries', () => {
+    expect(watchSubscribe(invocation('watch', '/d') as WatchInvocation).marks).to.deep.equal([{ path: '/d', scope: 'MARK_SCOPE_SUBTREE', events: ['EVENT_TYPE_OPEN', 'EVENT_TYPE_CLOSE_WRITE', 'EVENT_TYPE_CLOSE_NOWRITE'] }]);
+    expect(watchSubscribe(invocation('watch', '/d', '--scope', 'inode', '--events', 'open') as WatchInvocation).marks).to.deep.equal([{ path: '/d', scope: 'MARK_SCOPE_INODE', events: ['EVENT_TYPE_OPEN'], on_child: true }]);
+    expect(watchSubscribe(invocation('watch', '/d', '--scope', 'subtree') as WatchInvocation).marks).to.have.nested.property('[0].scope', 'MARK_SCOPE_SUBTREE');
+  });
+
   it('guard always states its timeout decision: deny unless --on-timeout allow', () => {
     const inv = invocation('guard', '/d', '--deny', '*.key', '--deny', '/d/**/*.pem') as GuardInvocation;
-    expect(inv).to.deep.include({ deny: ['*.key', '/d/**/*.pem'], groupClass: 'GROUP_CLASS_CONTENT', events: ['EVENT_TYPE_OPEN_PERM'], timeoutMs: 5000, onTimeout: 'DECISION_DENY' });
-    expect(guardSubscribe(inv)).to.deep.equal({
+    expect(inv).to.deep.include({ deny: ['*.key', '/d/**/*.pem'], ask: false, groupClass: 'GROUP_CLASS_CONTENT', events: ['EVENT_TYPE_OPEN_PERM'], scope: 'MARK_SCOPE_SUBTREE', timeoutMs: 5000, onTimeout: 'DECISION_DENY' });
+    expect(guardSubscribe(inv)).to.deep.include({
       group_class: 'GROUP_CLASS_CONTENT',
       verdict_timeout_ms: 5000,
       timeout_decision: 'DECISION_DENY',
-      marks: [{ path: '/d', scope: 'MARK_SCOPE_INODE', events: ['EVENT_TYPE_OPEN_PERM'], on_child: true }],
+      marks: [{ path: '/d', scope: 'MARK_SCOPE_SUBTREE', events: ['EVENT_TYPE_OPEN_PERM'] }],
     });
     const open = invocation('guard', '/d', '--deny', 'x', '--on-timeout', 'allow', '--class', 'pre_content', '--events', 'open_perm,open_exec_perm', '--timeout-ms', '250') as GuardInvocation;
     expect(guardSubscribe(open)).to.deep.include({ group_class: 'GROUP_CLASS_PRE_CONTENT', verdict_timeout_ms: 250, timeout_decision: 'DECISION_ALLOW' });
     expect(open.events).to.deep.equal(['EVENT_TYPE_OPEN_PERM', 'EVENT_TYPE_OPEN_EXEC_PERM']);
+  });
+
+  it('guard sends its globs as rules: deny and report each, in reverse order, then allow the rest with cache', () => {
+    const inv = invocation('guard', '/d', '--deny', '*.key', '--deny', '/d/**/*.pem') as GuardInvocation;
+    expect(guardSubscribe(inv).rules).to.deep.equal([
+      { match: { paths: ['/d/**/*.pem'] }, decision: 'DECISION_DENY', report: true },
+      { match: { paths: ['*.key'] }, decision: 'DECISION_DENY', report: true },
+      { match: {}, decision: 'DECISION_ALLOW', cache: true },
+    ]);
+    // The last matching glob decides, the daemon's first matching rule does: a later "!" comes first.
+    expect(denyRules(['*.key', '!/d/public.key'])).to.deep.equal([
+      { match: { paths: ['/d/public.key'] }, decision: 'DECISION_ALLOW', cache: true },
+      { match: { paths: ['*.key'] }, decision: 'DECISION_DENY', report: true },
+      { match: {}, decision: 'DECISION_ALLOW', cache: true },
+    ]);
+  });
+
+  it('guard --ask sends no rules (fanctl answers each event); --scope inode keeps on_child', () => {
+    const inv = invocation('guard', '/d', '--deny', 'x', '--ask', '--scope', 'inode') as GuardInvocation;
+    expect(inv.ask).to.equal(true);
+    const sub = guardSubscribe(inv);
+    expect(sub).to.not.have.property('rules');
+    expect(sub.marks).to.deep.equal([{ path: '/d', scope: 'MARK_SCOPE_INODE', events: ['EVENT_TYPE_OPEN_PERM'], on_child: true }]);
+    expect(guardSubscribe(invocation('guard', '/d', '--deny', 'x', '--scope', 'filesystem') as GuardInvocation).marks).to.deep.equal([{ path: '/d', scope: 'MARK_SCOPE_FILESYSTEM', events: ['EVENT_TYPE_OPEN_PERM'], on_child: true }]);
   });
 
   it('TLS options make a TLS connection; certificate and key go together', () => {
@@ -66,7 +96,8 @@ describe('unit: fanctl arguments', () => {
     // Permission events need a verdict, which only guard gives.
     expect(usageError('watch', '/d', '--events', 'open_perm')).to.match(/"open_perm" is not one of/);
     expect(usageError('guard', '/d', '--deny', 'x', '--events', 'open')).to.match(/"open" is not one of: open_perm, access_perm/);
-    expect(usageError('watch', '/d', '--scope', 'everything')).to.match(/Allowed choices are inode, mount, filesystem/);
+    expect(usageError('watch', '/d', '--scope', 'everything')).to.match(/Allowed choices are subtree, inode, mount, filesystem, mount_namespace/);
+    expect(usageError('guard', '/d', '--deny', 'x', '--scope', 'mount_namespace')).to.match(/Allowed choices are subtree, inode, mount, filesystem\./);
     expect(usageError('guard', '/d', '--deny', 'x', '--class', 'notif')).to.match(/Allowed choices are content, pre_content/);
     expect(usageError('guard', '/d', '--deny', 'x', '--on-timeout', 'maybe')).to.match(/Allowed choices are allow, deny/);
     expect(usageError('guard', '/d', '--deny', 'x', '--timeout-ms', '5s')).to.match(/whole number of milliseconds/);
@@ -88,5 +119,13 @@ describe('unit: fanctl arguments', () => {
     expect(guard.parsed).to.deep.equal({ exitCode: 0 });
     expect(guard.out).to.match(/--on-timeout <decision>.*choices: "allow", "deny"/s);
     expect(guard.out).to.include('zero or more directories');
+    // commander wraps lines to the terminal's width.
+    const flat = (text: string) => text.replace(/\s+/g, ' ');
+    expect(flat(guard.out)).to.match(/--ask answer every event from fanctl/);
+    expect(flat(guard.out)).to.match(/--scope <scope> [^-]*\(choices: "subtree", "inode", "mount", "filesystem", default: "subtree"\)/);
+    expect(flat(guard.out)).to.include('The daemon decides each open itself');
+    const watch = parse('watch', '--help');
+    expect(flat(watch.out)).to.match(/--scope <scope> .*\(choices: "subtree", "inode", "mount", "filesystem", "mount_namespace", default: "subtree"\)/);
+    expect(flat(watch.out)).to.include('everything under it');
   });
 });
