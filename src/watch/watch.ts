@@ -6,8 +6,9 @@
 //
 // Every permission event read from the kernel is answered exactly once:
 // by verdict(), by its deadline (timeoutDecision), by close() (the
-// timeoutDecision on disconnect, ALLOW on shutdown), or at once with ALLOW
-// when the daemon's own process caused it.
+// timeoutDecision on disconnect, ALLOW on shutdown), at once with ALLOW
+// when the daemon's own process caused it or the watch's filters leave it
+// out, or at once by the first of the watch's rules that matches it.
 import { monotonicClock, type Clock } from '../common/clock';
 import { FanotifydError } from '../common/errors';
 import type { Logger } from '../common/log';
@@ -19,12 +20,14 @@ import type { EventPump, PumpClient } from '../kernel/pump';
 import { responseWord } from '../kernel/response';
 import type { HandleResolver } from '../host/handle-resolver';
 import { ProcessCache } from '../host/process-cache';
+import { Coalescer } from './coalescer';
 import { Outbox } from './outbox';
-import { PendingLedger } from './pending';
+import { nodeTimers, PendingLedger } from './pending';
 import { EventReader } from './reader';
 import { ReleasedFds } from './released-fds';
 import { Responder } from './responder';
-import type { Decision, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
+import { Selection } from './selection';
+import type { Decision, SelectionSpec, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
 export type { Decision, DecidedBy, EncodedEvent, OverflowNotice, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
 
 /** The watch closed while a mark request was in flight. */
@@ -48,6 +51,9 @@ function emptyStats(): WatchStats {
     cachedVerdicts: 0,
     cacheErrors: 0,
     decisions: { client: 0, timeout: 0, disconnect: 0, shutdown: 0, self: 0, limit: 0, rule: 0, filter: 0 },
+    filtered: 0,
+    coalesced: 0,
+    droppedRateLimit: 0,
     allowed: 0,
     denied: 0,
     pending: 0,
@@ -70,6 +76,7 @@ export class Watch implements PumpClient {
   private readonly responder: Responder;
   private readonly fds = new ReleasedFds();
   private readonly reader: EventReader;
+  private readonly coalescer?: Coalescer;
   private closed = false;
 
   constructor(
@@ -83,6 +90,8 @@ export class Watch implements PumpClient {
     private readonly resolver?: HandleResolver,
     private readonly onClose?: (w: Watch) => void,
   ) {
+    // Compiled before the group is opened: a bad glob throws with nothing to undo.
+    const selection = new Selection(options.selection);
     const group = openGroup(spec, features);
     this.groupClass = spec.groupClass;
     this.audit = spec.audit === true;
@@ -95,6 +104,18 @@ export class Watch implements PumpClient {
     const timeoutResponse = this.timeoutResponse();
     this.pending = new PendingLedger(options.verdictTimeoutMs, (_id, item) => this.responder.answer(item, timeoutResponse, 'timeout'), this.clock);
     this.outbox = new Outbox(options, this.stats);
+    if (options.coalesceMs) {
+      this.coalescer = new Coalescer({
+        windowMs: options.coalesceMs,
+        clock: this.clock,
+        timers: nodeTimers,
+        stats: this.stats,
+        emit: (item, now) => this.emitHeld(item, now),
+        afterTimer: () => this.outbox.flush(),
+        onError: (err) => this.onError(err),
+      });
+    }
+    const details = options.processDetails ?? 'full';
     this.reader = new EventReader({
       groupFd: this.fd,
       notifyOnly: this.groupClass === 'notif',
@@ -104,13 +125,35 @@ export class Watch implements PumpClient {
       clock: this.clock,
       stats: this.stats,
       log: this.eventLog,
-      procs: new ProcessCache(this.clock),
+      // With the pid alone asked for, the cache serves only filters and rules, which need no command line.
+      procs: new ProcessCache(this.clock, undefined, details === 'full' ? 'full' : 'basic'),
       resolver,
       pending: this.pending,
       outbox: this.outbox,
       responder: this.responder,
       fds: this.fds,
+      details,
+      selection,
+      coalescer: this.coalescer,
+      cacheVerdict: (item) => this.cacheVerdict(item),
+      reportsDecisions: options.onDecision !== undefined,
     });
+  }
+
+  /**
+   * New include, exclude and rules, for every event read from now on; an
+   * event already read keeps its fate (a pending one still awaits its
+   * verdict). Throws GlobError, and changes nothing, for a glob that cannot be used.
+   */
+  replaceSelection(spec: SelectionSpec): void {
+    this.reader.selection = new Selection(spec);
+  }
+
+  /** A coalesced event's window ended: it is queued as any notification, within the rate limit and the queue's room. */
+  private emitHeld(item: WatchEvent, now: number): void {
+    if (!this.outbox.withinRate(now)) return;
+    if (this.outbox.full) this.outbox.drop();
+    else this.outbox.pushNotification(item);
   }
 
   /** Start reading the group, delivering to sink. */
@@ -196,6 +239,7 @@ export class Watch implements PumpClient {
     }
     ffi.closeFd(this.fd);
     this.resolver?.close();
+    this.coalescer?.close();
     this.outbox.close();
     this.eventLog.flush();
     this.onClose?.(this);

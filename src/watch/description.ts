@@ -1,0 +1,117 @@
+// An event described step by step: its process and its path are looked up
+// only when a filter or rule asks (each once), and the rest when the event
+// is kept. A filtered event thus costs what its filter needed and no more:
+// a path-only filter never reads /proc, an event-type filter reads nothing.
+//
+// One description serves every event of a watch, one after the other: the
+// reader handles a read's events in one synchronous pass.
+import { lastName } from '../common/glob';
+import type { RateLimitedLog } from '../common/rate-limited-log';
+import type { RawEvent } from '../kernel/decoder';
+import { bareEvent, describeObject, describePidOnly, describeProcess, type FsEvent } from '../host/event';
+import type { HandleResolver } from '../host/handle-resolver';
+import { unknownProcess, type ProcessInfo } from '../host/process';
+import type { ProcessCache } from '../host/process-cache';
+import type { MatchSubject } from './selection';
+import type { ProcessDetails } from './types';
+
+export interface DescriptionParts {
+  procs: ProcessCache;
+  resolver?: HandleResolver;
+  /** FAN_REPORT_TID: an event's pid is a thread id. */
+  reportTid: boolean;
+  /** What the client is sent about the process. */
+  details: ProcessDetails;
+  log: RateLimitedLog;
+}
+
+export class EventDescription implements MatchSubject {
+  private raw!: RawEvent;
+  private current!: FsEvent;
+  private processRead = false;
+  private objectRead = false;
+  private name?: string;
+  private whole?: string;
+
+  constructor(private readonly p: DescriptionParts) {}
+
+  /** Describe `raw` from now on; nothing is looked up yet. */
+  start(raw: RawEvent, timeMs: number): void {
+    this.raw = raw;
+    this.current = bareEvent(raw, timeMs);
+    this.processRead = false;
+    this.objectRead = false;
+    this.name = undefined;
+    this.whole = undefined;
+  }
+
+  get mask(): number {
+    return this.raw.mask;
+  }
+
+  /** The event as described so far (enough to answer it; a client gets finish()'s). */
+  get ev(): FsEvent {
+    return this.current;
+  }
+
+  /**
+   * The process as /proc describes it, even when the client asked for the
+   * pid alone: a filter or rule on ids or names needs it (the cache then
+   * reads all but the command line).
+   */
+  process(): ProcessInfo {
+    if (!this.processRead) {
+      this.processRead = true;
+      this.guard(() => describeProcess(this.current, this.raw, this.p.procs, this.p.reportTid));
+    }
+    return this.current.process;
+  }
+
+  pathName(): string {
+    if (this.name === undefined) {
+      const path = this.path();
+      if (!path) this.name = '';
+      else if (this.whole !== undefined) this.name = lastName(this.whole);
+      else this.name = path.toString('utf8', path.lastIndexOf(0x2f) + 1);
+    }
+    return this.name;
+  }
+
+  pathWhole(): string {
+    return (this.whole ??= this.path()?.toString('utf8') ?? '');
+  }
+
+  /** The event complete for its client: its path, and its process to the detail asked for. */
+  finish(): FsEvent {
+    const ev = this.current;
+    this.path();
+    if (this.p.details !== 'pid') {
+      this.process();
+    } else if (this.processRead) {
+      // Read for a filter; the client asked for the pid alone.
+      const tid = ev.process.tid;
+      ev.process = unknownProcess(ev.pid);
+      if (tid !== undefined) ev.process.tid = tid;
+    } else {
+      this.guard(() => describePidOnly(ev, this.raw, this.p.reportTid));
+    }
+    return ev;
+  }
+
+  private path(): Buffer | undefined {
+    if (!this.objectRead) {
+      this.objectRead = true;
+      this.guard(() => describeObject(this.current, this.raw, this.p.resolver));
+    }
+    return this.current.path;
+  }
+
+  /** Enrichment is best effort; the event itself (and its verdict) is not. */
+  private guard(describe: () => void): void {
+    try {
+      describe();
+    } catch (err) {
+      this.p.log.warn('event enrichment failed; delivering the event without it', { error: err });
+    }
+  }
+}
