@@ -37,7 +37,8 @@ export class WatchClosedError extends FanotifydError {
   }
 }
 
-function emptyStats(): WatchStats {
+/** A watch's counters before its first event. */
+export function emptyStats(): WatchStats {
   return {
     eventsRead: 0,
     eventsSent: 0,
