@@ -25,7 +25,16 @@ export interface DescriptionParts {
   log: RateLimitedLog;
 }
 
+/** Pid-only descriptions kept for reuse; the map is emptied when it reaches this. */
+const PID_ONLY_MAX = 4096;
+
 export class EventDescription implements MatchSubject {
+  /**
+   * One pid-only description per pid, shared by its events as the process
+   * cache shares a full one: the wire encodes a description once per object
+   * (src/api/wire.ts), so a fresh object per event would be encoded per event.
+   */
+  private readonly pidOnly = new Map<number, ProcessInfo>();
   private raw!: RawEvent;
   private current!: FsEvent;
   private processRead = false;
@@ -87,15 +96,24 @@ export class EventDescription implements MatchSubject {
     this.path();
     if (this.p.details !== 'pid') {
       this.process();
-    } else if (this.processRead) {
-      // Read for a filter; the client asked for the pid alone.
-      const tid = ev.process.tid;
-      ev.process = unknownProcess(ev.pid);
-      if (tid !== undefined) ev.process.tid = tid;
+    } else if (this.p.reportTid) {
+      // Read for a filter, or not yet: the client asked for the pid alone (and the thread).
+      if (this.processRead) ev.process = { ...unknownProcess(ev.pid), tid: this.raw.pid };
+      else this.guard(() => describePidOnly(ev, this.raw, true));
     } else {
-      this.guard(() => describePidOnly(ev, this.raw, this.p.reportTid));
+      ev.process = this.pidOnlyOf(ev.pid);
     }
     return ev;
+  }
+
+  private pidOnlyOf(pid: number): ProcessInfo {
+    let info = this.pidOnly.get(pid);
+    if (!info) {
+      if (this.pidOnly.size >= PID_ONLY_MAX) this.pidOnly.clear();
+      info = unknownProcess(pid);
+      this.pidOnly.set(pid, info);
+    }
+    return info;
   }
 
   private path(): Buffer | undefined {

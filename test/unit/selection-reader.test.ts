@@ -238,11 +238,12 @@ describe('unit: the read path with filters and rules', () => {
       expect([t.delivered[0].ev.process.comm, t.delivered[0].ev.process.cmdline]).to.deep.equal(['tool', []]);
     });
 
-    it('pid: nothing read from /proc', () => {
+    it('pid: nothing read from /proc, one description shared by a process\'s events', () => {
       const t = setup({ details: 'pid' });
-      t.read(notification);
+      t.read([...notification, ...notification]);
       expect(t.proc.reads).to.deep.equal([]);
       expect(t.delivered[0].ev.process).to.deep.equal(unknownProcess(150));
+      expect(t.delivered[1].ev.process).to.equal(t.delivered[0].ev.process);
       expect(t.delivered[0].ev.path?.toString()).to.equal(path.join(dir, 'b.txt'));
     });
 
