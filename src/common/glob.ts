@@ -68,10 +68,16 @@ export function lastName(p: string): string {
 }
 
 /**
- * Any of several path globs. The path is given as functions so that a set
- * of name globs never decodes more than the last name, and a caller that
- * tests several sets against one path decodes it once.
+ * A path as text, each part made on first request: a set of name globs
+ * never needs more than the last name, and a caller that tests several
+ * sets against one path can decode it once.
  */
+export interface PathText {
+  pathName(): string;
+  pathWhole(): string;
+}
+
+/** Any of several path globs. */
 export class PathGlobSet {
   private readonly byName: Glob[] = [];
   private readonly byPath: Glob[] = [];
@@ -88,13 +94,13 @@ export class PathGlobSet {
     return this.byName.length === 0 && this.byPath.length === 0;
   }
 
-  test(name: () => string, whole: () => string): boolean {
+  test(p: PathText): boolean {
     if (this.byName.length) {
-      const n = name();
+      const n = p.pathName();
       for (const g of this.byName) if (g.test(n)) return true;
     }
     if (this.byPath.length) {
-      const w = whole();
+      const w = p.pathWhole();
       for (const g of this.byPath) if (g.test(w)) return true;
     }
     return false;
@@ -102,7 +108,7 @@ export class PathGlobSet {
 
   /** For a path held as a string. */
   testString(p: string): boolean {
-    return this.test(() => lastName(p), () => p);
+    return this.test({ pathName: () => lastName(p), pathWhole: () => p });
   }
 }
 

@@ -71,7 +71,11 @@ export class EventDescription implements MatchSubject {
   process(): ProcessInfo {
     if (!this.processRead) {
       this.processRead = true;
-      this.guard(() => describeProcess(this.current, this.raw, this.p.procs, this.p.reportTid));
+      try {
+        describeProcess(this.current, this.raw, this.p.procs, this.p.reportTid);
+      } catch (err) {
+        this.failed(err);
+      }
     }
     return this.current.process;
   }
@@ -99,7 +103,13 @@ export class EventDescription implements MatchSubject {
     } else if (this.p.reportTid) {
       // Read for a filter, or not yet: the client asked for the pid alone (and the thread).
       if (this.processRead) ev.process = { ...unknownProcess(ev.pid), tid: this.raw.pid };
-      else this.guard(() => describePidOnly(ev, this.raw, true));
+      else {
+        try {
+          describePidOnly(ev, this.raw, true);
+        } catch (err) {
+          this.failed(err);
+        }
+      }
     } else {
       ev.process = this.pidOnlyOf(ev.pid);
     }
@@ -119,17 +129,17 @@ export class EventDescription implements MatchSubject {
   private path(): Buffer | undefined {
     if (!this.objectRead) {
       this.objectRead = true;
-      this.guard(() => describeObject(this.current, this.raw, this.p.resolver));
+      try {
+        describeObject(this.current, this.raw, this.p.resolver);
+      } catch (err) {
+        this.failed(err);
+      }
     }
     return this.current.path;
   }
 
   /** Enrichment is best effort; the event itself (and its verdict) is not. */
-  private guard(describe: () => void): void {
-    try {
-      describe();
-    } catch (err) {
-      this.p.log.warn('event enrichment failed; delivering the event without it', { error: err });
-    }
+  private failed(err: unknown): void {
+    this.p.log.warn('event enrichment failed; delivering the event without it', { error: err });
   }
 }

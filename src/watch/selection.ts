@@ -8,18 +8,16 @@
 // path to a string). What a check needs is asked of the subject only when
 // an earlier check has not already failed, so a Match with event types
 // alone reads nothing, and a path-only filter never reads /proc.
-import { NameGlobSet, PathGlobSet } from '../common/glob';
+import { NameGlobSet, PathGlobSet, type PathText } from '../common/glob';
 import type { ProcessInfo } from '../host/process';
 import type { MatchSpec, RuleSpec, SelectionSpec } from './types';
 
 /** What a Match looks at, each part produced on first request and kept for the event's other checks. */
-export interface MatchSubject {
+export interface MatchSubject extends PathText {
   readonly mask: number;
   /** The process: `details` false when it could not be read (a process field then never matches). */
   process(): ProcessInfo;
-  /** The path's last name and the whole path as text; '' when the event has no path. */
-  pathName(): string;
-  pathWhole(): string;
+  // pathName() and pathWhole(): '' when the event has no path.
 }
 
 /** decide()'s answer when the event goes to the client as it would without rules. */
@@ -52,7 +50,7 @@ class CompiledMatch {
   test(s: MatchSubject): boolean {
     if (this.events !== 0 && (s.mask & this.events) === 0) return false;
     if (this.needsProcess && !this.testProcess(s.process())) return false;
-    return !this.paths || this.paths.test(() => s.pathName(), () => s.pathWhole());
+    return !this.paths || this.paths.test(s);
   }
 
   private testProcess(p: ProcessInfo): boolean {
@@ -66,7 +64,10 @@ class CompiledMatch {
   }
 }
 
-const anyOf = (ms: readonly CompiledMatch[], s: MatchSubject) => ms.some((m) => m.test(s));
+function anyOf(ms: readonly CompiledMatch[], s: MatchSubject): boolean {
+  for (const m of ms) if (m.test(s)) return true;
+  return false;
+}
 
 export class Selection {
   private readonly include: CompiledMatch[];

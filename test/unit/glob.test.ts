@@ -40,8 +40,8 @@ describe('unit: globs', () => {
     expect(set.testString('/srv/a.txt')).to.equal(false);
     let wholeAsked = 0;
     const byName = new PathGlobSet(['*.key']);
-    expect(byName.test(() => 'a.key', () => (wholeAsked++, '/srv/a.key'))).to.equal(true);
-    expect(byName.test(() => 'a.txt', () => (wholeAsked++, '/srv/a.txt'))).to.equal(false);
+    expect(byName.test({ pathName: () => 'a.key', pathWhole: () => (wholeAsked++, '/srv/a.key') })).to.equal(true);
+    expect(byName.test({ pathName: () => 'a.txt', pathWhole: () => (wholeAsked++, '/srv/a.txt') })).to.equal(false);
     expect(wholeAsked).to.equal(0);
   });
 
