@@ -14,6 +14,9 @@
 // BENCH_EXCLUDE=events|path|comm gives the watch an exclude that leaves
 // every event out (by event type, by a path glob, by the opener's command
 // name), to measure what a filtered-out event costs against a run without.
+// BENCH_COALESCE_MS=N coalesces with that window (the opens go round
+// 50,000 files, or BENCH_FILES, so with the default every event has a key
+// of its own: the worst case, the held map full and sending on the oldest).
 // In the permission case (no "notify"), BENCH_RULE=1 lets a rule on the
 // event type allow every open in the daemon instead of the in-process client.
 import { execFileSync, spawn } from 'node:child_process';
@@ -69,14 +72,14 @@ function benchExclude(): SelectionSpec | undefined {
 async function notify(): Promise<void> {
   const [ops, rate] = [Number(process.argv[3]) || 100_000, Number(process.argv[4]) || 40_000];
   const mode = (process.argv[5] ?? 'fd') as ReportMode;
-  const files = 50_000;
+  const files = Number(process.env.BENCH_FILES ?? 50_000);
   const dir = tempDir('fanotifyd-pump-notify-');
   for (let i = 0; i < files; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
   const pump = new EventPump();
   const spec = { groupClass: 'notif' as const, reportMode: mode, marks: [{ path: dir, scope: 'inode' as const, mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD, flags: 0 }] };
   const resolver = mode === 'dfid_name' ? await HandleResolver.open([dir]) : undefined;
   const stalled = process.env.BENCH_SINK === 'stalled';
-  const w = new Watch('bench', spec, { reportPidfd: process.env.BENCH_PIDFD !== '0', evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: stalled ? Number(process.env.BENCH_QUEUE ?? 16_384) : 1 << 20, selection: benchExclude() }, pump, silentLogger, resolver);
+  const w = new Watch('bench', spec, { reportPidfd: process.env.BENCH_PIDFD !== '0', evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: stalled ? Number(process.env.BENCH_QUEUE ?? 16_384) : 1 << 20, selection: benchExclude(), coalesceMs: Number(process.env.BENCH_COALESCE_MS ?? 0) }, pump, silentLogger, resolver);
   let events = 0;
   let bytes = 0;
   let queuedWithPath = 0;
@@ -108,7 +111,7 @@ async function notify(): Promise<void> {
   w.close('disconnect');
   await pump.close();
   fs.rmSync(dir, { recursive: true, force: true });
-  console.log(JSON.stringify({ mode, ops, rate: l.ops_per_s, events, read: stats.eventsRead, queued: stats.queued, heap_used_mb: heapUsedMb, array_buffers_mb: arrayBuffersMb, dropped: stats.notificationsDropped, filtered: stats.filtered, cpu_us_per_event_read: (cpu.user + cpu.system) / stats.eventsRead, events_per_wake: events / pump.wakeups, queued_with_path: queuedWithPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
+  console.log(JSON.stringify({ mode, ops, rate: l.ops_per_s, events, read: stats.eventsRead, queued: stats.queued, heap_used_mb: heapUsedMb, array_buffers_mb: arrayBuffersMb, dropped: stats.notificationsDropped, filtered: stats.filtered, coalesced: stats.coalesced, cpu_us_per_event_read: (cpu.user + cpu.system) / stats.eventsRead, user_us_per_event_read: cpu.user / stats.eventsRead, sys_us_per_event_read: cpu.system / stats.eventsRead, events_per_wake: events / pump.wakeups, queued_with_path: queuedWithPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
 }
 
 const idBytes = Buffer.alloc(4);

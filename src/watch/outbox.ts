@@ -4,7 +4,7 @@
 // rate limit dropped.
 import { EventQueue } from './event-queue';
 import { RateLimit } from './rate-limit';
-import type { OverflowNotice, WatchEvent, WatchSink, WatchStats } from './types';
+import type { EncodedEvent, OverflowNotice, WatchEvent, WatchSink, WatchStats } from './types';
 
 export interface OutboxLimits {
   maxBatchEvents: number;
@@ -57,9 +57,18 @@ export class Outbox {
 
   /** Queued encoded, with the sink's encoder (reads start at attach(), so there is one). */
   pushNotification(item: WatchEvent): void {
-    const e = this.sink!.encode(item);
+    this.pushEncoded(this.sink!.encode(item));
+  }
+
+  /** A notification's encoding by encode(), queued (its bytes are copied). */
+  pushEncoded(e: EncodedEvent): void {
     this.queue.pushEncoded(e.bytes, e.tail);
     this.queuedNotifications++;
+  }
+
+  /** The sink's encoding of an event: its bytes are valid until the next call. */
+  encode(item: WatchEvent): EncodedEvent {
+    return this.sink!.encode(item);
   }
 
   /** Queued as an object: what is encoded for it can change until it is sent. */

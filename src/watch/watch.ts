@@ -27,7 +27,7 @@ import { EventReader } from './reader';
 import { ReleasedFds } from './released-fds';
 import { Responder } from './responder';
 import { Selection } from './selection';
-import type { Decision, SelectionSpec, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
+import type { Decision, EncodedEvent, SelectionSpec, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
 export type { Decision, DecidedBy, EncodedEvent, OverflowNotice, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
 
 /** The watch closed while a mark request was in flight. */
@@ -111,7 +111,8 @@ export class Watch implements PumpClient {
         clock: this.clock,
         timers: nodeTimers,
         stats: this.stats,
-        emit: (item, now) => this.emitHeld(item, now),
+        encode: (item) => this.outbox.encode(item),
+        emit: (encoded, now) => this.emitHeld(encoded, now),
         afterTimer: () => this.outbox.flush(),
         onError: (err) => this.onError(err),
       });
@@ -151,10 +152,10 @@ export class Watch implements PumpClient {
   }
 
   /** A coalesced event's window ended: it is queued as any notification, within the rate limit and the queue's room. */
-  private emitHeld(item: WatchEvent, now: number): void {
+  private emitHeld(encoded: EncodedEvent, now: number): void {
     if (!this.outbox.withinRate(now)) return;
     if (this.outbox.full) this.outbox.drop();
-    else this.outbox.pushNotification(item);
+    else this.outbox.pushEncoded(encoded);
   }
 
   /** Start reading the group, delivering to sink. */
