@@ -76,11 +76,10 @@ export function describeProcess(ev: FsEvent, raw: RawEvent, procs: ProcessCache,
 }
 
 /**
- * The event's process by its pid alone: nothing read from /proc, but for
- * the thread group of a thread id (FAN_REPORT_TID), one read of its status.
+ * With FAN_REPORT_TID, the event's process by its pid alone: the thread's
+ * group, from one read of its status, and the thread; nothing else read.
  */
-export function describePidOnly(ev: FsEvent, raw: RawEvent, reportTid: boolean): void {
-  if (!reportTid) return; // bareEvent's process is the pid alone
+export function describeThreadOnly(ev: FsEvent, raw: RawEvent): void {
   const tgid = threadGroupOf(raw.pid);
   ev.pid = tgid ?? raw.pid;
   ev.process = { ...unknownProcess(ev.pid), tid: raw.pid };

@@ -8,7 +8,7 @@
 import { lastName } from '../common/glob';
 import type { RateLimitedLog } from '../common/rate-limited-log';
 import type { RawEvent } from '../kernel/decoder';
-import { bareEvent, describeObject, describePidOnly, describeProcess, type FsEvent } from '../host/event';
+import { bareEvent, describeObject, describeThreadOnly, describeProcess, type FsEvent } from '../host/event';
 import type { HandleResolver } from '../host/handle-resolver';
 import { unknownProcess, type ProcessInfo } from '../host/process';
 import type { ProcessCache } from '../host/process-cache';
@@ -105,7 +105,7 @@ export class EventDescription implements MatchSubject {
       if (this.processRead) ev.process = { ...unknownProcess(ev.pid), tid: this.raw.pid };
       else {
         try {
-          describePidOnly(ev, this.raw, true);
+          describeThreadOnly(ev, this.raw);
         } catch (err) {
           this.failed(err);
         }
