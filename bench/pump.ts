@@ -10,7 +10,15 @@
 // BENCH_PIDFD=0 leaves FAN_REPORT_PIDFD out, to measure what pidfds cost;
 // BENCH_SINK=stalled gives the watch a client that takes nothing (a queue
 // of 16,384 or BENCH_QUEUE, then every event dropped), to measure the drop
-// path and what a queued event holds in memory (heap_used_mb).
+// path and what a queued event holds in memory (heap_used_mb);
+// BENCH_EXCLUDE=events|path|comm gives the watch an exclude that leaves
+// every event out (by event type, by a path glob, by the opener's command
+// name), to measure what a filtered-out event costs against a run without.
+// BENCH_COALESCE_MS=N coalesces with that window (the opens go round
+// 50,000 files, or BENCH_FILES, so with the default every event has a key
+// of its own: the worst case, the held map full and sending on the oldest).
+// In the permission case (no "notify"), BENCH_RULE=1 lets a rule on the
+// event type allow every open in the daemon instead of the in-process client.
 import { execFileSync, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as inspector from 'node:inspector';
@@ -20,6 +28,7 @@ import { EventPump } from '../src/kernel/pump';
 import { silentLogger } from '../src/common/log';
 import { Watch } from '../src/watch/watch';
 import type { ReportMode } from '../src/kernel/group';
+import type { MatchSpec, SelectionSpec } from '../src/watch/types';
 import { HandleResolver } from '../src/host/handle-resolver';
 import { encodeEvent, eventBatch } from '../src/api/wire';
 import { tempDir } from '../test/fixtures/harness';
@@ -49,17 +58,28 @@ async function startProfile(): Promise<() => Promise<object>> {
   return async () => (await post('Profiler.stop')).profile;
 }
 
+const match = (m: Partial<MatchSpec>): MatchSpec => ({ paths: [], exes: [], comms: [], uids: [], gids: [], events: 0, ...m });
+
+/** BENCH_EXCLUDE's filter: every FAN_OPEN of the load generator left out, by what the name says. */
+function benchExclude(): SelectionSpec | undefined {
+  const by = process.env.BENCH_EXCLUDE;
+  if (!by) return undefined;
+  const m = { events: match({ events: K.FAN_OPEN }), path: match({ paths: ['f*'] }), comm: match({ comms: ['load'] }) }[by];
+  if (!m) throw new Error(`BENCH_EXCLUDE=${by}: events, path or comm`);
+  return { include: [], exclude: [m], rules: [] };
+}
+
 async function notify(): Promise<void> {
   const [ops, rate] = [Number(process.argv[3]) || 100_000, Number(process.argv[4]) || 40_000];
   const mode = (process.argv[5] ?? 'fd') as ReportMode;
-  const files = 50_000;
+  const files = Number(process.env.BENCH_FILES ?? 50_000);
   const dir = tempDir('fanotifyd-pump-notify-');
   for (let i = 0; i < files; i++) fs.writeFileSync(path.join(dir, `f${i}`), '');
   const pump = new EventPump();
   const spec = { groupClass: 'notif' as const, reportMode: mode, marks: [{ path: dir, scope: 'inode' as const, mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD, flags: 0 }] };
   const resolver = mode === 'dfid_name' ? await HandleResolver.open([dir]) : undefined;
   const stalled = process.env.BENCH_SINK === 'stalled';
-  const w = new Watch('bench', spec, { reportPidfd: process.env.BENCH_PIDFD !== '0', evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: stalled ? Number(process.env.BENCH_QUEUE ?? 16_384) : 1 << 20 }, pump, silentLogger, resolver);
+  const w = new Watch('bench', spec, { reportPidfd: process.env.BENCH_PIDFD !== '0', evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: stalled ? Number(process.env.BENCH_QUEUE ?? 16_384) : 1 << 20, selection: benchExclude(), coalesceMs: Number(process.env.BENCH_COALESCE_MS ?? 0) }, pump, silentLogger, resolver);
   let events = 0;
   let bytes = 0;
   let queuedWithPath = 0;
@@ -91,7 +111,7 @@ async function notify(): Promise<void> {
   w.close('disconnect');
   await pump.close();
   fs.rmSync(dir, { recursive: true, force: true });
-  console.log(JSON.stringify({ mode, ops, rate: l.ops_per_s, events, read: stats.eventsRead, queued: stats.queued, heap_used_mb: heapUsedMb, array_buffers_mb: arrayBuffersMb, dropped: stats.notificationsDropped, cpu_us_per_event_read: (cpu.user + cpu.system) / stats.eventsRead, events_per_wake: events / pump.wakeups, queued_with_path: queuedWithPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
+  console.log(JSON.stringify({ mode, ops, rate: l.ops_per_s, events, read: stats.eventsRead, queued: stats.queued, heap_used_mb: heapUsedMb, array_buffers_mb: arrayBuffersMb, dropped: stats.notificationsDropped, filtered: stats.filtered, coalesced: stats.coalesced, cpu_us_per_event_read: (cpu.user + cpu.system) / stats.eventsRead, user_us_per_event_read: cpu.user / stats.eventsRead, sys_us_per_event_read: cpu.system / stats.eventsRead, events_per_wake: events / pump.wakeups, queued_with_path: queuedWithPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
 }
 
 const idBytes = Buffer.alloc(4);
@@ -113,7 +133,8 @@ async function main(): Promise<void> {
     await new Promise((r) => c.on('close', r));
 
     const pump = new EventPump();
-    const w = new Watch('bench', { groupClass: 'content', marks: [{ path: dir, scope: 'inode', mask: K.FAN_OPEN_PERM | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: 1 << 20 }, pump, silentLogger);
+    const selection = process.env.BENCH_RULE === '1' ? { include: [], exclude: [], rules: [{ match: match({ events: K.FAN_OPEN_PERM }), decision: 'allow' as const, report: false, cache: false, errno: 0 }] } : undefined;
+    const w = new Watch('bench', { groupClass: 'content', marks: [{ path: dir, scope: 'inode', mask: K.FAN_OPEN_PERM | K.FAN_EVENT_ON_CHILD, flags: 0 }] }, { reportPidfd: true, evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: 1 << 20, selection }, pump, silentLogger);
     // The pump alone: nothing is encoded but each event's id, read back
     // when the batch goes.
     w.attach({

@@ -63,9 +63,8 @@ export function bareEvent(raw: RawEvent, timeMs: number): FsEvent {
   };
 }
 
-/** Build an FsEvent from a decoded record (fd-mode path or FID-mode entries). */
-export function enrich(raw: RawEvent, resolver: HandleResolver | undefined, procs: ProcessCache, timeMs: number, reportTid = false): FsEvent {
-  const ev = bareEvent(raw, timeMs);
+/** The event's process, from /proc through the cache (ev.pid becomes the thread group's with FAN_REPORT_TID). */
+export function describeProcess(ev: FsEvent, raw: RawEvent, procs: ProcessCache, reportTid: boolean): void {
   if (reportTid) {
     // The kernel gave a thread id: describe its thread group, and say which thread.
     const tgid = threadGroupOf(raw.pid);
@@ -74,6 +73,20 @@ export function enrich(raw: RawEvent, resolver: HandleResolver | undefined, proc
   } else {
     ev.process = procs.lookup(raw.pid, raw.pidfd);
   }
+}
+
+/**
+ * With FAN_REPORT_TID, the event's process by its pid alone: the thread's
+ * group, from one read of its status, and the thread; nothing else read.
+ */
+export function describeThreadOnly(ev: FsEvent, raw: RawEvent): void {
+  const tgid = threadGroupOf(raw.pid);
+  ev.pid = tgid ?? raw.pid;
+  ev.process = { ...unknownProcess(ev.pid), tid: raw.pid };
+}
+
+/** The object's path: the event fd's link in fd mode, the resolved directory handles and names in dfid_name mode. */
+export function describeObject(ev: FsEvent, raw: RawEvent, resolver: HandleResolver | undefined): void {
   if (raw.fd >= 0) {
     const { path, deleted } = fdPath(raw.fd);
     ev.path = path;
@@ -86,7 +99,6 @@ export function enrich(raw: RawEvent, resolver: HandleResolver | undefined, proc
     const main = ev.entry ?? ev.newEntry ?? ev.oldEntry;
     if (!ev.path && main?.dir) ev.path = joinEntry(main.dir, main.name);
   }
-  return ev;
 }
 
 function resolveEntry(id: FileId, resolver: HandleResolver): ResolvedEntry {

@@ -8,7 +8,7 @@
 // a monotonic clock, so a wall-clock step neither keeps an entry "fresh"
 // for hours nor empties the cache.
 import { monotonicClock, type Clock } from '../common/clock';
-import { pidfdInode, readProcess, readStartTime, unknownProcess, type ProcessInfo } from './process';
+import { pidfdInode, readProcess, readStartTime, unknownProcess, type ProcessInfo, type ProcessReadLevel } from './process';
 
 /** How long a description is reused: exec changes comm, exe and cmdline without changing pid or start time. */
 export const PROCESS_CACHE_TTL_MS = 500;
@@ -25,7 +25,7 @@ interface Entry {
 
 /** Where the cache learns about processes; /proc unless a test says otherwise. */
 export interface ProcessSource {
-  read(pid: number, pidfd?: number): ProcessInfo;
+  read(pid: number, pidfd: number | undefined, level: ProcessReadLevel): ProcessInfo;
   startTime(pid: number): number | undefined;
   pidfdInode(pidfd: number): number | undefined;
 }
@@ -49,6 +49,12 @@ export class ProcessCache {
   constructor(
     private readonly clock: Clock = monotonicClock,
     private readonly source: ProcessSource = procSource,
+    /**
+     * What every entry holds. One level per cache, so a description read
+     * without its command line is never served where one is wanted (each
+     * watch has a cache of its own, at the level its client asked for).
+     */
+    readonly level: ProcessReadLevel = 'full',
   ) {}
 
   /** Call before handling a new read's events: identities and the time are read afresh. */
@@ -74,7 +80,7 @@ export class ProcessCache {
       return hit.info;
     }
     this.misses++;
-    const info = this.source.read(pid, pidfd);
+    const info = this.source.read(pid, pidfd, this.level);
     // Kept only when the details are surely the identified process's: read
     // after the start time and matching it, or confirmed by the pidfd.
     const sure = inode !== undefined ? info.verified : info.startTime === start;

@@ -26,12 +26,18 @@ export interface ProcessInfo {
 /** Command-line bytes kept per process: an event stays small whatever a process's arguments (up to 2 MiB and more). */
 export const CMDLINE_MAX_BYTES = 16 * 1024;
 
+/**
+ * How much is read about a process: everything, or everything but the
+ * command line (the largest and dearest part: up to 16 KiB per process).
+ */
+export type ProcessReadLevel = 'full' | 'basic';
+
 /** A process known by its pid alone. */
 export function unknownProcess(pid: number): ProcessInfo {
   return { pid, ppid: 0, uid: 0, gid: 0, comm: '', exe: '', cmdline: [], details: false, verified: false };
 }
 
-export function readProcess(pid: number, pidfd?: number): ProcessInfo {
+export function readProcess(pid: number, pidfd?: number, level: ProcessReadLevel = 'full'): ProcessInfo {
   const info = unknownProcess(pid);
   if (pid <= 0) return info;
   try {
@@ -53,7 +59,7 @@ export function readProcess(pid: number, pidfd?: number): ProcessInfo {
   } catch {
     // Kernel threads and zombies have no exe.
   }
-  info.cmdline = readCmdline(pid, info);
+  if (level === 'full') info.cmdline = readCmdline(pid, info);
   // A pidfd pins the process the kernel meant. If it still refers to a live
   // process with this pid after the reads above, the pid was not reused in
   // between and the details are that process's.

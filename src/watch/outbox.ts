@@ -1,8 +1,10 @@
 // What a watch has for its client: the bounded queue (event-queue.ts), the
-// sink it drains to while the sink takes more, and the client-overflow
-// notice that counts what a full queue dropped.
+// sink it drains to while the sink takes more, the rate limit on what
+// enters it, and the overflow notices that count what a full queue or the
+// rate limit dropped.
 import { EventQueue } from './event-queue';
-import type { OverflowNotice, WatchEvent, WatchSink, WatchStats } from './types';
+import { RateLimit } from './rate-limit';
+import type { EncodedEvent, OverflowNotice, WatchEvent, WatchSink, WatchStats } from './types';
 
 export interface OutboxLimits {
   maxBatchEvents: number;
@@ -10,6 +12,8 @@ export interface OutboxLimits {
   maxBatchBytes?: number;
   /** Notification events held before new ones are dropped. */
   queueCapacity: number;
+  /** Notifications queued per second at most; 0 or unset: no limit. */
+  maxEventsPerSecond?: number;
 }
 
 export class Outbox {
@@ -17,13 +21,18 @@ export class Outbox {
   private queuedNotifications = 0;
   /** The client-overflow notice still in the queue, grown while drops continue. */
   private openDropNotice?: OverflowNotice;
+  /** The rate-limit notice still in the queue, grown while drops continue. */
+  private openRateNotice?: OverflowNotice;
+  private readonly rate?: RateLimit;
   private sink?: WatchSink;
   private writable = false;
 
   constructor(
     private readonly limits: OutboxLimits,
     private readonly stats: WatchStats,
-  ) {}
+  ) {
+    if (limits.maxEventsPerSecond) this.rate = new RateLimit(limits.maxEventsPerSecond);
+  }
 
   /** Deliver to sink from now on; call flush() to send what is queued. */
   attach(sink: WatchSink): void {
@@ -48,9 +57,18 @@ export class Outbox {
 
   /** Queued encoded, with the sink's encoder (reads start at attach(), so there is one). */
   pushNotification(item: WatchEvent): void {
-    const e = this.sink!.encode(item);
+    this.pushEncoded(this.sink!.encode(item));
+  }
+
+  /** A notification's encoding by encode(), queued (its bytes are copied). */
+  pushEncoded(e: EncodedEvent): void {
     this.queue.pushEncoded(e.bytes, e.tail);
     this.queuedNotifications++;
+  }
+
+  /** The sink's encoding of an event: its bytes are valid until the next call. */
+  encode(item: WatchEvent): EncodedEvent {
+    return this.sink!.encode(item);
   }
 
   /** Queued as an object: what is encoded for it can change until it is sent. */
@@ -74,6 +92,22 @@ export class Outbox {
     this.openDropNotice.total = this.stats.notificationsDropped;
   }
 
+  /**
+   * Whether a notification may be queued at `now` under the rate limit;
+   * when not, it is counted and told to the client, as a drop is.
+   */
+  withinRate(now: number): boolean {
+    if (!this.rate || this.rate.admit(now)) return true;
+    this.stats.droppedRateLimit++;
+    if (!this.openRateNotice) {
+      this.openRateNotice = { source: 'rate_limit', dropped: 0, total: 0 };
+      this.queue.pushOverflow(this.openRateNotice);
+    }
+    this.openRateNotice.dropped++;
+    this.openRateNotice.total = this.stats.droppedRateLimit;
+    return false;
+  }
+
   /** Send what is queued, in batches, while the sink takes more. */
   flush(): void {
     const sink = this.sink;
@@ -83,6 +117,7 @@ export class Outbox {
       const notice = this.queue.takeOverflow();
       if (notice) {
         if (notice === this.openDropNotice) this.openDropNotice = undefined;
+        if (notice === this.openRateNotice) this.openRateNotice = undefined;
         this.writable = sink.sendOverflow(notice);
         continue;
       }

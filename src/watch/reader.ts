@@ -1,22 +1,27 @@
 // The read path of a watch: each read(2) of its group decoded, and every
 // record taken one way: a kernel overflow notice, the daemon's own access
 // (allowed at once), a notification dropped for a full queue, or an event
-// described and queued (a permission event also awaits its verdict).
+// described as far as the watch's filters and rules need, then: left out
+// (a permission event allowed at once), decided by a rule, or described in
+// full and queued (a permission event also awaits its verdict).
 import type { Clock } from '../common/clock';
 import type { RateLimitedLog } from '../common/rate-limited-log';
 import * as K from '../kernel/constants';
 import { decodeEvents, FidInterner, type RawEvent } from '../kernel/decoder';
 import * as ffi from '../kernel/ffi';
-import { bareEvent, enrich, type FsEvent } from '../host/event';
+import { responseWord } from '../kernel/response';
 import type { HandleResolver } from '../host/handle-resolver';
 import { isOwnThread } from '../host/process';
 import type { ProcessCache } from '../host/process-cache';
+import type { Coalescer } from './coalescer';
+import { EventDescription } from './description';
 import type { Outbox } from './outbox';
 import type { PendingLedger } from './pending';
 import type { ReleasedFds } from './released-fds';
 import type { Responder } from './responder';
 import type { SubtreeScope } from './subtree';
-import type { DecidedBy, WatchEvent, WatchStats } from './types';
+import { DELIVER, FILTERED, type Selection } from './selection';
+import type { DecidedBy, ProcessDetails, WatchEvent, WatchStats } from './types';
 
 const SELF_PID = process.pid;
 
@@ -42,14 +47,31 @@ export interface ReaderParts {
   fds: ReleasedFds;
   /** The watch's subtree marks: events outside them go no further than their path. */
   subtree?: SubtreeScope;
+  details: ProcessDetails;
+  /** Filters and rules; replaced as a whole by Watch.replaceSelection. */
+  selection: Selection;
+  /** With coalescing on. */
+  coalescer?: Coalescer;
+  /** Places the ignore mark of a cached ALLOW (a rule with cache). */
+  cacheVerdict(item: WatchEvent): void;
+  /** Decisions are reported (onDecision, the audit): a rule's decided events are described in full for it. */
+  reportsDecisions: boolean;
 }
 
 export class EventReader {
   /** Equal handles of this group's records share their bytes, read after read. */
   private readonly interner = new FidInterner();
   private nextId = 1;
+  private readonly description: EventDescription;
 
-  constructor(private readonly p: ReaderParts) {}
+  constructor(private readonly p: ReaderParts) {
+    this.description = new EventDescription({ procs: p.procs, resolver: p.resolver, reportTid: p.reportTid, details: p.details, log: p.log });
+  }
+
+  /** Filters and rules for the events read from now on; those already read keep their fate. */
+  set selection(s: Selection) {
+    this.p.selection = s;
+  }
 
   /** One read's records; a throw leaves none of them unanswered (the watch then closes). */
   read(buf: Buffer, length: number): void {
@@ -69,6 +91,8 @@ export class EventReader {
     const readAt = p.clock.now();
     p.resolver?.newBatch();
     p.procs.newBatch();
+    // Held events whose window ended leave before this read's.
+    p.coalescer?.expire(readAt);
     try {
       for (let i = 0; i < events.length; i++) {
         try {
@@ -130,37 +154,75 @@ export class EventReader {
   }
 
   private deliver(raw: RawEvent, isPerm: boolean, timeMs: number, readAt: number): void {
+    const d = this.description;
+    d.start(raw, timeMs);
+    const sel = this.p.selection;
+    const fate = sel.empty ? DELIVER : sel.decide(d, isPerm);
+    if (!isPerm) this.notification(raw, fate, readAt);
+    else if (fate === FILTERED) this.filteredPermission(raw);
+    else if (fate === DELIVER) this.toClient(raw, readAt);
+    else this.ruleDecides(raw, fate, readAt);
+  }
+
+  private notification(raw: RawEvent, fate: number, readAt: number): void {
     const p = this.p;
-    const ev = this.describe(raw, timeMs);
-    // The event fd first: the kernel made it before the pidfd, so the list stays in order.
-    if (!isPerm && raw.fd >= 0) {
-      p.fds.add(raw.fd);
-      ev.fd = K.FAN_NOFD;
-    }
-    const hasPidfd = raw.pidfd !== undefined && raw.pidfd >= 0;
-    const item: WatchEvent = { id: this.nextId++, ev, permission: isPerm, needsVerdict: isPerm, readAt };
-    if (!isPerm) {
-      if (hasPidfd) p.fds.add(raw.pidfd!);
-      p.outbox.pushNotification(item);
+    // Done with at the end of the read, whatever its fate (the event fd
+    // before the pidfd, the order the kernel made them in).
+    p.fds.release(raw);
+    if (fate === FILTERED) {
+      p.stats.filtered++;
       return;
     }
+    // Without coalescing, a rate-limited event is dropped before its description is finished.
+    if (!p.coalescer && !p.outbox.withinRate(readAt)) return;
+    const ev = this.description.finish();
+    if (raw.fd >= 0) ev.fd = K.FAN_NOFD;
+    const item: WatchEvent = { id: this.nextId++, ev, permission: false, needsVerdict: false, readAt };
+    if (p.coalescer) p.coalescer.add(item, readAt);
+    else p.outbox.pushNotification(item);
+  }
+
+  /** Left out by include or exclude: no client will answer it, so the daemon allows it now. */
+  private filteredPermission(raw: RawEvent): void {
+    const p = this.p;
+    p.responder.respond(raw.fd, K.FAN_ALLOW);
+    p.stats.decisions.filter++;
+    p.stats.filtered++;
+    p.fds.release(raw);
+  }
+
+  private permissionItem(raw: RawEvent, readAt: number, full: boolean): WatchEvent {
+    const ev = full ? this.description.finish() : this.description.ev;
+    const item: WatchEvent = { id: this.nextId++, ev, permission: true, needsVerdict: true, readAt };
     // Closed with the event fd when answered: the two are consecutive, one
     // close_range then, where closing the pidfd with the read's others
     // would cost a call of its own when the read holds one event.
-    if (hasPidfd) item.pidfd = raw.pidfd;
+    if (raw.pidfd !== undefined && raw.pidfd >= 0) item.pidfd = raw.pidfd;
+    return item;
+  }
+
+  private toClient(raw: RawEvent, readAt: number): void {
+    const p = this.p;
+    const item = this.permissionItem(raw, readAt, true);
     if (p.pending.size >= p.maxPending) p.responder.answer(item, p.timeoutResponse, 'limit');
     else p.pending.add(item.id, item, readAt);
     p.outbox.pushPermission(item);
   }
 
-  private describe(raw: RawEvent, timeMs: number): FsEvent {
-    try {
-      return enrich(raw, this.p.resolver, this.p.procs, timeMs, this.p.reportTid);
-    } catch (err) {
-      // Enrichment is best effort; the event itself (and its verdict) is not.
-      this.p.log.warn('event enrichment failed; delivering the bare event', { error: err });
-      return bareEvent(raw, timeMs);
-    }
+  /**
+   * The first matching rule answers at once. The event is described in
+   * full only when someone reads it (report, or the audit); otherwise it
+   * costs what the rule's match needed.
+   */
+  private ruleDecides(raw: RawEvent, index: number, readAt: number): void {
+    const p = this.p;
+    const rule = p.selection.rules[index];
+    const item = this.permissionItem(raw, readAt, rule.report || p.reportsDecisions);
+    item.ruleDecision = { decision: rule.decision, index };
+    const allow = rule.decision === 'allow';
+    if (allow && rule.cache) p.cacheVerdict(item);
+    p.responder.answer(item, responseWord(allow, { errno: allow ? 0 : rule.errno }), 'rule');
+    if (rule.report) p.outbox.pushPermission(item);
   }
 
   /** Answer a record that will not be delivered (the daemon's own accesses with ALLOW, as in take()) and release its fds. */

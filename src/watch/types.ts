@@ -65,8 +65,13 @@ export interface WatchOptions {
   /** Called with the time from reading an event to the client's verdict on it. */
   onVerdictLatency?: (ms: number) => void;
   /**
-   * Called after each permission response is written to the kernel (never
-   * before), with the time since the event was read (on `clock`).
+   * Called after each permission response to an event read for the client
+   * is written to the kernel (never before), with the time since the event
+   * was read (on `clock`). Not for the daemon's own accesses nor for events
+   * the filters left out (answered ALLOW at once, counted in
+   * decisions.self and decisions.filter): a filter over a busy filesystem
+   * would fill the audit with them. A rule's decision comes with
+   * item.ruleDecision set, and the event described in full.
    */
   onDecision?: (item: WatchEvent, allowed: boolean, by: DecidedBy, latencyMs: number) => void;
   /**
@@ -78,9 +83,16 @@ export interface WatchOptions {
   onFailed?: (err: Error) => void;
   /** Filters and rules; none by default (every event delivered, every permission event to the client). */
   selection?: SelectionSpec;
-  /** 'full' by default. */
+  /**
+   * 'full' by default. Whatever is asked, a filter or rule on uids, gids,
+   * comms or exes reads the process (all but its command line) to decide;
+   * the client is still sent only what it asked for.
+   */
   processDetails?: ProcessDetails;
-  /** Coalescing window for notifications with the same types, path and pid; 0 or unset: off. */
+  /**
+   * Coalescing window for notifications with the same types, path and pid;
+   * 0 or unset: off. On, each notification is held up to this long (coalescer.ts).
+   */
   coalesceMs?: number;
   /** Notifications delivered per second at most; past it they are dropped and counted; 0 or unset: no limit. */
   maxEventsPerSecond?: number;
@@ -107,7 +119,11 @@ export interface WatchEvent {
   pidfd?: number;
   /** Notifications this one stands for (coalescing); unset: 1. */
   count?: number;
-  /** A reporting Rule decided this permission event: its decision and index. */
+  /**
+   * A Rule decided this permission event: its decision and its index in
+   * the rules. Set on every event a rule decides (onDecision reads it);
+   * only a rule with `report` delivers the event.
+   */
   ruleDecision?: { decision: Decision; index: number };
 }
 
@@ -178,6 +194,10 @@ export interface WatchStats {
   subtreeFlushes: number;
   /** Mounts at or below a subtree's directory marked, those mounted later included. */
   subtreeMounts: number;
+  /** Notifications folded into an earlier one by coalescing (each is in that one's count). */
+  coalesced: number;
+  /** Notifications dropped by maxEventsPerSecond. */
+  droppedRateLimit: number;
   /** Permission responses by what they said. */
   allowed: number;
   denied: number;

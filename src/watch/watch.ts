@@ -6,9 +6,10 @@
 //
 // Every permission event read from the kernel is answered exactly once:
 // by verdict(), by its deadline (timeoutDecision), by close() (the
-// timeoutDecision on disconnect, ALLOW on shutdown), or at once with ALLOW
-// when the daemon's own process caused it or it lies outside the watch's
-// subtree marks (subtree.ts).
+// timeoutDecision on disconnect, ALLOW on shutdown), at once with ALLOW
+// when the daemon's own process caused it, it lies outside the watch's
+// subtree marks (subtree.ts) or the watch's filters leave it out, or at
+// once by the first of the watch's rules that matches it.
 import { monotonicClock, type Clock } from '../common/clock';
 import { FanotifydError } from '../common/errors';
 import type { Logger } from '../common/log';
@@ -20,13 +21,15 @@ import type { EventPump, PumpClient } from '../kernel/pump';
 import { responseWord } from '../kernel/response';
 import type { HandleResolver } from '../host/handle-resolver';
 import { ProcessCache } from '../host/process-cache';
+import { Coalescer } from './coalescer';
 import { Outbox } from './outbox';
-import { PendingLedger } from './pending';
+import { nodeTimers, PendingLedger } from './pending';
 import { EventReader } from './reader';
 import { ReleasedFds } from './released-fds';
 import { Responder } from './responder';
 import { SubtreeScope } from './subtree';
-import type { Decision, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
+import { Selection } from './selection';
+import type { Decision, EncodedEvent, SelectionSpec, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
 export type { Decision, DecidedBy, EncodedEvent, OverflowNotice, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
 
 /** The watch closed while a mark request was in flight. */
@@ -36,7 +39,8 @@ export class WatchClosedError extends FanotifydError {
   }
 }
 
-function emptyStats(): WatchStats {
+/** A watch's counters before its first event. */
+export function emptyStats(): WatchStats {
   return {
     eventsRead: 0,
     eventsSent: 0,
@@ -56,6 +60,8 @@ function emptyStats(): WatchStats {
     subtreeMoves: 0,
     subtreeFlushes: 0,
     subtreeMounts: 0,
+    coalesced: 0,
+    droppedRateLimit: 0,
     allowed: 0,
     denied: 0,
     pending: 0,
@@ -80,6 +86,7 @@ export class Watch implements PumpClient {
   private readonly reader: EventReader;
   /** With MARK_SCOPE_SUBTREE marks (then the watch holds no others). */
   private readonly subtree?: SubtreeScope;
+  private readonly coalescer?: Coalescer;
   private closed = false;
 
   constructor(
@@ -93,6 +100,8 @@ export class Watch implements PumpClient {
     private readonly resolver?: HandleResolver,
     private readonly onClose?: (w: Watch) => void,
   ) {
+    // Compiled before the group is opened: a bad glob throws with nothing to undo.
+    const selection = new Selection(options.selection);
     const group = openGroup(spec, features);
     this.groupClass = spec.groupClass;
     this.audit = spec.audit === true;
@@ -111,6 +120,19 @@ export class Watch implements PumpClient {
       ffi.closeFd(this.fd);
       throw err;
     }
+    if (options.coalesceMs) {
+      this.coalescer = new Coalescer({
+        windowMs: options.coalesceMs,
+        clock: this.clock,
+        timers: nodeTimers,
+        stats: this.stats,
+        encode: (item) => this.outbox.encode(item),
+        emit: (encoded, now) => this.emitHeld(encoded, now),
+        afterTimer: () => this.outbox.flush(),
+        onError: (err) => this.onError(err),
+      });
+    }
+    const details = options.processDetails ?? 'full';
     this.reader = new EventReader({
       groupFd: this.fd,
       notifyOnly: this.groupClass === 'notif',
@@ -120,12 +142,18 @@ export class Watch implements PumpClient {
       clock: this.clock,
       stats: this.stats,
       log: this.eventLog,
-      procs: new ProcessCache(this.clock),
+      // With the pid alone asked for, the cache serves only filters and rules, which need no command line.
+      procs: new ProcessCache(this.clock, undefined, details === 'full' ? 'full' : 'basic'),
       resolver,
       pending: this.pending,
       outbox: this.outbox,
       responder: this.responder,
       fds: this.fds,
+      details,
+      selection,
+      coalescer: this.coalescer,
+      cacheVerdict: (item) => this.cacheVerdict(item),
+      reportsDecisions: options.onDecision !== undefined,
       subtree: this.subtree,
     });
   }
@@ -143,6 +171,22 @@ export class Watch implements PumpClient {
       stats: this.stats,
       log: this.eventLog,
     });
+  }
+
+  /**
+   * New include, exclude and rules, for every event read from now on; an
+   * event already read keeps its fate (a pending one still awaits its
+   * verdict). Throws GlobError, and changes nothing, for a glob that cannot be used.
+   */
+  replaceSelection(spec: SelectionSpec): void {
+    this.reader.selection = new Selection(spec);
+  }
+
+  /** A coalesced event's window ended: it is queued as any notification, within the rate limit and the queue's room. */
+  private emitHeld(encoded: EncodedEvent, now: number): void {
+    if (!this.outbox.withinRate(now)) return;
+    if (this.outbox.full) this.outbox.drop();
+    else this.outbox.pushEncoded(encoded);
   }
 
   /** Start reading the group, delivering to sink. */
@@ -249,6 +293,7 @@ export class Watch implements PumpClient {
     }
     ffi.closeFd(this.fd);
     this.resolver?.close();
+    this.coalescer?.close();
     this.outbox.close();
     this.eventLog.flush();
     this.onClose?.(this);

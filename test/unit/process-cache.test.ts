@@ -123,4 +123,24 @@ describe('unit: process cache', () => {
     cache.lookup(10);
     expect(proc.counts.start).to.equal(3);
   });
+
+  it('reads at its own level: a cache for clients that want no command line never reads one, nor serves it', () => {
+    const levels: string[] = [];
+    const source = {
+      startTime: () => 111,
+      pidfdInode: () => undefined,
+      read: (pid: number, _pidfd: number | undefined, level: string): ProcessInfo => {
+        levels.push(level);
+        return { ...unknownProcess(pid), startTime: 111, details: true, cmdline: level === 'full' ? ['a', '-x'] : [] };
+      },
+    };
+    const basic = new ProcessCache(new FakeClock(0), source, 'basic');
+    basic.newBatch();
+    expect(basic.lookup(10).cmdline).to.deep.equal([]);
+    expect(basic.lookup(10).cmdline).to.deep.equal([]);
+    const full = new ProcessCache(new FakeClock(0), source);
+    full.newBatch();
+    expect(full.lookup(10).cmdline).to.deep.equal(['a', '-x']);
+    expect(levels).to.deep.equal(['basic', 'full']);
+  });
 });

@@ -1,0 +1,145 @@
+// An event described step by step: its process and its path are looked up
+// only when a filter or rule asks (each once), and the rest when the event
+// is kept. A filtered event thus costs what its filter needed and no more:
+// a path-only filter never reads /proc, an event-type filter reads nothing.
+//
+// One description serves every event of a watch, one after the other: the
+// reader handles a read's events in one synchronous pass.
+import { lastName } from '../common/glob';
+import type { RateLimitedLog } from '../common/rate-limited-log';
+import type { RawEvent } from '../kernel/decoder';
+import { bareEvent, describeObject, describeThreadOnly, describeProcess, type FsEvent } from '../host/event';
+import type { HandleResolver } from '../host/handle-resolver';
+import { unknownProcess, type ProcessInfo } from '../host/process';
+import type { ProcessCache } from '../host/process-cache';
+import type { MatchSubject } from './selection';
+import type { ProcessDetails } from './types';
+
+export interface DescriptionParts {
+  procs: ProcessCache;
+  resolver?: HandleResolver;
+  /** FAN_REPORT_TID: an event's pid is a thread id. */
+  reportTid: boolean;
+  /** What the client is sent about the process. */
+  details: ProcessDetails;
+  log: RateLimitedLog;
+}
+
+/** Pid-only descriptions kept for reuse; the map is emptied when it reaches this. */
+const PID_ONLY_MAX = 4096;
+
+export class EventDescription implements MatchSubject {
+  /**
+   * One pid-only description per pid, shared by its events as the process
+   * cache shares a full one: the wire encodes a description once per object
+   * (src/api/wire.ts), so a fresh object per event would be encoded per event.
+   */
+  private readonly pidOnly = new Map<number, ProcessInfo>();
+  private raw!: RawEvent;
+  private current!: FsEvent;
+  private processRead = false;
+  private objectRead = false;
+  private name?: string;
+  private whole?: string;
+
+  constructor(private readonly p: DescriptionParts) {}
+
+  /** Describe `raw` from now on; nothing is looked up yet. */
+  start(raw: RawEvent, timeMs: number): void {
+    this.raw = raw;
+    this.current = bareEvent(raw, timeMs);
+    this.processRead = false;
+    this.objectRead = false;
+    this.name = undefined;
+    this.whole = undefined;
+  }
+
+  get mask(): number {
+    return this.raw.mask;
+  }
+
+  /** The event as described so far (enough to answer it; a client gets finish()'s). */
+  get ev(): FsEvent {
+    return this.current;
+  }
+
+  /**
+   * The process as /proc describes it, even when the client asked for the
+   * pid alone: a filter or rule on ids or names needs it (the cache then
+   * reads all but the command line).
+   */
+  process(): ProcessInfo {
+    if (!this.processRead) {
+      this.processRead = true;
+      try {
+        describeProcess(this.current, this.raw, this.p.procs, this.p.reportTid);
+      } catch (err) {
+        this.failed(err);
+      }
+    }
+    return this.current.process;
+  }
+
+  pathName(): string {
+    if (this.name === undefined) {
+      const path = this.path();
+      if (!path) this.name = '';
+      else if (this.whole !== undefined) this.name = lastName(this.whole);
+      else this.name = path.toString('utf8', path.lastIndexOf(0x2f) + 1);
+    }
+    return this.name;
+  }
+
+  pathWhole(): string {
+    return (this.whole ??= this.path()?.toString('utf8') ?? '');
+  }
+
+  /** The event complete for its client: its path, and its process to the detail asked for. */
+  finish(): FsEvent {
+    const ev = this.current;
+    this.path();
+    if (this.p.details !== 'pid') {
+      this.process();
+    } else if (this.p.reportTid) {
+      // Read for a filter, or not yet: the client asked for the pid alone (and the thread).
+      if (this.processRead) ev.process = { ...unknownProcess(ev.pid), tid: this.raw.pid };
+      else {
+        try {
+          describeThreadOnly(ev, this.raw);
+        } catch (err) {
+          this.failed(err);
+        }
+      }
+    } else {
+      ev.process = this.pidOnlyOf(ev.pid);
+    }
+    return ev;
+  }
+
+  private pidOnlyOf(pid: number): ProcessInfo {
+    let info = this.pidOnly.get(pid);
+    if (!info) {
+      if (this.pidOnly.size >= PID_ONLY_MAX) this.pidOnly.clear();
+      info = unknownProcess(pid);
+      this.pidOnly.set(pid, info);
+    }
+    return info;
+  }
+
+  private path(): Buffer | undefined {
+    if (!this.objectRead) {
+      this.objectRead = true;
+      try {
+        describeObject(this.current, this.raw, this.p.resolver);
+      } catch (err) {
+        this.failed(err);
+      }
+    }
+    return this.current.path;
+  }
+
+  /** Enrichment is best effort; the event itself (and its verdict) is not. */
+  private failed(err: unknown): void {
+    this.p.log.warn('event enrichment failed; delivering the event without it', { error: err });
+  }
+}

@@ -1,0 +1,106 @@
+// A watch's filters and rules, compiled: which events reach the client
+// (include, exclude) and which permission events the daemon answers itself
+// (rules, the first that matches deciding).
+//
+// Each Match is checked cheapest first: the event's bits (in the record),
+// then the process's ids and names (the process cache, /proc on a miss),
+// then the path globs (a readlink or a handle lookup, then decoding the
+// path to a string). What a check needs is asked of the subject only when
+// an earlier check has not already failed, so a Match with event types
+// alone reads nothing, and a path-only filter never reads /proc.
+import { NameGlobSet, PathGlobSet, type PathText } from '../common/glob';
+import type { ProcessInfo } from '../host/process';
+import type { MatchSpec, RuleSpec, SelectionSpec } from './types';
+
+/** What a Match looks at, each part produced on first request and kept for the event's other checks. */
+export interface MatchSubject extends PathText {
+  readonly mask: number;
+  /** The process: `details` false when it could not be read (a process field then never matches). */
+  process(): ProcessInfo;
+  // pathName() and pathWhole(): '' when the event has no path.
+}
+
+/** decide()'s answer when the event goes to the client as it would without rules. */
+export const DELIVER = -1;
+/** decide()'s answer when include or exclude leaves the event out. */
+export const FILTERED = -2;
+
+class CompiledMatch {
+  private readonly events: number;
+  private readonly uids?: readonly number[];
+  private readonly gids?: readonly number[];
+  private readonly comms?: NameGlobSet;
+  private readonly exes?: PathGlobSet;
+  private readonly paths?: PathGlobSet;
+  /** The match reads the process. */
+  readonly needsProcess: boolean;
+  readonly needsPath: boolean;
+
+  constructor(m: MatchSpec) {
+    this.events = m.events;
+    if (m.uids.length) this.uids = [...m.uids];
+    if (m.gids.length) this.gids = [...m.gids];
+    if (m.comms.length) this.comms = new NameGlobSet(m.comms);
+    if (m.exes.length) this.exes = new PathGlobSet(m.exes);
+    if (m.paths.length) this.paths = new PathGlobSet(m.paths);
+    this.needsProcess = !!(this.uids || this.gids || this.comms || this.exes);
+    this.needsPath = !!this.paths;
+  }
+
+  test(s: MatchSubject): boolean {
+    if (this.events !== 0 && (s.mask & this.events) === 0) return false;
+    if (this.needsProcess && !this.testProcess(s.process())) return false;
+    return !this.paths || this.paths.test(s);
+  }
+
+  private testProcess(p: ProcessInfo): boolean {
+    // Nothing is known of a process that was gone before it could be read:
+    // its zeros are not root's ids, nor its empty names anyone's.
+    if (!p.details) return false;
+    if (this.uids && !this.uids.includes(p.uid)) return false;
+    if (this.gids && !this.gids.includes(p.gid)) return false;
+    if (this.comms && !this.comms.test(p.comm)) return false;
+    return !this.exes || (p.exe !== '' && this.exes.testString(p.exe));
+  }
+}
+
+function anyOf(ms: readonly CompiledMatch[], s: MatchSubject): boolean {
+  for (const m of ms) if (m.test(s)) return true;
+  return false;
+}
+
+export class Selection {
+  private readonly include: CompiledMatch[];
+  private readonly exclude: CompiledMatch[];
+  private readonly ruleMatches: CompiledMatch[];
+  readonly rules: readonly RuleSpec[];
+  /** Nothing to check: every event goes to the client, and the reader builds no subject. */
+  readonly empty: boolean;
+  /** Some check reads the process (uids, gids, comms or exes). */
+  readonly needsProcess: boolean;
+
+  /** Throws GlobError (src/common/glob.ts) for the first glob that cannot be used, saying what to write. */
+  constructor(spec: SelectionSpec = { include: [], exclude: [], rules: [] }) {
+    this.include = spec.include.map((m) => new CompiledMatch(m));
+    this.exclude = spec.exclude.map((m) => new CompiledMatch(m));
+    this.ruleMatches = spec.rules.map((r) => new CompiledMatch(r.match));
+    this.rules = spec.rules.map((r) => ({ ...r, match: { ...r.match } }));
+    const all = [...this.include, ...this.exclude, ...this.ruleMatches];
+    this.empty = all.length === 0;
+    this.needsProcess = all.some((m) => m.needsProcess);
+  }
+
+  /**
+   * FILTERED when include (if any) has no match for the event or exclude
+   * has one; otherwise, for a permission event, the index of the first
+   * rule that matches it; otherwise DELIVER.
+   */
+  decide(s: MatchSubject, permission: boolean): number {
+    if (this.include.length && !anyOf(this.include, s)) return FILTERED;
+    if (this.exclude.length && anyOf(this.exclude, s)) return FILTERED;
+    if (permission) {
+      for (let i = 0; i < this.ruleMatches.length; i++) if (this.ruleMatches[i].test(s)) return i;
+    }
+    return DELIVER;
+  }
+}
