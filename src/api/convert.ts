@@ -117,7 +117,7 @@ export function parseSubscribe(msg: Subscribe__Output, limits: SubscribeLimits, 
 /** What Subscribe says about the events between the kernel and the client: filters, rules, process details, coalescing, rate. */
 function parseDelivery(msg: Subscribe__Output, groupClass: GroupClass): Pick<SubscribeRequest, 'selection' | 'processDetails' | 'coalesceMs' | 'maxEventsPerSecond'> {
   const processDetails = parseProcessDetails(msg.process_details);
-  const selection = parseSelection(msg, 'Subscribe', { groupClass, processDetails });
+  const selection = parseSelection(msg, 'Subscribe', { groupClass });
   const none = selection.include.length + selection.exclude.length + selection.rules.length === 0;
   return {
     selection: none ? undefined : selection,

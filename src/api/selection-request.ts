@@ -44,10 +44,13 @@ export interface SelectionMessage {
   rules?: Rule__Output[] | null;
 }
 
-/** What the watch the selection is for allows. */
+/**
+ * What the watch the selection is for allows. Not its process details: a
+ * match on exes, comms, uids or gids has the watch read them to decide,
+ * whatever the client asked to be sent.
+ */
 export interface SelectionContext {
   groupClass: GroupClass;
-  processDetails: ProcessDetails;
 }
 
 const invalid = (text: string) => new ApiError(grpc.status.INVALID_ARGUMENT, text);
@@ -66,8 +69,8 @@ export function parseSelection(msg: SelectionMessage, where: string, ctx: Select
   }
   checkCounts(where, [...include, ...exclude, ...rules.map((r) => r?.match)]);
   return {
-    include: include.map((m, i) => parseMatch(m, `${where}.include[${i}]`, ctx, false)),
-    exclude: exclude.map((m, i) => parseMatch(m, `${where}.exclude[${i}]`, ctx, false)),
+    include: include.map((m, i) => parseMatch(m, `${where}.include[${i}]`, false)),
+    exclude: exclude.map((m, i) => parseMatch(m, `${where}.exclude[${i}]`, false)),
     rules: rules.map((r, i) => parseRule(r, `${where}.rules[${i}]`, ctx)),
   };
 }
@@ -90,7 +93,7 @@ function checkCounts(where: string, matches: Array<Match__Output | null | undefi
 }
 
 function parseRule(r: Rule__Output | null | undefined, field: string, ctx: SelectionContext): RuleSpec {
-  const match = parseMatch(r?.match, `${field}.match`, ctx, true);
+  const match = parseMatch(r?.match, `${field}.match`, true);
   const decision = DECISIONS[r?.decision ?? 'DECISION_UNSPECIFIED'];
   if (!decision) throw invalid(`${field}.decision: ${String(r?.decision ?? 'DECISION_UNSPECIFIED')} is not DECISION_ALLOW or DECISION_DENY; a rule must say which`);
   const cache = r?.cache === true;
@@ -100,17 +103,8 @@ function parseRule(r: Rule__Output | null | undefined, field: string, ctx: Selec
   return { match, decision, report: r?.report === true, cache, errno };
 }
 
-/** The process fields a Match can test; PROCESS_DETAILS_PID reads none of them. */
-const PROCESS_FIELDS = ['exes', 'comms', 'uids', 'gids'] as const;
-
 /** A Match; a missing one matches anything. In a rule, its events must be permission events. */
-function parseMatch(m: Match__Output | null | undefined, field: string, ctx: SelectionContext, inRule: boolean): MatchSpec {
-  if (ctx.processDetails === 'pid') {
-    const used = PROCESS_FIELDS.find((f) => (m?.[f]?.length ?? 0) > 0);
-    if (used) {
-      throw invalid(`${field}.${used}: matching on the process needs its details, and process_details PROCESS_DETAILS_PID reads none; use PROCESS_DETAILS_BASIC (all but the command line)`);
-    }
-  }
+function parseMatch(m: Match__Output | null | undefined, field: string, inRule: boolean): MatchSpec {
   let events = 0;
   (m?.events ?? []).forEach((e, j) => {
     const bit = typeToBit(e, `${field}.events[${j}]`);
@@ -141,7 +135,7 @@ function checkGlob(g: unknown, field: string, isPath: boolean): string {
   const bytes = Buffer.byteLength(g);
   if (bytes > SELECTION_LIMITS.maxGlobBytes) throw invalid(`${field}: the pattern is ${bytes} bytes, over the limit of ${SELECTION_LIMITS.maxGlobBytes}`);
   if (g.startsWith('!')) {
-    throw invalid(`${field}: "${g}": a leading "!" does not negate in a Match; put the pattern in exclude (or in an earlier rule) instead`);
+    throw invalid(`${field}: "${g}": a leading "!" does not negate in a Match; put the pattern in exclude (or in an earlier rule) instead, or write "\\!" for a name that starts with "!"`);
   }
   if (!isPath) return g;
   if (g.endsWith('/')) {

@@ -77,8 +77,8 @@ export class WatchSession {
   private waitingForDrain = false;
   /** The stream request answered last (orderedRequest). */
   private requestQueue: Promise<void> = Promise.resolve();
-  /** What ReplaceRules is checked against: the watch's class and process details, from its Subscribe. */
-  private selectionContext: SelectionContext = { groupClass: 'notif', processDetails: 'full' };
+  /** What ReplaceRules is checked against: the watch's class, from its Subscribe. */
+  private selectionContext: SelectionContext = { groupClass: 'notif' };
 
   constructor(
     private readonly call: WatchCall,
@@ -199,7 +199,7 @@ export class WatchSession {
     }
     slot.activate(watch);
     this.current = { name: 'active', slot, watch };
-    this.selectionContext = { groupClass: req.group.groupClass, processDetails: req.processDetails };
+    this.selectionContext = { groupClass: req.group.groupClass };
     this.announce(watch, req, who);
     const sink: WatchSink = {
       encode: encodeEvent,

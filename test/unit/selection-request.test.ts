@@ -47,7 +47,7 @@ function subscribe(extra: object, group_class = 'GROUP_CLASS_CONTENT') {
   const msg = { group_class, timeout_decision: 'DECISION_ALLOW', marks: group_class === 'GROUP_CLASS_NOTIF' ? [{ path: '/tmp/x', events: ['EVENT_TYPE_OPEN'] }] : PERM_MARKS, ...extra };
   return parseSubscribe(subscribeMessage(msg as Subscribe), LIMITS, kernel());
 }
-const replaceRules = (msg: object, ctx: SelectionContext = { groupClass: 'content', processDetails: 'full' }) =>
+const replaceRules = (msg: object, ctx: SelectionContext = { groupClass: 'content' }) =>
   parseSelection(watchRequest({ replace_rules: msg as ReplaceRules }).replace_rules!, 'ReplaceRules', ctx);
 
 const ANY = { paths: [], exes: [], comms: [], uids: [], gids: [], events: 0 };
@@ -101,7 +101,7 @@ describe('unit: filters and rules in Subscribe and ReplaceRules', () => {
     ['an empty pattern', '', /^Subscribe\.include\[0\]\.paths\[1\]: the pattern is empty; remove it/],
     ['a NUL byte', '/a\0b', /^Subscribe\.include\[0\]\.paths\[1\]: the pattern contains a NUL byte/],
     ['a pattern past PATH_MAX', '/' + 'a'.repeat(4096), /^Subscribe\.include\[0\]\.paths\[1\]: the pattern is 4097 bytes, over the limit of 4096/],
-    ['a leading "!"', '!*.key', /^Subscribe\.include\[0\]\.paths\[1\]: "!\*\.key": a leading "!" does not negate in a Match; put the pattern in exclude/],
+    ['a leading "!"', '!*.key', /^Subscribe\.include\[0\]\.paths\[1\]: "!\*\.key": a leading "!" does not negate in a Match; put the pattern in exclude \(or in an earlier rule\) instead, or write "\\!" for a name that starts with "!"$/],
     ['a trailing "/"', '/srv/', /^Subscribe\.include\[0\]\.paths\[1\]: "\/srv\/": events name files, so a pattern cannot end with "\/"; "\/srv\/\*\*" matches everything under a directory/],
     ['a relative trailing "/"', 'build/', /"\*\*\/build\/\*\*" matches everything under a directory/],
     [
@@ -161,15 +161,12 @@ describe('unit: filters and rules in Subscribe and ReplaceRules', () => {
     );
   });
 
-  it('refuses process fields in a match when process_details reads none of them', () => {
-    for (const [field, value] of [['exes', ['/bin/sh']], ['comms', ['sh']], ['uids', [0]], ['gids', [0]]] as const) {
-      refused(
-        () => subscribe({ process_details: 'PROCESS_DETAILS_PID', exclude: [{ paths: ['*.log'], [field]: value }] }),
-        grpc.status.INVALID_ARGUMENT,
-        new RegExp(`^Subscribe\\.exclude\\[0\\]\\.${field}: matching on the process needs its details, and process_details PROCESS_DETAILS_PID reads none; use PROCESS_DETAILS_BASIC`),
-      );
-    }
-    expect(subscribe({ process_details: 'PROCESS_DETAILS_PID', exclude: [{ paths: ['*.log'] }] }).selection!.exclude[0].paths).to.deep.equal(['*.log']);
+  it('takes process fields in a match whatever process_details sends, and refuses an unknown process_details', () => {
+    // The watch reads the process to decide; the client is sent only the pid.
+    const r = subscribe({ process_details: 'PROCESS_DETAILS_PID', exclude: [{ comms: ['cron'], uids: [0] }], rules: [{ decision: 'DECISION_ALLOW', match: { exes: ['/usr/bin/*'], gids: [5] } }] });
+    expect(r.processDetails).to.equal('pid');
+    expect(r.selection!.exclude[0]).to.deep.include({ comms: ['cron'], uids: [0] });
+    expect(r.selection!.rules[0].match).to.deep.include({ exes: ['/usr/bin/*'], gids: [5] });
     refused(() => subscribe({ process_details: 12 }), grpc.status.INVALID_ARGUMENT, /^Subscribe\.process_details: 12 is unknown; use PROCESS_DETAILS_FULL, PROCESS_DETAILS_BASIC or PROCESS_DETAILS_PID$/);
   });
 
@@ -209,8 +206,7 @@ describe('unit: filters and rules in Subscribe and ReplaceRules', () => {
     expect(replaceRules({ request_id: 4 })).to.deep.equal({ include: [], exclude: [], rules: [] });
     refused(() => replaceRules({ rules: [{ decision: 'DECISION_ALLOW' }, { decision: 'DECISION_UNSPECIFIED' }] }), grpc.status.INVALID_ARGUMENT, /^ReplaceRules\.rules\[1\]\.decision: DECISION_UNSPECIFIED/);
     refused(() => replaceRules({ exclude: [{ paths: ['x/'] }] }), grpc.status.INVALID_ARGUMENT, /^ReplaceRules\.exclude\[0\]\.paths\[0\]: "x\/"/);
-    refused(() => replaceRules({ rules: [{ decision: 'DECISION_ALLOW' }] }, { groupClass: 'notif', processDetails: 'full' }), grpc.status.INVALID_ARGUMENT, /^ReplaceRules\.rules: a GROUP_CLASS_NOTIF watch/);
-    refused(() => replaceRules({ include: [{ comms: ['sh'] }] }, { groupClass: 'content', processDetails: 'pid' }), grpc.status.INVALID_ARGUMENT, /^ReplaceRules\.include\[0\]\.comms: matching on the process/);
+    refused(() => replaceRules({ rules: [{ decision: 'DECISION_ALLOW' }] }, { groupClass: 'notif' }), grpc.status.INVALID_ARGUMENT, /^ReplaceRules\.rules: a GROUP_CLASS_NOTIF watch/);
     refused(() => replaceRules({ include: Array.from({ length: 257 }, () => ({})) }), grpc.status.RESOURCE_EXHAUSTED, /^ReplaceRules: include, exclude and rules hold 257 matches/);
   });
 });

@@ -5,6 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { ApiError } from '../../src/api/errors';
+import { FanotifydError } from '../../src/common/errors';
 import { Authorizer } from '../../src/api/policy';
 import { FanotifyService, type ServiceLimits } from '../../src/api/service';
 import type { WatchCall } from '../../src/api/watch-session';
@@ -296,20 +297,30 @@ describe('unit: watch session (state machine, no kernel)', () => {
       expect(w.isClosed).to.equal(false);
     });
 
-    it('refuses rules in ReplaceRules on a notification watch, and checks process fields against its process_details', async () => {
+    it('refuses rules in ReplaceRules on a notification watch, and takes its filters', async () => {
       const { open, send, factory } = setup();
       const call = open();
       send(call, { subscribe: { ...NOTIF, process_details: 'PROCESS_DETAILS_PID' } });
       await settled();
       send(call, { replace_rules: { request_id: 1, rules: [DENY_KEYS] } });
-      send(call, { replace_rules: { request_id: 2, exclude: [{ uids: [0] }] } });
-      send(call, { replace_rules: { request_id: 3, exclude: [{ paths: ['*.log'] }] } });
+      send(call, { replace_rules: { request_id: 2, exclude: [{ uids: [0], paths: ['*.log'] }] } });
       await settled();
       const results = call.messages('mark_result');
       expect(results[0].message).to.match(/^ReplaceRules\.rules: a GROUP_CLASS_NOTIF watch has no permission events to decide/);
-      expect(results[1].message).to.match(/^ReplaceRules\.exclude\[0\]\.uids: matching on the process needs its details/);
-      expect(results[2].code).to.equal(grpc.status.OK);
-      expect(factory.opened[0].selections.map((sel) => sel.exclude[0].paths)).to.deep.equal([['*.log']]);
+      expect(results[1].code).to.equal(grpc.status.OK);
+      expect(factory.opened[0].selections.map((sel) => [sel.exclude[0].uids, sel.exclude[0].paths])).to.deep.equal([[[0], ['*.log']]]);
+    });
+
+    it('tells the client why the watch could not take a glob', async () => {
+      const { open, send, factory } = setup();
+      const call = open();
+      send(call, { subscribe: PERM });
+      await settled();
+      // What src/common/glob.ts throws: a FanotifydError with code EGLOB.
+      factory.opened[0].selectionError = new FanotifydError('EGLOB', '"[" cannot be compiled');
+      send(call, { replace_rules: { request_id: 9, include: [{ paths: ['['] }] } });
+      await settled();
+      expect(call.messages('mark_result')).to.deep.equal([{ request_id: '9', code: grpc.status.INVALID_ARGUMENT, message: '"[" cannot be compiled', errno: '' }]);
     });
 
     it('answers GetStats with the watch\'s counters, decisions grouped as the .proto says', async () => {
