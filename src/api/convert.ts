@@ -4,61 +4,26 @@
 // and range before the domain layer sees it. The types are what a
 // well-formed message gives: an enum number the .proto does not name
 // arrives as that number, so every enum is looked up, never trusted.
-import { constants as osConstants } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import * as K from '../kernel/constants';
 import type { KernelFeatures } from '../kernel/probe';
 import type { GroupClass, GroupSpec, MarkScope, MarkSpec, ReportMode } from '../kernel/group';
-import type { Decision, OverflowNotice } from '../watch/watch';
+import type { Decision, OverflowNotice, ProcessDetails, SelectionSpec, WatchStats } from '../watch/types';
+import { DECISIONS, decisionOptionsProblem } from './decisions';
 import { ApiError } from './errors';
+import { typeToBit } from './event-types';
 import type { Decision__Output } from './gen/fanotify/v1/Decision';
-import type { EventType__Output } from './gen/fanotify/v1/EventType';
 import type { FlushMarks__Output } from './gen/fanotify/v1/FlushMarks';
 import type { Mark__Output } from './gen/fanotify/v1/Mark';
 import type { Overflow } from './gen/fanotify/v1/Overflow';
+import type { OverflowSource__Output } from './gen/fanotify/v1/OverflowSource';
 import type { ReportMode__Output } from './gen/fanotify/v1/ReportMode';
 import type { Subscribe__Output } from './gen/fanotify/v1/Subscribe';
 import type { VerdictBatch__Output } from './gen/fanotify/v1/VerdictBatch';
+import type { WatchStats as WatchStatsMessage } from './gen/fanotify/v1/WatchStats';
+import { boundedOption, parseProcessDetails, parseSelection } from './selection-request';
 
-export const EVENT_TYPES: ReadonlyArray<[EventType__Output, number]> = [
-  ['EVENT_TYPE_ACCESS', K.FAN_ACCESS],
-  ['EVENT_TYPE_MODIFY', K.FAN_MODIFY],
-  ['EVENT_TYPE_CLOSE_WRITE', K.FAN_CLOSE_WRITE],
-  ['EVENT_TYPE_CLOSE_NOWRITE', K.FAN_CLOSE_NOWRITE],
-  ['EVENT_TYPE_OPEN', K.FAN_OPEN],
-  ['EVENT_TYPE_OPEN_EXEC', K.FAN_OPEN_EXEC],
-  ['EVENT_TYPE_ATTRIB', K.FAN_ATTRIB],
-  ['EVENT_TYPE_CREATE', K.FAN_CREATE],
-  ['EVENT_TYPE_DELETE', K.FAN_DELETE],
-  ['EVENT_TYPE_DELETE_SELF', K.FAN_DELETE_SELF],
-  ['EVENT_TYPE_MOVED_FROM', K.FAN_MOVED_FROM],
-  ['EVENT_TYPE_MOVED_TO', K.FAN_MOVED_TO],
-  ['EVENT_TYPE_MOVE_SELF', K.FAN_MOVE_SELF],
-  ['EVENT_TYPE_RENAME', K.FAN_RENAME],
-  ['EVENT_TYPE_FS_ERROR', K.FAN_FS_ERROR],
-  ['EVENT_TYPE_OPEN_PERM', K.FAN_OPEN_PERM],
-  ['EVENT_TYPE_ACCESS_PERM', K.FAN_ACCESS_PERM],
-  ['EVENT_TYPE_OPEN_EXEC_PERM', K.FAN_OPEN_EXEC_PERM],
-  ['EVENT_TYPE_PRE_ACCESS', K.FAN_PRE_ACCESS],
-  ['EVENT_TYPE_Q_OVERFLOW', K.FAN_Q_OVERFLOW],
-  ['EVENT_TYPE_MNT_ATTACH', K.FAN_MNT_ATTACH],
-  ['EVENT_TYPE_MNT_DETACH', K.FAN_MNT_DETACH],
-];
-const EVENT_BIT = new Map<unknown, number>(EVENT_TYPES);
-/** [mask bit, EventType number]: the list above is in enum order, from 1. */
-export const EVENT_TYPE_NUMBERS: ReadonlyArray<[number, number]> = EVENT_TYPES.map(([, bit], i) => [bit, i + 1]);
-
-/** The mask bit of one EventType name; throws INVALID_ARGUMENT for unknown or unusable values. */
-export function typeToBit(name: unknown, where: string): number {
-  const bit = typeof name === 'string' ? EVENT_BIT.get(name) : undefined;
-  if (bit === undefined || bit === K.FAN_Q_OVERFLOW) {
-    throw new ApiError(
-      grpc.status.INVALID_ARGUMENT,
-      `${where}: ${String(name)} is not an event type that can be marked; use one of ${EVENT_TYPES.filter(([, b]) => b !== K.FAN_Q_OVERFLOW).map(([n]) => n).join(', ')}`,
-    );
-  }
-  return bit;
-}
+export { EVENT_TYPES, EVENT_TYPE_NUMBERS, typeToBit } from './event-types';
 
 const GROUP_CLASSES: Record<string, GroupClass> = {
   GROUP_CLASS_UNSPECIFIED: 'notif',
@@ -74,7 +39,6 @@ const MARK_SCOPES: Record<string, MarkScope> = {
   MARK_SCOPE_MOUNT_NAMESPACE: 'mount_namespace',
   MARK_SCOPE_SUBTREE: 'subtree',
 };
-const DECISIONS: Record<string, Decision> = { DECISION_ALLOW: 'allow', DECISION_DENY: 'deny' };
 
 export interface SubscribeLimits {
   defaultVerdictTimeoutMs: number;
@@ -91,6 +55,13 @@ export interface SubscribeRequest {
   maxBatchEvents: number;
   /** Leave FAN_REPORT_PIDFD out (Subscribe.skip_pid_verification). */
   skipPidVerification: boolean;
+  /** Include, exclude and rules; undefined when the Subscribe had none. */
+  selection?: SelectionSpec;
+  processDetails: ProcessDetails;
+  /** 0: off. */
+  coalesceMs: number;
+  /** 0: no limit. */
+  maxEventsPerSecond: number;
 }
 
 /** The fields of Subscribe that are plain flags. */
@@ -140,7 +111,21 @@ export function parseSubscribe(msg: Subscribe__Output, limits: SubscribeLimits, 
   const reportMode = REPORT_MODE_OF[rm];
   if (reportMode === 'dfid_name' && !kernel.initFlags.get(K.FAN_REPORT_NAME)) throw unsupported(`this kernel (${kernel.release}) does not support REPORT_MODE_DFID_NAME`);
   const skipPidVerification = msg.skip_pid_verification === true;
-  return { group: { groupClass, marks, audit, reportTid, reportTargetFid, reportFdError, reportMode, dfidNameSupported: kernel.initFlags.get(K.FAN_REPORT_NAME) === true }, verdictTimeoutMs, timeoutDecision, maxBatchEvents, skipPidVerification };
+  const group = { groupClass, marks, audit, reportTid, reportTargetFid, reportFdError, reportMode, dfidNameSupported: kernel.initFlags.get(K.FAN_REPORT_NAME) === true };
+  return { group, verdictTimeoutMs, timeoutDecision, maxBatchEvents, skipPidVerification, ...parseDelivery(msg, groupClass) };
+}
+
+/** What Subscribe says about the events between the kernel and the client: filters, rules, process details, coalescing, rate. */
+function parseDelivery(msg: Subscribe__Output, groupClass: GroupClass): Pick<SubscribeRequest, 'selection' | 'processDetails' | 'coalesceMs' | 'maxEventsPerSecond'> {
+  const processDetails = parseProcessDetails(msg.process_details);
+  const selection = parseSelection(msg, 'Subscribe', { groupClass });
+  const none = selection.include.length + selection.exclude.length + selection.rules.length === 0;
+  return {
+    selection: none ? undefined : selection,
+    processDetails,
+    coalesceMs: boundedOption('coalesce_ms', msg.coalesce_ms),
+    maxEventsPerSecond: boundedOption('max_events_per_second', msg.max_events_per_second),
+  };
 }
 
 /**
@@ -217,9 +202,7 @@ export function parseMark(m: Mark__Output | null | undefined, where: string, gro
   return { path, scope, mask, flags };
 }
 
-/** The errnos the kernel accepts in FAN_DENY_ERRNO (measured on 6.18; docs/architecture.md). */
-export const DENY_ERRNOS: ReadonlySet<string> = new Set(['EPERM', 'EIO', 'EBUSY', 'ETXTBSY', 'EAGAIN', 'ENOSPC', 'EDQUOT']);
-const ERRNO_NAME = new Map(Object.entries(osConstants.errno).map(([n, v]) => [v as number, n]));
+export { DENY_ERRNOS } from './decisions';
 
 export interface VerdictRequest {
   id: number;
@@ -240,16 +223,9 @@ export function parseVerdicts(msg: VerdictBatch__Output | null | undefined, watc
     const decision = DECISIONS[v?.decision];
     if (!decision) throw invalid(`decision ${String(v?.decision)} is not DECISION_ALLOW or DECISION_DENY`);
     const cache = v.cache === true;
-    if (cache && decision !== 'allow') throw invalid('cache applies to DECISION_ALLOW only: the kernel allows what it ignores');
     const errno = Number(v.errno ?? 0);
-    if (errno !== 0) {
-      if (decision !== 'deny') throw invalid('errno applies to DECISION_DENY only');
-      if (watch.groupClass !== 'pre_content') throw invalid('errno needs a GROUP_CLASS_PRE_CONTENT watch; the kernel refuses it for other classes');
-      const name = ERRNO_NAME.get(errno);
-      if (!name || !DENY_ERRNOS.has(name)) {
-        throw invalid(`errno ${errno}${name ? ` (${name})` : ''} is not one the kernel accepts; use one of ${[...DENY_ERRNOS].map((n) => `${n}=${osConstants.errno[n as keyof typeof osConstants.errno]}`).join(', ')}`);
-      }
-    }
+    const problem = decisionOptionsProblem(decision, cache, errno, watch.groupClass);
+    if (problem) throw invalid(problem);
     const audit = v.audit === true;
     if (audit && !watch.audit) throw invalid('audit needs a watch subscribed with enable_audit');
     const auditRule = Number(v.audit_rule ?? 0);
@@ -277,10 +253,44 @@ export function decisionName(d: Decision): Decision__Output {
   return d === 'allow' ? 'DECISION_ALLOW' : 'DECISION_DENY';
 }
 
+const OVERFLOW_SOURCES: Record<OverflowNotice['source'], OverflowSource__Output> = {
+  kernel: 'OVERFLOW_SOURCE_KERNEL',
+  client: 'OVERFLOW_SOURCE_CLIENT',
+  rate_limit: 'OVERFLOW_SOURCE_RATE_LIMIT',
+};
+
 export function overflowToProto(o: OverflowNotice): Overflow {
   return {
-    source: o.source === 'kernel' ? 'OVERFLOW_SOURCE_KERNEL' : 'OVERFLOW_SOURCE_CLIENT',
+    source: OVERFLOW_SOURCES[o.source],
     dropped: o.dropped,
     total: o.total,
+  };
+}
+
+/**
+ * Counters the watch keeps once filters, coalescing and the rate limit
+ * run in it; a watch without them has none (0).
+ */
+type SelectionCounters = Partial<Record<'filtered' | 'coalesced' | 'droppedRateLimit', number>>;
+
+/** A watch's counters as GetStats answers them. */
+export function statsToProto(s: WatchStats, requestId: string): WatchStatsMessage {
+  const c = s as WatchStats & SelectionCounters;
+  const d = s.decisions;
+  return {
+    request_id: requestId,
+    read: s.eventsRead,
+    delivered: s.eventsSent,
+    dropped_client_queue: s.notificationsDropped,
+    kernel_overflows: s.kernelOverflows,
+    dropped_rate_limit: c.droppedRateLimit ?? 0,
+    filtered: c.filtered ?? 0,
+    coalesced: c.coalesced ?? 0,
+    decided_by_rule: d.rule,
+    decided_by_client: d.client,
+    // The watch's timeout_decision, for each of the reasons it stands in for a verdict.
+    decided_by_timeout: d.timeout + d.disconnect + d.limit,
+    decided_by_daemon: d.self + d.filter + d.shutdown,
+    pending: s.pending,
   };
 }

@@ -18,6 +18,9 @@ export class ApiError extends FanotifydError {
 /** src/kernel/group.ts GroupSpecError: a group or mark the kernel would refuse, said before asking it. */
 const GROUP_SPEC_CODE = 'EGROUPSPEC';
 
+/** A glob the watch cannot compile (src/common/glob.ts GlobError); its message says what to write. */
+const GLOB_CODE = 'EGLOB';
+
 /** src/kernel/ffi.ts SyscallError: its code is the errno name, and it names the call. */
 function isSyscallError(err: unknown): err is FanotifydError & { syscall: string; errno: number } {
   return err instanceof FanotifydError && typeof (err as { syscall?: unknown }).syscall === 'string';
@@ -58,7 +61,7 @@ export function toStatus(err: unknown): { code: grpc.status; details: string } {
     return err as { code: grpc.status; details: string };
   }
   if (err instanceof ApiError) return { code: err.status, details: err.message };
-  if (err instanceof FanotifydError && err.code === GROUP_SPEC_CODE) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
+  if (err instanceof FanotifydError && (err.code === GROUP_SPEC_CODE || err.code === GLOB_CODE)) return { code: grpc.status.INVALID_ARGUMENT, details: err.message };
   if (isSyscallError(err)) {
     const hint = ERRNO_HINT[err.code];
     return {

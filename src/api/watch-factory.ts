@@ -3,7 +3,7 @@
 // tests pass a fake, so the stream's state machine and the registry run
 // without root, a kernel or the FFI.
 import type { GroupClass, GroupSpec, MarkScope, MarkSpec, ReportMode } from '../kernel/group';
-import type { Decision, VerdictOptions, WatchOptions, WatchSink, WatchStats } from '../watch/types';
+import type { Decision, SelectionSpec, VerdictOptions, WatchOptions, WatchSink, WatchStats } from '../watch/types';
 import type { SubscribeRequest } from './convert';
 
 /** One open watch: the parts of src/watch's Watch a stream uses. */
@@ -22,6 +22,12 @@ export interface WatchHandle {
   addMark(m: MarkSpec): Promise<void>;
   removeMark(m: MarkSpec): void;
   flushMarks(scope: MarkScope): void;
+  /**
+   * Swap include, exclude and rules at once (ReplaceRules): events read
+   * from now on meet the new ones; events already pending keep their fate.
+   * Throws what the client is told when the watch cannot take them.
+   */
+  replaceSelection(spec: SelectionSpec): void;
   /** Answer everything pending and close; idempotent. */
   close(reason: 'disconnect' | 'shutdown'): void;
   snapshot(): WatchStats;

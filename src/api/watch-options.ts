@@ -1,6 +1,6 @@
 // The options a watch is opened with: the client's Subscribe within the
 // daemon's limits, and the hooks that report its decisions.
-import type { WatchEvent, WatchOptions } from '../watch/types';
+import type { DecidedBy, WatchEvent, WatchOptions } from '../watch/types';
 import type { SubscribeLimits, SubscribeRequest } from './convert';
 
 export interface ServiceLimits extends SubscribeLimits {
@@ -38,7 +38,6 @@ export interface WatchHooks {
 }
 
 export function watchOptions(id: string, req: SubscribeRequest, limits: ServiceLimits, hooks: WatchHooks): WatchOptions {
-  const audit = hooks.audit;
   return {
     verdictTimeoutMs: req.verdictTimeoutMs,
     timeoutDecision: req.timeoutDecision,
@@ -48,21 +47,30 @@ export function watchOptions(id: string, req: SubscribeRequest, limits: ServiceL
     maxBatchBytes: Math.min(MAX_BATCH_BYTES, (limits.maxMessageBytes ?? Infinity) - BATCH_HEADER_BYTES),
     maxPending: limits.maxPendingPerWatch,
     onVerdictLatency: hooks.onVerdictLatency,
-    onDecision: audit
-      ? (item: WatchEvent, allowed: boolean, by: string, latencyMs: number) =>
-          audit.record('decision', {
-            watch: id,
-            ...hooks.who,
-            event: item.id,
-            path: item.ev.path?.toString('utf8') ?? '',
-            pid: item.ev.process.pid,
-            exe: item.ev.process.exe,
-            decision: allowed ? 'allow' : 'deny',
-            decided_by: by,
-            // On the watch's monotonic clock: a wall-clock step cannot skew it.
-            latency_ms: latencyMs,
-          })
-      : undefined,
+    onDecision: hooks.audit ? auditDecision(hooks.audit, id, hooks.who) : undefined,
     onFailed: hooks.onFailed,
+    selection: req.selection,
+    processDetails: req.processDetails,
+    coalesceMs: req.coalesceMs,
+    maxEventsPerSecond: req.maxEventsPerSecond,
   };
+}
+
+/** One audit record per permission response, after the kernel has it. */
+function auditDecision(audit: AuditSink, id: string, who: Record<string, unknown>): NonNullable<WatchOptions['onDecision']> {
+  return (item: WatchEvent, allowed: boolean, by: DecidedBy, latencyMs: number) =>
+    audit.record('decision', {
+      watch: id,
+      ...who,
+      event: item.id,
+      path: item.ev.path?.toString('utf8') ?? '',
+      pid: item.ev.process.pid,
+      exe: item.ev.process.exe,
+      decision: allowed ? 'allow' : 'deny',
+      decided_by: by,
+      // Which of the watch's rules (its index, as Event.rule says it).
+      ...(by === 'rule' && item.ruleDecision ? { rule: item.ruleDecision.index } : {}),
+      // On the watch's monotonic clock: a wall-clock step cannot skew it.
+      latency_ms: latencyMs,
+    });
 }

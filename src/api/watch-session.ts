@@ -29,6 +29,7 @@ import { isUndecodable, undecodableError, type Incoming, type Outgoing } from '.
 import type { PreparedWatch, WatchFactory, WatchHandle } from './watch-factory';
 import { watchOptions, type AuditSink, type ServiceLimits } from './watch-options';
 import type { KernelFeatures } from '../kernel/probe';
+import { parseSelection, type SelectionContext, type SelectionMessage } from './selection-request';
 import { encodeEvent, eventBatch } from './wire';
 
 export type WatchCall = grpc.ServerDuplexStream<Incoming<WatchRequest__Output>, Outgoing<WatchResponse>>;
@@ -65,7 +66,7 @@ export interface SessionContext {
   ended(session: WatchSession): void;
 }
 
-const REQUEST_KINDS = 'subscribe, verdicts, add_mark, remove_mark, flush_marks';
+const REQUEST_KINDS = 'subscribe, verdicts, add_mark, remove_mark, flush_marks, replace_rules, get_stats';
 
 export class WatchSession {
   private current: SessionState;
@@ -74,8 +75,10 @@ export class WatchSession {
   readonly identity: ClientIdentity;
   readonly peer: string;
   private waitingForDrain = false;
-  /** The mark request carried out last (markRequest). */
-  private markQueue: Promise<void> = Promise.resolve();
+  /** The stream request answered last (orderedRequest). */
+  private requestQueue: Promise<void> = Promise.resolve();
+  /** What ReplaceRules is checked against: the watch's class, from its Subscribe. */
+  private selectionContext: SelectionContext = { groupClass: 'notif' };
 
   constructor(
     private readonly call: WatchCall,
@@ -126,7 +129,9 @@ export class WatchSession {
         case 'add_mark':
         case 'remove_mark':
         case 'flush_marks':
-          return this.markRequest(req);
+        case 'replace_rules':
+        case 'get_stats':
+          return this.orderedRequest(req);
         default:
           throw new ApiError(grpc.status.INVALID_ARGUMENT, `WatchRequest has none of ${REQUEST_KINDS} set; send subscribe first`);
       }
@@ -194,6 +199,7 @@ export class WatchSession {
     }
     slot.activate(watch);
     this.current = { name: 'active', slot, watch };
+    this.selectionContext = { groupClass: req.group.groupClass };
     this.announce(watch, req, who);
     const sink: WatchSink = {
       encode: encodeEvent,
@@ -213,7 +219,9 @@ export class WatchSession {
   private announce(watch: WatchHandle, req: convert.SubscribeRequest, who: Record<string, unknown>): void {
     const marks = req.group.marks.map((m) => ({ path: m.path, scope: m.scope, mask: m.mask }));
     this.ctx.log.info('watch opened', { watch: watch.id, ...who, class: req.group.groupClass, marks, report_mode: watch.reportMode });
-    this.ctx.audit()?.record('watch_opened', { watch: watch.id, ...who, class: req.group.groupClass, marks });
+    const sel = req.selection;
+    const selection = sel ? { include: sel.include.length, exclude: sel.exclude.length, rules: sel.rules.length } : {};
+    this.ctx.audit()?.record('watch_opened', { watch: watch.id, ...who, class: req.group.groupClass, marks, ...selection });
     this.send({
       subscribed: {
         watch_id: watch.id,
@@ -254,24 +262,30 @@ export class WatchSession {
   }
 
   /**
-   * Mark requests are carried out one after another, in the order sent: an
-   * AddMark may await (dfid_name mode opens the path's mount first), and a
-   * RemoveMark or FlushMarks sent after it must not overtake it.
+   * Mark requests, ReplaceRules and GetStats are carried out one after
+   * another and answered in the order sent: an AddMark may await (dfid_name
+   * mode opens the path's mount first), and a request sent after it must
+   * not overtake it (a GetStats after a ReplaceRules counts under the new rules).
    */
-  private markRequest(req: WatchRequest__Output): void {
-    const w = this.activeWatch('mark requests');
-    this.markQueue = this.markQueue
-      .then(() => this.carryOutMark(w, req))
-      .then((result) => {
-        if (!this.signal.aborted && !w.isClosed) this.send({ mark_result: result });
+  private orderedRequest(req: WatchRequest__Output): void {
+    const w = this.activeWatch(req.request === 'get_stats' || req.request === 'replace_rules' ? req.request : 'mark requests');
+    this.requestQueue = this.requestQueue
+      .then(async (): Promise<Outgoing<WatchResponse>> => {
+        if (req.request === 'get_stats') return { stats: convert.statsToProto(w.snapshot(), req.get_stats?.request_id ?? '0') };
+        return { mark_result: await this.carryOutMark(w, req) };
+      })
+      .then((answer) => {
+        if (!this.signal.aborted && !w.isClosed) this.send(answer);
       });
   }
 
-  /** Carry out one mark request; a failure becomes the result, never the end of the stream. */
+  /** Carry out one mark request or ReplaceRules; a failure becomes the result, never the end of the stream. */
   private async carryOutMark(w: WatchHandle, req: WatchRequest__Output): Promise<MarkResult> {
-    const requestId = (req.add_mark ?? req.remove_mark ?? req.flush_marks)?.request_id ?? '0';
+    const requestId = (req.add_mark ?? req.remove_mark ?? req.flush_marks ?? req.replace_rules)?.request_id ?? '0';
     try {
-      if (req.request === 'flush_marks') {
+      if (req.request === 'replace_rules') {
+        this.replaceRules(w, req.replace_rules ?? {});
+      } else if (req.request === 'flush_marks') {
         w.flushMarks(convert.parseFlushScope(req.flush_marks));
       } else if (req.request === 'add_mark') {
         const mark = convert.parseMark(req.add_mark?.mark, 'AddMark.mark', w.groupClass, this.ctx.kernel);
@@ -286,6 +300,15 @@ export class WatchSession {
       const status = toStatus(err);
       return { request_id: requestId, code: status.code, message: status.details, errno: errnoName(err) };
     }
+  }
+
+  /** ReplaceRules: validated as Subscribe's fields are, then swapped in the watch at once. */
+  private replaceRules(w: WatchHandle, msg: SelectionMessage): void {
+    const spec = parseSelection(msg, 'ReplaceRules', this.selectionContext);
+    w.replaceSelection(spec);
+    const fields = { watch: w.id, ...identityFields(this.identity), peer: this.peer, include: spec.include.length, exclude: spec.exclude.length, rules: spec.rules.length };
+    this.ctx.log.info('rules replaced', fields);
+    this.ctx.audit()?.record('rules_replaced', fields);
   }
 
   /** Run an authorization check; a refusal is logged and audited with who asked, then thrown. */

@@ -15,8 +15,12 @@ import { isUtf8 } from 'node:buffer';
 import type { FileId } from '../kernel/decoder';
 import type { ProcessInfo } from '../host/process';
 import type { ResolvedEntry } from '../host/event';
-import { EVENT_TYPE_NUMBERS } from './convert';
+import { EVENT_TYPE_NUMBERS } from './event-types';
 import type { EncodedEvent, WatchEvent } from '../watch/watch';
+
+/** fanotify.v1.Decision's numbers. */
+const DECISION_ALLOW = 1;
+const DECISION_DENY = 2;
 
 const VARINT = 0;
 const LEN = 2;
@@ -233,6 +237,12 @@ function event(w: Writer, it: WatchEvent): Buffer {
     w.end(t);
   }
   w.int(19, ev.fdError ?? 0);
+  // Set by coalescing and by reporting rules only: one check each otherwise.
+  if (it.count !== undefined && it.count > 1) w.uint(20, it.count);
+  if (it.ruleDecision) {
+    w.uint(21, it.ruleDecision.decision === 'allow' ? DECISION_ALLOW : DECISION_DENY);
+    w.uint(22, it.ruleDecision.index);
+  }
   // Field 8 last (protobuf takes fields in any order): the process's
   // message is not copied into each event but follows it, shared.
   const process = encodeProcess(ev.process);

@@ -135,6 +135,11 @@ function segmentMatcher(segment: string): (name: string) => boolean {
     );
 }
 
+/** A tester for one glob over a whole string with no path structure (a command name): "*" takes any character. */
+export function nameTester(pattern: string): (s: string) => boolean {
+  return segmentMatcher(pattern);
+}
+
 /**
  * A tester for one glob over a whole string: over the names of a path
  * when the pattern has "/" (each "**" segment taking zero or more names),

@@ -1,4 +1,4 @@
-// Globs read as .gitignore reads them, compiled once (picomatch) and shared
+// Globs read as .gitignore reads them, compiled once (glob-match.ts) and shared
 // by the daemon's filters and rules and by fanctl:
 //   - a pattern without "/" matches the last name of a path, in any
 //     directory ("*.key" matches /d/x.key and /d/a/b/x.key);
@@ -6,8 +6,8 @@
 //     stands for zero or more directories ("/d/**/*.key" matches /d/x.key);
 //   - "*" and "?" match within one name, dot files included.
 // A name glob (a process's comm) matches the whole string instead.
-import picomatch from 'picomatch';
 import { FanotifydError } from './errors';
+import { globTester, nameTester } from './glob-match';
 
 /** A pattern that cannot mean what its author meant; the message says what to write instead. */
 export class GlobError extends FanotifydError {
@@ -15,11 +15,6 @@ export class GlobError extends FanotifydError {
     super('EGLOB', message);
   }
 }
-
-// dot: "*" matches ".x.key" as it does in .gitignore (and a guard that
-// skipped dot files would let them through). nonegate: a leading "!" is
-// the caller's to read (fanctl's exceptions), never picomatch's.
-const OPTIONS: picomatch.PicomatchOptions = { dot: true, nonegate: true };
 
 /** Whether a pattern is matched against a path's last name or against the whole path. */
 export type GlobTarget = 'name' | 'path';
@@ -32,13 +27,14 @@ export interface Glob {
 }
 
 /**
- * A regex plus the pattern itself: picomatch takes a string equal to its
- * pattern as a match before trying the regex, so "/d/(x).key" matches
- * that very path although "(x)" is a group in the regex.
+ * A glob's test. Not picomatch's regex: it backtracks, and a client's
+ * pattern such as "*a*a*a*a*b" took 37 s against one 255-byte name on the
+ * main thread (glob-match.ts matches in pattern x string steps). A leading
+ * "!" is the caller's to read (fanctl's exceptions), never the matcher's.
  */
 function tester(pattern: string): (s: string) => boolean {
-  const re = picomatch.makeRe(pattern, OPTIONS);
-  return (s) => s !== '' && (s === pattern || re.test(s));
+  const test = globTester(pattern);
+  return (s) => s !== '' && test(s);
 }
 
 /**
@@ -119,7 +115,8 @@ export class NameGlobSet {
   constructor(patterns: readonly string[]) {
     this.tests = patterns.map((p) => {
       if (p === '') throw new GlobError('"" is an empty pattern');
-      return tester(p);
+      const test = nameTester(p);
+      return (s: string) => s !== '' && test(s);
     });
   }
 

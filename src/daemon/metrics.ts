@@ -39,6 +39,9 @@ function gauge(registry: client.Registry, name: string, help: string, value: () 
   });
 }
 
+/** The counters of filters, coalescing and the rate limit; a watch without them has none (0). */
+const selectionCounters = (s: WatchStats) => s as WatchStats & Partial<Record<'filtered' | 'coalesced' | 'droppedRateLimit', number>>;
+
 const DECIDED_BY = ['client', 'timeout', 'disconnect', 'shutdown', 'self', 'limit', 'rule', 'filter'] as const;
 
 /** The watches' own counters, summed over open and closed watches at each scrape. */
@@ -59,9 +62,18 @@ function watchMetrics(registry: client.Registry, service: () => FanotifyService)
   counter('fanotifyd_kernel_overflows_total', 'FAN_Q_OVERFLOW events (the kernel queue was full).', (s) => s.kernelOverflows);
   counter('fanotifyd_malformed_records_total', 'Kernel records that did not decode cleanly.', (s) => s.malformedRecords + s.decodeErrors);
   counter('fanotifyd_ignored_verdicts_total', 'Verdicts for ids not pending on their watch.', (s) => s.unknownVerdicts);
-  labelledCounter(registry, 'fanotifyd_notifications_dropped_total', 'Notifications dropped, by reason (client_queue: the client did not read fast enough).', 'reason', () => ({
-    client_queue: total((s) => s.notificationsDropped),
-  }));
+  counter('fanotifyd_events_filtered_total', 'Events not delivered because of a watch\'s include or exclude, or outside its subtree.', (s) => selectionCounters(s).filtered ?? 0);
+  counter('fanotifyd_events_coalesced_total', 'Notifications folded into an earlier one (Subscribe.coalesce_ms).', (s) => selectionCounters(s).coalesced ?? 0);
+  labelledCounter(
+    registry,
+    'fanotifyd_notifications_dropped_total',
+    'Notifications dropped, by reason (client_queue: the client did not read fast enough; rate_limit: past the watch\'s max_events_per_second).',
+    'reason',
+    () => ({
+      client_queue: total((s) => s.notificationsDropped),
+      rate_limit: total((s) => selectionCounters(s).droppedRateLimit ?? 0),
+    }),
+  );
   labelledCounter(registry, 'fanotifyd_permission_decisions_total', 'Permission events answered, by who decided.', 'decided_by', () =>
     Object.fromEntries(DECIDED_BY.map((by) => [by, total((s) => s.decisions[by])])),
   );

@@ -360,7 +360,7 @@ describe('e2e: Watch over a unix socket', function () {
         /^Subscribe\.timeout_decision is required for permission classes: DECISION_ALLOW \(fail open\) or DECISION_DENY \(fail closed\)$/,
       ],
       [{ subscribe: { group_class: 7, marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /group_class/],
-      [{}, grpc.status.INVALID_ARGUMENT, /none of subscribe, verdicts, add_mark, remove_mark, flush_marks set/],
+      [{}, grpc.status.INVALID_ARGUMENT, /none of subscribe, verdicts, add_mark, remove_mark, flush_marks, replace_rules, get_stats set/],
       [{ subscribe: { report_mode: 'REPORT_MODE_FD', marks: [{ path: dir, events: ['EVENT_TYPE_CREATE'] }] } }, grpc.status.INVALID_ARGUMENT, /not with REPORT_MODE_FD/],
       [{ subscribe: { report_mode: 'REPORT_MODE_DFID_NAME', group_class: 'GROUP_CLASS_CONTENT', timeout_decision: 'DECISION_ALLOW', marks: [{ path: dir, events: ['EVENT_TYPE_OPEN_PERM'] }] } }, grpc.status.INVALID_ARGUMENT, /REPORT_MODE_DFID_NAME is for GROUP_CLASS_NOTIF/],
       [{ subscribe: { report_mode: 'REPORT_MODE_DFID_NAME', group_class: 'GROUP_CLASS_CONTENT', timeout_decision: 'DECISION_ALLOW', marks: [{ path: dir, events: ['EVENT_TYPE_OPEN'] }] } }, grpc.status.INVALID_ARGUMENT, /REPORT_MODE_DFID_NAME is for GROUP_CLASS_NOTIF/],

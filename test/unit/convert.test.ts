@@ -4,7 +4,10 @@ import { expect } from 'chai';
 import * as K from '../../src/kernel/constants';
 import { joinEntry } from '../../src/host/event';
 import type { KernelFeatures } from '../../src/kernel/probe';
-import { EVENT_TYPES, parseSubscribe, parseVerdicts, typeToBit } from '../../src/api/convert';
+import { EVENT_TYPES, overflowToProto, parseSubscribe, parseVerdicts, statsToProto, typeToBit } from '../../src/api/convert';
+import { fanotifyService } from '../../src/api/proto';
+import type { WatchResponse, WatchResponse__Output } from '../../src/api/gen/fanotify/v1/WatchResponse';
+import { FakeWatch } from '../fixtures/fake-watches';
 import { ApiError } from '../../src/api/errors';
 import type { Subscribe } from '../../src/api/gen/fanotify/v1/Subscribe';
 import type { VerdictBatch } from '../../src/api/gen/fanotify/v1/VerdictBatch';
@@ -42,6 +45,13 @@ const mark = (extra: object = {}) => ({ path: '/tmp', events: ['EVENT_TYPE_OPEN'
 /** A Subscribe as the handler gets it; `as` lets a test send what no typed client would (enum numbers the .proto lacks). */
 const sub = (msg: object) => subscribeMessage(msg as Subscribe);
 const verdicts = (msg: object) => verdictBatch(msg as VerdictBatch);
+const WATCH = fanotifyService().Watch;
+/** A watch's counters: 9 read, 8 sent, 3 client verdicts, 1 pending. */
+function snapshot() {
+  const w = new FakeWatch('w', { groupClass: 'content', marks: [] }, { verdictTimeoutMs: 1, timeoutDecision: 'allow', maxBatchEvents: 1, queueCapacity: 1 }, () => undefined);
+  w.stats = { eventsRead: 9, eventsSent: 8, pending: 1, decisions: { client: 3, timeout: 0, disconnect: 0, shutdown: 0, self: 0, limit: 0, rule: 0, filter: 0 } };
+  return w.snapshot();
+}
 
 describe('unit: convert', () => {
   // Mask to names is the encoder's (test/unit/wire.test.ts).
@@ -134,6 +144,29 @@ describe('unit: convert', () => {
     rejects(() => parseVerdicts(verdicts({ verdicts: [{ id: '1', decision: 'DECISION_DENY', cache: true }] }), pre), grpc.status.INVALID_ARGUMENT, /cache applies to DECISION_ALLOW only/);
     rejects(() => parseVerdicts(verdicts({ verdicts: [{ id: '1', decision: 'DECISION_ALLOW', audit: true }] }), pre), grpc.status.INVALID_ARGUMENT, /enable_audit/);
     rejects(() => parseVerdicts(verdicts({ verdicts: [{ id: '1', decision: 'DECISION_ALLOW', audit_rule: 3 }] }), { groupClass: 'content', audit: true }), grpc.status.INVALID_ARGUMENT, /audit_rule needs audit/);
+  });
+
+  it('sends every overflow source and the watch counters as the .proto has them', () => {
+    const roundTrip = (msg: WatchResponse) => WATCH.responseDeserialize(WATCH.responseSerialize(msg)) as WatchResponse__Output;
+    for (const [source, name] of [['kernel', 'OVERFLOW_SOURCE_KERNEL'], ['client', 'OVERFLOW_SOURCE_CLIENT'], ['rate_limit', 'OVERFLOW_SOURCE_RATE_LIMIT']] as const) {
+      expect(roundTrip({ overflow: overflowToProto({ source, dropped: 3, total: 2 ** 40 }) }).overflow).to.deep.equal({ source: name, dropped: '3', total: String(2 ** 40) });
+    }
+    const stats = roundTrip({ stats: statsToProto(snapshot(), '18446744073709551615') }).stats!;
+    expect(stats).to.deep.equal({
+      request_id: '18446744073709551615',
+      read: '9',
+      delivered: '8',
+      dropped_client_queue: '0',
+      kernel_overflows: '0',
+      dropped_rate_limit: '0',
+      filtered: '0',
+      coalesced: '0',
+      decided_by_rule: '0',
+      decided_by_client: '3',
+      decided_by_timeout: '0',
+      decided_by_daemon: '0',
+      pending: '1',
+    });
   });
 
   it('joins a directory and an entry name', () => {

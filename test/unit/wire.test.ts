@@ -100,6 +100,24 @@ describe('wire: EventBatch encoding', () => {
     expect(e.process).to.deep.include({ pid: -1, tid: 77, details: false });
   });
 
+  it('encodes a coalesced event\'s count, and leaves it out for a single event', () => {
+    expect(one({ ...item({ path: Buffer.from('/x') }), count: 17 }).count).to.equal(17);
+    for (const count of [undefined, 1]) {
+      const b = whole(encodeEvent({ ...item({ path: Buffer.from('/x') }), count }));
+      expect(b.length, `count ${count}`).to.equal(whole(encodeEvent(item({ path: Buffer.from('/x') }))).length);
+      expect(decode(eventBatch(b)).events.events[0].count).to.equal(0);
+    }
+  });
+
+  it('encodes the decision and index of the rule that decided a reported event', () => {
+    const ruled = (decision: 'allow' | 'deny', index: number) => one({ ...item({ mask: K.FAN_OPEN_PERM, path: Buffer.from('/k.key') }, 4, false), permission: true, ruleDecision: { decision, index } });
+    expect(ruled('deny', 3)).to.deep.include({ decision: 'DECISION_DENY', rule: 3, needs_verdict: false, path: '/k.key' });
+    // Rule 0 is a rule: the decision says so even though 0 is not written.
+    expect(ruled('allow', 0)).to.deep.include({ decision: 'DECISION_ALLOW', rule: 0 });
+    expect(ruled('allow', 300).rule).to.equal(300);
+    expect(one(item({ mask: K.FAN_OPEN_PERM }, 5, true))).to.deep.include({ decision: 'DECISION_UNSPECIFIED', rule: 0, count: 0 });
+  });
+
   it('encodes a command line larger than the encoder buffer', () => {
     // Three 100 KiB arguments: more than the 64 KiB the writers start with.
     const cmdline = ['sh', ...Array.from({ length: 3 }, (_, i) => String(i).repeat(100 * 1024))];
