@@ -204,3 +204,33 @@ export interface WatchStats {
   pending: number;
   queued: number;
 }
+
+/** Every counter at zero: a new watch's statistics. */
+export function emptyStats(): WatchStats {
+  return {
+    eventsRead: 0,
+    eventsSent: 0,
+    notificationsDropped: 0,
+    kernelOverflows: 0,
+    decodeErrors: 0,
+    malformedRecords: 0,
+    unknownVerdicts: 0,
+    responseErrors: 0,
+    responseFallbacks: 0,
+    cachedVerdicts: 0,
+    cacheErrors: 0,
+    decisions: { client: 0, timeout: 0, disconnect: 0, shutdown: 0, self: 0, limit: 0, rule: 0, filter: 0 },
+    filtered: 0,
+    subtreeIgnores: 0,
+    subtreeIgnoreErrors: 0,
+    subtreeMoves: 0,
+    subtreeFlushes: 0,
+    subtreeMounts: 0,
+    coalesced: 0,
+    droppedRateLimit: 0,
+    allowed: 0,
+    denied: 0,
+    pending: 0,
+    queued: 0,
+  };
+}

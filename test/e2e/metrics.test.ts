@@ -1,30 +1,10 @@
 // /metrics scraped after a workload: the counts match what the workload did.
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as path from 'node:path';
 import { expect } from 'chai';
 import { runChild, WatchStream, withDaemon } from '../fixtures/harness';
+import { scrape } from '../fixtures/metrics';
 import { waitFor } from '../fixtures/wait';
-
-function scrape(address: string): Promise<Map<string, number>> {
-  return new Promise((resolve, reject) => {
-    http
-      .get(`http://${address}/metrics`, (res) => {
-        let body = '';
-        res.on('data', (d) => (body += d));
-        res.on('end', () => {
-          const values = new Map<string, number>();
-          for (const line of body.split('\n')) {
-            if (!line || line.startsWith('#')) continue;
-            const i = line.lastIndexOf(' ');
-            values.set(line.slice(0, i), Number(line.slice(i + 1)));
-          }
-          resolve(values);
-        });
-      })
-      .on('error', reject);
-  });
-}
 
 describe('e2e: metrics', function () {
   this.timeout(60_000);

@@ -7,7 +7,7 @@ import type { KernelFeatures } from '../../src/kernel/probe';
 import { EVENT_TYPES, overflowToProto, parseSubscribe, parseVerdicts, statsToProto, typeToBit } from '../../src/api/convert';
 import { fanotifyService } from '../../src/api/proto';
 import type { WatchResponse, WatchResponse__Output } from '../../src/api/gen/fanotify/v1/WatchResponse';
-import { FakeWatch } from '../fixtures/fake-watches';
+import { FakeWatch, fakeKernel } from '../fixtures/fake-watches';
 import { ApiError } from '../../src/api/errors';
 import type { Subscribe } from '../../src/api/gen/fanotify/v1/Subscribe';
 import type { VerdictBatch } from '../../src/api/gen/fanotify/v1/VerdictBatch';
@@ -15,19 +15,7 @@ import { subscribeMessage, verdictBatch } from '../fixtures/messages';
 
 const LIMITS = { defaultVerdictTimeoutMs: 5000, maxVerdictTimeoutMs: 60000, defaultMaxBatchEvents: 256, maxBatchEvents: 4096, maxMarksPerWatch: 4 };
 
-function kernel(overrides: Partial<KernelFeatures> = {}): KernelFeatures {
-  return {
-    release: 'test',
-    fanotify: true,
-    classes: { notif: true, content: true, pre_content: true },
-    initFlags: new Map(K.INIT_FLAG_NAMES.map(([bit]) => [bit, true])),
-    scopes: { inode: true, mount: true, filesystem: true, mount_namespace: true, subtree: true },
-    markFlags: new Map(),
-    events: new Map(EVENT_TYPES.map(([, bit]) => [bit, true])),
-    limits: { maxQueuedEvents: 16384, maxUserGroups: 128, maxUserMarks: 8192 },
-    ...overrides,
-  };
-}
+const kernel = fakeKernel;
 
 function rejects(fn: () => unknown, status: grpc.status, msg: RegExp): void {
   try {

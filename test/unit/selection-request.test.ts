@@ -5,28 +5,17 @@
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import * as K from '../../src/kernel/constants';
-import type { KernelFeatures } from '../../src/kernel/probe';
-import { EVENT_TYPES, parseSubscribe } from '../../src/api/convert';
+import { parseSubscribe } from '../../src/api/convert';
 import { ApiError } from '../../src/api/errors';
 import type { Subscribe } from '../../src/api/gen/fanotify/v1/Subscribe';
 import type { ReplaceRules } from '../../src/api/gen/fanotify/v1/ReplaceRules';
 import { parseSelection, SELECTION_LIMITS, type SelectionContext } from '../../src/api/selection-request';
+import { fakeKernel } from '../fixtures/fake-watches';
 import { subscribeMessage, watchRequest } from '../fixtures/messages';
 
 const LIMITS = { defaultVerdictTimeoutMs: 5000, maxVerdictTimeoutMs: 60000, defaultMaxBatchEvents: 256, maxBatchEvents: 4096, maxMarksPerWatch: 4 };
 
-function kernel(): KernelFeatures {
-  return {
-    release: 'test',
-    fanotify: true,
-    classes: { notif: true, content: true, pre_content: true },
-    initFlags: new Map(K.INIT_FLAG_NAMES.map(([bit]) => [bit, true])),
-    scopes: { inode: true, mount: true, filesystem: true, mount_namespace: true, subtree: true },
-    markFlags: new Map(),
-    events: new Map(EVENT_TYPES.map(([, bit]) => [bit, true])),
-    limits: { maxQueuedEvents: 16384, maxUserGroups: 128, maxUserMarks: 8192 },
-  };
-}
+const kernel = fakeKernel;
 
 /** The error fn throws: an ApiError with this status, whose message matches. */
 function refused(fn: () => unknown, status: grpc.status, msg: RegExp): string {
