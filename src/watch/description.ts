@@ -126,6 +126,11 @@ export class EventDescription implements MatchSubject {
     return info;
   }
 
+  /** The object's path (read once per event, whoever asks first: the subtree check or a filter). */
+  pathBytes(): Buffer | undefined {
+    return this.path();
+  }
+
   private path(): Buffer | undefined {
     if (!this.objectRead) {
       this.objectRead = true;

@@ -142,20 +142,27 @@ export class EventReader {
       p.responder.respond(raw.fd, K.FAN_ALLOW);
       p.stats.decisions.self++;
       p.fds.release(raw);
-    } else if (p.subtree?.leaves(raw, isPerm)) {
+    } else if (p.subtree && this.outsideSubtree(raw, isPerm, timeMs)) {
       // Outside every subtree: answered, counted and ignored in subtree.ts.
       p.fds.release(raw);
     } else if (!isPerm && p.outbox.full) {
       p.outbox.drop();
       p.fds.release(raw);
     } else {
-      this.deliver(raw, isPerm, timeMs, readAt);
+      this.deliver(raw, isPerm, timeMs, readAt, p.subtree !== undefined);
     }
   }
 
-  private deliver(raw: RawEvent, isPerm: boolean, timeMs: number, readAt: number): void {
+  /** The subtree check reads the event's path through its description, so an event delivered after it is not looked up twice. */
+  private outsideSubtree(raw: RawEvent, isPerm: boolean, timeMs: number): boolean {
+    this.description.start(raw, timeMs);
+    return this.p.subtree!.leaves(raw, isPerm, this.description.pathBytes());
+  }
+
+  /** `described`: the description was started for this event already (outsideSubtree). */
+  private deliver(raw: RawEvent, isPerm: boolean, timeMs: number, readAt: number, described = false): void {
     const d = this.description;
-    d.start(raw, timeMs);
+    if (!described) d.start(raw, timeMs);
     const sel = this.p.selection;
     const fate = sel.empty ? DELIVER : sel.decide(d, isPerm);
     if (!isPerm) this.notification(raw, fate, readAt);

@@ -16,7 +16,6 @@ import type { RawEvent } from '../kernel/decoder';
 import * as ffi from '../kernel/ffi';
 import { addDirectoryIgnore, addSubtreeMount, flushMarks, type GroupClass, type MarkSpec } from '../kernel/group';
 import type { EventPump } from '../kernel/pump';
-import { joinEntry } from '../host/event';
 import type { HandleResolver } from '../host/handle-resolver';
 import { MountTableWatch, readMountInfo, type MountEntry } from '../host/mounts';
 import type { Responder } from './responder';
@@ -46,7 +45,6 @@ interface Root {
 
 /** Filesystems the daemon reads synchronously: never under its permission marks (group.ts checkPermissionTarget). */
 const DAEMON_READS = new Set(['proc', 'sysfs']);
-const NO_NAME = Buffer.alloc(0);
 const SLASH = 0x2f;
 
 /** Is path the root or below it? Bytes, as the kernel gives paths. */
@@ -129,8 +127,7 @@ export class SubtreeScope {
    * filtered; its directory is ignored from now on. False for an event
    * inside (or whose path is unknown: the client decides).
    */
-  leaves(raw: RawEvent, isPerm: boolean): boolean {
-    const path = this.pathOf(raw);
+  leaves(raw: RawEvent, isPerm: boolean, path: Buffer | undefined): boolean {
     if (path === undefined || this.inside(path)) return false;
     const { responder, stats } = this.p;
     if (isPerm) {
@@ -140,18 +137,6 @@ export class SubtreeScope {
     stats.filtered++;
     if (this.ignoring) this.ignore(raw, path);
     return true;
-  }
-
-  private pathOf(raw: RawEvent): Buffer | undefined {
-    if (raw.fd >= 0) {
-      try {
-        return ffi.fdLink(raw.fd);
-      } catch {
-        return undefined;
-      }
-    }
-    const dir = raw.dfid && this.p.resolver?.resolve(raw.dfid);
-    return dir ? joinEntry(dir, raw.dfid!.name ?? NO_NAME) : undefined;
   }
 
   private inside(path: Buffer): boolean {
