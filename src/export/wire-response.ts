@@ -66,9 +66,12 @@ class Reader {
       case WT_I64:
         this.pos += 8;
         break;
-      case WT_LEN:
-        this.pos += this.varint();
+      case WT_LEN: {
+        // Not `this.pos += this.varint()`: that reads pos before varint() moves it.
+        const len = this.varint();
+        this.pos += len;
         break;
+      }
       case WT_I32:
         this.pos += 4;
         break;
