@@ -12,6 +12,7 @@ import { runHealth, runInfo } from './info';
 import { stdio, type Io } from './io';
 import { PathRules } from './path-rules';
 import { printEvents, watchSubscribe } from './watch';
+import { isWatchFrom, runWatchFrom } from './watch-from';
 
 /** Watch until every stream ends or SIGINT/SIGTERM, which cancels them. */
 async function runWatch(clients: FanotifyClient[], inv: WatchInvocation | GuardInvocation, json: CanonicalJson | undefined, io: Io): Promise<number> {
@@ -50,6 +51,8 @@ function run(inv: Invocation, clients: FanotifyClient[], json: CanonicalJson | u
 
 /** fanctl with `argv` (no node and script names); resolves to the exit status. */
 export async function main(argv: string[], io: Io = stdio): Promise<number> {
+  // `watch --from nats://...` reads the fleet's stream, not a daemon: a parser of its own (watch-from.ts).
+  if (isWatchFrom(argv)) return runWatchFrom(argv, io);
   const parsed = parseCommandLine(argv, { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) });
   if ('exitCode' in parsed) return parsed.exitCode;
   const inv = parsed.invocation;

@@ -3,6 +3,8 @@
 // Event.sequence, Gap): exactly once by sequence through an exporter
 // SIGKILL, a nats-server kill, and one gap record with the exact range when
 // the daemon's buffer overflowed while the exporter was away.
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
 import { expect } from 'chai';
 import { CanonicalJson } from '../../src/client';
 import { startExporter, subscribeFile, type ExporterProcess } from '../fixtures/exporter';
@@ -11,6 +13,30 @@ import { natsServerMissing, readStream, startNats, streamCount, type NatsServer,
 import { waitFor } from '../fixtures/wait';
 
 const STREAM = 'FANOTIFY';
+const FANCTL = path.resolve(__dirname, '..', '..', 'src', 'cli', 'fanctl.js');
+
+/** fanctl with `args` until it has printed `lines` lines on stdout, then SIGINT; its lines and exit code. */
+function fanctlLines(args: string[], lines: number): Promise<{ out: string[]; code: number | null; err: string }> {
+  const proc = spawn(process.execPath, [FANCTL, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: string[] = [];
+  let err = '';
+  let buffered = '';
+  const timer = setTimeout(() => proc.kill('SIGKILL'), 60_000);
+  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  proc.stdout!.on('data', (d: Buffer) => {
+    buffered += d.toString();
+    const parts = buffered.split('\n');
+    buffered = parts.pop()!;
+    out.push(...parts);
+    if (out.length >= lines) proc.kill('SIGINT');
+  });
+  return new Promise((resolve) =>
+    proc.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ out, code, err });
+    }),
+  );
+}
 
 /** Sequences of the event records, with how often each was stored; the gap records apart. */
 function bySequence(messages: StoredMessage[]): { counts: Map<string, number>; gaps: string[] } {
@@ -143,5 +169,37 @@ describe('e2e: fanotify-export to NATS JetStream', function () {
     expect(events.filter((s) => s > 500 && s <= 1200)).to.deep.equal([]);
     expectExactlyOnce(new Map([...counts].filter(([s]) => Number(s) <= 500)), 1, 500);
     expectExactlyOnce(new Map([...counts].filter(([s]) => Number(s) > 1200)), 1201, 2200);
+  });
+
+  it('two daemons with different node names export into one stream; fanctl watch --from shows both, tagged, in order per node', async () => {
+    daemon = await new FakeWatchDaemon().start();
+    const other = await new FakeWatchDaemon().start();
+    try {
+      await exporter();
+      exporters.push(await startExporter(['--daemon', other.address, '--subscribe', subscribe, '--nats', nats.url, '--node', 'node-b', '--watch', 'fleet']));
+      const a = await waitFor(() => daemon.watches.get('fleet'), 10_000, 'node-a to subscribe');
+      const b = await waitFor(() => other.watches.get('fleet'), 10_000, 'node-b to subscribe');
+      for (let i = 0; i < 10; i++) {
+        a.emit(100);
+        b.emit(100);
+      }
+      await waitFor(async () => (await streamCount(nats.url, STREAM)) >= 2_000, 60_000, '2,000 messages in the stream', 50);
+      const lines = await fanctlLines(['watch', '--from', nats.url], 2_000);
+      expect(lines.code, lines.err).to.equal(0);
+      for (const node of ['node-a', 'node-b']) {
+        const mine = lines.out.filter((l) => l.startsWith(`[${node}] `));
+        expect(mine.length).to.equal(1_000);
+        expect(mine[0]).to.match(new RegExp(`^\\[${node}\\] \\d\\d:\\d\\d:\\d\\d\\.\\d{3} opener\\(\\d+\\): OPEN /fake/fleet/file-1$`));
+        const order = mine.map((l) => Number(/file-(\d+)$/.exec(l)![1]));
+        expect(order).to.deep.equal(Array.from({ length: 1_000 }, (_, i) => i + 1));
+      }
+      // --node picks one; --json wraps each event with its node, as a live watch of several targets does.
+      const json = await fanctlLines(['watch', '--from', nats.url, '--node', 'node-b', '--json', '--since', '1'], 1_000);
+      const docs = json.out.map((l) => JSON.parse(l) as { target: string; event: { sequence: string; path: string } });
+      expect(new Set(docs.map((d) => d.target))).to.deep.equal(new Set(['node-b']));
+      expect(docs.map((d) => d.event.sequence)).to.deep.equal(Array.from({ length: 1_000 }, (_, i) => String(i + 1)));
+    } finally {
+      await other.stop();
+    }
   });
 });
