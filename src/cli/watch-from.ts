@@ -94,7 +94,9 @@ class RecordPrinter {
     const bytes = this.binary(record, m.data);
     if (record === 'gap') {
       const g = this.canonical.message('fanotify.v1.Gap', bytes) as { fromSequence?: string; toSequence?: string };
-      this.output.notice(node, `GAP: sequences ${g.fromSequence ?? 0}..${g.toSequence ?? 0} of watch ${m.headers?.get('Fanotify-Watch')} were lost before export`);
+      const watch = m.headers?.get('Fanotify-Watch');
+      const lost = g.toSequence ? `sequences ${g.fromSequence}..${g.toSequence}` : `everything from sequence ${g.fromSequence} on (the watch closed and was opened anew)`;
+      this.output.notice(node, `GAP: ${lost} of watch ${watch} lost before export`);
       return;
     }
     // Wrapped as the WatchResponse a live watch receives, so the live watch's printer takes it as it is.

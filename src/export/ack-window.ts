@@ -6,6 +6,8 @@
 
 interface Entry {
   last: bigint;
+  /** Set on the entry of a restart record: past it the cursor is in the new epoch. */
+  epoch?: number;
   acked: boolean;
 }
 
@@ -13,9 +15,16 @@ export class AckWindow {
   private entries: Entry[] = [];
   private head = 0;
   private cursorValue: bigint;
+  private epochValue: number;
 
-  constructor(cursor: bigint) {
+  constructor(cursor: bigint, epoch = 0) {
     this.cursorValue = cursor;
+    this.epochValue = epoch;
+  }
+
+  /** The watch's epoch the cursor is in (see RestartItem). */
+  get epoch(): number {
+    return this.epochValue;
   }
 
   get cursor(): bigint {
@@ -28,8 +37,8 @@ export class AckWindow {
   }
 
   /** Record a send covering sequences up to `last`; the handle is given back to ack(). */
-  add(last: bigint): Entry {
-    const e = { last, acked: false };
+  add(last: bigint, epoch?: number): Entry {
+    const e = { last, epoch, acked: false };
     this.entries.push(e);
     return e;
   }
@@ -39,7 +48,9 @@ export class AckWindow {
     entry.acked = true;
     let moved = false;
     while (this.head < this.entries.length && this.entries[this.head].acked) {
-      this.cursorValue = this.entries[this.head++].last;
+      const e = this.entries[this.head++];
+      this.cursorValue = e.last;
+      if (e.epoch !== undefined) this.epochValue = e.epoch;
       moved = true;
     }
     // Compact now and then rather than shift() per ack: shift is O(n) on a large window.

@@ -24,7 +24,7 @@ export interface ExporterOptions {
   sink: Sink;
   cursorStore: CursorStore;
   /** Prefix, node and format; watch and boot id come from the source's session. */
-  records: Omit<RecordContext, 'watch' | 'bootId'>;
+  records: Omit<RecordContext, 'watch' | 'bootId' | 'epoch'>;
   /** Messages in flight at most. */
   window: number;
   cursorIntervalMs: number;
@@ -39,8 +39,10 @@ export class Exporter {
   private queueHead = 0;
   private acks = new AckWindow(0n);
   private context?: RecordContext;
-  private saved = 0n;
+  private saved = '';
   private bootId = '';
+  /** The epoch of items being sent (the cursor's may be behind it, see RestartItem). */
+  private epoch = 0;
   private saving?: Promise<void>;
   private timer?: NodeJS.Timeout;
   private paused = false;
@@ -60,11 +62,12 @@ export class Exporter {
   async start(): Promise<void> {
     const stored = await this.o.cursorStore.load();
     const cursor = stored?.sequence ?? 0n;
-    this.acks = new AckWindow(cursor);
-    this.saved = cursor;
+    this.epoch = stored?.epoch ?? 0;
+    this.acks = new AckWindow(cursor, this.epoch);
+    this.saved = `${this.epoch}/${cursor}`;
     this.bootId = stored?.bootId ?? '';
     this.counters.cursor = cursor;
-    this.o.log.info('starting', { after_sequence: cursor.toString(), boot_id: this.bootId });
+    this.o.log.info('starting', { after_sequence: cursor.toString(), epoch: this.epoch, boot_id: this.bootId });
     this.o.source.start(cursor, {
       session: (s) => this.onSession(s),
       items: (items) => this.onItems(items),
@@ -90,7 +93,7 @@ export class Exporter {
   private onSession(s: SourceSession): void {
     this.counters.sessions++;
     this.bootId = s.bootId;
-    this.context = { ...this.o.records, watch: s.watch, bootId: s.bootId };
+    this.context = { ...this.o.records, watch: s.watch, epoch: this.epoch, bootId: s.bootId };
     if (s.lastSequence > this.counters.daemonSequence) this.counters.daemonSequence = s.lastSequence;
   }
 
@@ -124,7 +127,14 @@ export class Exporter {
 
   private send(item: ExportItem): void {
     const message = toMessage(this.context!, item);
-    const entry = this.acks.add(lastSequenceOf(item));
+    let epoch: number | undefined;
+    if (item.kind === 'restart') {
+      epoch = ++this.epoch;
+      this.context!.epoch = epoch;
+      this.counters.gaps++;
+      this.o.log.warn('the watch was opened anew (it had closed); publishing a gap record with no end', { from_sequence: item.from.toString(), epoch });
+    }
+    const entry = this.acks.add(lastSequenceOf(item), epoch);
     this.counters.inFlight++;
     this.counters.published++;
     if (item.kind === 'gap') {
@@ -160,10 +170,11 @@ export class Exporter {
   private async saveCursor(): Promise<void> {
     await this.saving;
     const cursor = this.acks.cursor;
-    if (cursor === this.saved) return;
-    this.saving = this.o.cursorStore.save({ sequence: cursor, bootId: this.bootId }).then(
+    const epoch = this.acks.epoch;
+    if (`${epoch}/${cursor}` === this.saved) return;
+    this.saving = this.o.cursorStore.save({ sequence: cursor, bootId: this.bootId, epoch }).then(
       () => {
-        this.saved = cursor;
+        this.saved = `${epoch}/${cursor}`;
         this.counters.cursorSaves++;
       },
       (err: Error) => this.errors.warn('cursor not saved; trying again at the next interval', { err: err.message }),

@@ -26,9 +26,22 @@ export interface GapItem {
   to: bigint;
 }
 
-export type ExportItem = EventItem | OverflowItem | GapItem;
+/**
+ * The watch was opened anew (it had closed: linger ran out, or the daemon
+ * restarted without handing its groups over): what the old one read after
+ * sequence `from` - 1 is lost, how much is unknown, and numbering starts
+ * over at 1. The exporter counts these as the watch's epoch, which goes
+ * into every msgId after it, so a new event 5 is not taken for the old 5.
+ */
+export interface RestartItem {
+  kind: 'restart';
+  from: bigint;
+}
 
-/** The highest sequence an item accounts for: once it is stored, the cursor may move to it. */
+export type ExportItem = EventItem | OverflowItem | GapItem | RestartItem;
+
+/** The highest sequence an item accounts for: once it is stored, the cursor may move to it (0 after a restart). */
 export function lastSequenceOf(item: ExportItem): bigint {
+  if (item.kind === 'restart') return 0n;
   return item.kind === 'gap' ? item.to : item.sequence;
 }

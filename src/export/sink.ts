@@ -28,6 +28,8 @@ export interface Cursor {
   sequence: bigint;
   /** boot_id of the daemon's host when the cursor was written. */
   bootId: string;
+  /** How many times the watch was opened anew under the exporter (RestartItem). */
+  epoch: number;
 }
 
 export interface CursorStore {

@@ -171,6 +171,24 @@ describe('e2e: fanotify-export to NATS JetStream', function () {
     expectExactlyOnce(new Map([...counts].filter(([s]) => Number(s) > 1200)), 1201, 2200);
   });
 
+  it('a watch that closed and is opened anew: a gap record with no end, and the new numbering in new msgIds, none dropped as repeats', async () => {
+    daemon = await new FakeWatchDaemon().start();
+    const first = await exporter();
+    (await waitFor(() => daemon.watches.get('fleet'), 10_000, 'the exporter to subscribe')).emit(100);
+    await waitFor(async () => (await streamCount(nats.url, STREAM)) >= 100, 30_000, '100 messages stored', 50);
+    expect(await first.stop()).to.equal(0);
+    daemon.close('fleet');
+    const second = await exporter();
+    const again = await waitFor(() => daemon.watches.get('fleet'), 10_000, 'the exporter to subscribe again');
+    again.emit(50);
+    await waitFor(async () => (await streamCount(nats.url, STREAM)) >= 151, 30_000, 'the gap record and 50 new events stored', 50);
+    expect(await second.stop()).to.equal(0);
+    const messages = await readStream(nats.url, STREAM);
+    expect(messages.map((m) => m.headers['Nats-Msg-Id']).slice(98, 102)).to.deep.equal(['node-a/fleet/99', 'node-a/fleet/100', 'node-a/fleet/gap/101-0', 'node-a/fleet@1/1']);
+    expect(messages.length).to.equal(151);
+    expect(messages[150].headers).to.include({ 'Nats-Msg-Id': 'node-a/fleet@1/50', 'Fanotify-Epoch': '1' });
+  });
+
   it('two daemons with different node names export into one stream; fanctl watch --from shows both, tagged, in order per node', async () => {
     daemon = await new FakeWatchDaemon().start();
     const other = await new FakeWatchDaemon().start();
