@@ -1,7 +1,7 @@
 // npm run bench: fanotifyd against the kernel's own limits, in one run.
 // Every daemon figure stands beside its baseline from the same run, as a
 // ratio, because absolute numbers drift between machines and runs.
-//   node dist/bench/run.js [--quick] [--reps N] [--only permission,rules,cache,rulecache,scale,notify,subtree,filter,idle]
+//   node dist/bench/run.js [--quick] [--reps N] [--only permission,rules,cache,rulecache,scale,notify,subtree,filter,export,idle]
 // BENCH_RATES (comma-separated events/s) and BENCH_MODES (fd,dfid_name,dfid_name_nopidfd) set
 // the notification case's rates and report modes; BENCH_DAEMON_PROFILE=dir
 // makes the daemon write a CPU profile of the whole run there, and
@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { connect, getInfo, startDaemon, tempDir, type Daemon } from '../test/fixtures/harness';
+import { exportCase, exportReport } from './export';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BUILD = path.join(ROOT, 'bench', 'build');
@@ -552,6 +553,15 @@ async function runCases(daemon: Daemon, dir: string, results: Json): Promise<voi
   }
 }
 
+/** The export case (bench/export.ts), with this file's load generator. */
+async function runExport(daemon: Daemon, results: Json): Promise<void> {
+  const ex = await exportCase(daemon, { quick: QUICK, reps: LONG_REPS, load: (dir, files, n, rate) => load(dir, n, { rate, files }) });
+  if (ex.skipped) {
+    results.skipped.export = ex.skipped;
+    console.error(`bench: export case skipped: ${ex.skipped}`);
+  } else results.export = ex;
+}
+
 async function main(): Promise<void> {
   buildC();
   const dir = tempDir('fanotifyd-bench-');
@@ -578,6 +588,7 @@ async function main(): Promise<void> {
   };
   try {
     await runCases(daemon, dir, results);
+    if (runs('export')) await runExport(daemon, results);
     if (runs('idle')) {
       // Two windows: the first starts as the last case ends, when V8 may
       // still be collecting and shrinking the heap that load grew; the
@@ -701,6 +712,7 @@ function report(r: Json): void {
         `${cpu('excluded')} us with an exclude matching every path (target <= 2 us: ${excluded <= 2 ? 'met' : 'not met'}), ${cpu('excluded_nopidfd')} us for the same without pidfds`,
     );
   }
+  if (r.export) for (const line of exportReport(r.export)) console.log(line);
   for (const [name, why] of Object.entries(r.skipped ?? {})) console.log(`\nSkipped ${name}: ${why}`);
   if (r.idle) console.log(`\nIdle: ${r.idle.cpu_ms} ms CPU in the ${r.idle.seconds} s after the last case, ${r.idle.cpu_ms_second_window} ms in the ${r.idle.seconds} s after that; RSS ${f(r.idle.rss_mb)} MB`);
 }
