@@ -74,6 +74,17 @@ function scrape(port: number): Promise<string> {
   }).on('error', reject));
 }
 
+/** A loopback port nothing listens on now, for the exporter's metrics. */
+function freePort(): Promise<number> {
+  const server = http.createServer();
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    }),
+  );
+}
+
 /** The highest of `rates` at which the collector got every event (0: none). */
 async function daemonLosslessRate(daemon: Daemon, dir: string, files: number, rates: number[], o: ExportBenchOptions): Promise<Json> {
   const tried: Json[] = [];
@@ -93,7 +104,7 @@ async function daemonLosslessRate(daemon: Daemon, dir: string, files: number, ra
 }
 
 async function endToEnd(daemon: Daemon, nats: { url: string; storeDir: string },  dir: string, files: number, n: number, o: ExportBenchOptions, rep: number): Promise<Json> {
-  const port = 19465 + rep;
+  const port = await freePort();
   const stream = `BENCH${rep}`;
   const e = await startExporter(['--daemon', daemon.address, '--subscribe', subscribeFile(dir, ['EVENT_TYPE_OPEN']), '--nats', nats.url, '--stream', stream, '--prefix', `bench${rep}`, '--node', 'bench', '--watch', `bench${rep}`, '--window', String(WINDOW), '--metrics', `127.0.0.1:${port}`, '--linger-ms', '500']);
   await waitFor(() => e.logs.some((l) => l.msg === 'subscribed'), 20_000, 'the exporter to subscribe');

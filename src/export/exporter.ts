@@ -105,7 +105,8 @@ export class Exporter {
   }
 
   private pump(): void {
-    while (this.counters.inFlight < this.o.window && this.queueHead < this.queue.length) {
+    // Closing: only what is in flight is finished; the rest is read again from the cursor next time.
+    while (!this.closing && this.counters.inFlight < this.o.window && this.queueHead < this.queue.length) {
       const item = this.queue[this.queueHead++];
       this.send(item);
     }

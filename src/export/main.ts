@@ -30,6 +30,7 @@ function serveMetrics(addr: string, counters: ExporterCounters, log: Logger): ht
     if (req.url !== '/metrics') return void res.writeHead(404).end();
     registry.metrics().then((text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text));
   });
+  server.on('error', (err) => log.error('metrics not served', { address: addr, err: err.message }));
   server.listen(Number(addr.slice(i + 1)), addr.slice(0, i).replace(/^\[|\]$/g, ''), () => log.info('metrics', { address: addr }));
   return server;
 }
