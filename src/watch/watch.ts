@@ -390,6 +390,10 @@ export class Watch implements PumpClient {
 
   onData(buf: Buffer, length: number): void {
     this.reader.read(buf, length);
+    // A wake may read 16 times 256 KiB: the journal's streams get each read
+    // at once, so a journal of a few MiB never drops what a stream keeping
+    // up has not yet been sent.
+    this.fanout?.flush();
   }
 
   onDrained(): void {
@@ -411,6 +415,7 @@ export class Watch implements PumpClient {
   snapshot(): WatchStats {
     this.stats.pending = this.pending.size;
     this.stats.queued = this.outbox.length;
+    this.stats.consumers = this.consumers;
     return { ...this.stats, decisions: { ...this.stats.decisions } };
   }
 
