@@ -10,6 +10,9 @@
 // 2. Replay: a named watch whose stream went away holds BENCH_REPLAY_EVENTS
 //    (100,000) events; a stream attaches from the oldest and reads to the
 //    last sequence. The time is from its Attach to its last event.
+// BENCH_RESUME_BUFFER=N starts this build's daemon with --resume-buffer-bytes N:
+// a buffer the 200,000 events of a run overfill shows the journal recycling
+// its chunks (its steady state) rather than filling fresh memory.
 // Prints one JSON object.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -126,7 +129,8 @@ async function main(): Promise<void> {
     fs.writeFileSync(path.join(dir, `f${i}`), '');
     fs.writeFileSync(path.join(replayDir, `f${i}`), '');
   }
-  const after = await startDaemon();
+  const buffer = process.env.BENCH_RESUME_BUFFER;
+  const after = await startDaemon(buffer ? ['--resume-buffer-bytes', buffer] : []);
   const before = BEFORE ? await startDaemon([], { script: BEFORE }) : undefined;
   const runs: Json = { before: [], unnamed: [], named: [], replay: [] };
   try {
@@ -145,6 +149,7 @@ async function main(): Promise<void> {
   const cpu = (k: string) => (runs[k].length ? median(runs[k].map((r: Json) => r.cpu_us_per_event)) : null);
   const summary = {
     rate: RATE,
+    resume_buffer_bytes: buffer ?? 'default',
     cpu_us_per_event: { before: cpu('before'), unnamed: cpu('unnamed'), named: cpu('named') },
     named_over_before: before ? cpu('named')! / cpu('before')! : null,
     unnamed_over_before: before ? cpu('unnamed')! / cpu('before')! : null,
