@@ -14,6 +14,7 @@ import type { GetInfoResponse } from './gen/fanotify/v1/GetInfoResponse';
 import type { GroupClass__Output } from './gen/fanotify/v1/GroupClass';
 import type { MarkScope__Output } from './gen/fanotify/v1/MarkScope';
 import { clientIdentity, identityFields } from './identity';
+import { SELECTION_LIMITS } from './selection-request';
 import { Authorizer } from './policy';
 import { WatchRegistry } from './registry';
 import { isUndecodable, undecodableError, type Incoming } from './service-definition';
@@ -148,6 +149,12 @@ export class FanotifyService {
         max_marks_per_watch: l.maxMarksPerWatch,
         max_pending_per_watch: l.maxPendingPerWatch,
         max_watches_per_identity: l.maxWatchesPerIdentity,
+        // What parseSelection enforces, so a client can size its filters before a Subscribe is refused.
+        max_matches: SELECTION_LIMITS.maxMatches,
+        max_globs: SELECTION_LIMITS.maxGlobs,
+        max_ids: SELECTION_LIMITS.maxIds,
+        max_coalesce_ms: SELECTION_LIMITS.maxCoalesceMs,
+        max_events_per_second: SELECTION_LIMITS.maxEventsPerSecond,
       },
       active_watches: this.registry.activeWatches,
     };

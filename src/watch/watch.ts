@@ -16,7 +16,7 @@ import type { Logger } from '../common/log';
 import { RateLimitedLog } from '../common/rate-limited-log';
 import * as K from '../kernel/constants';
 import * as ffi from '../kernel/ffi';
-import { addIgnoreForFd, addMark, checkSubtreeMark, flushMarks, GroupSpecError, openGroup, removeMark, type GroupClass, type GroupFeatures, type GroupSpec, type MarkScope, type MarkSpec, type ReportMode } from '../kernel/group';
+import { addIgnoreForFd, checkSubtreeMark, flushMarks, GroupSpecError, openGroup, type GroupClass, type GroupFeatures, type GroupSpec, type MarkScope, type MarkSpec, type ReportMode } from '../kernel/group';
 import type { EventPump, PumpClient } from '../kernel/pump';
 import { responseWord } from '../kernel/response';
 import type { HandleResolver } from '../host/handle-resolver';
@@ -28,7 +28,8 @@ import { EventReader } from './reader';
 import { ReleasedFds } from './released-fds';
 import { Responder } from './responder';
 import { SubtreeScope } from './subtree';
-import { Selection } from './selection';
+import { PlacedMarks } from './placed-marks';
+import { filteredOutTypes, Selection } from './selection';
 import type { Decision, EncodedEvent, SelectionSpec, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
 import { emptyStats } from './types';
 export { emptyStats };
@@ -59,6 +60,8 @@ export class Watch implements PumpClient {
   /** With MARK_SCOPE_SUBTREE marks (then the watch holds no others). */
   private readonly subtree?: SubtreeScope;
   private readonly coalescer?: Coalescer;
+  /** The marks as asked and as the kernel holds them, less the types the filters leave out. */
+  private readonly marks: PlacedMarks;
   private closed = false;
 
   constructor(
@@ -74,7 +77,11 @@ export class Watch implements PumpClient {
   ) {
     // Compiled before the group is opened: a bad glob throws with nothing to undo.
     const selection = new Selection(options.selection);
-    const group = openGroup(spec, features);
+    // A subtree's marks stay as asked: its mounts and ignore marks follow them (subtree.ts).
+    this.marks = new PlacedMarks(this.isSubtree(spec) ? 0 : (options.selection ? filteredOutTypes(options.selection) : 0));
+    const group = openGroup(spec, features, this.marks.initial(spec.marks));
+    this.marks.bind(group.fd);
+    this.marks.settleInitial();
     this.groupClass = spec.groupClass;
     this.audit = spec.audit === true;
     this.fd = group.fd;
@@ -130,8 +137,12 @@ export class Watch implements PumpClient {
     });
   }
 
+  private isSubtree(spec: GroupSpec): boolean {
+    return spec.marks.some((m) => m.scope === 'subtree');
+  }
+
   private openSubtree(spec: GroupSpec, pump: EventPump, resolver?: HandleResolver): SubtreeScope | undefined {
-    if (!spec.marks.some((m) => m.scope === 'subtree')) return undefined;
+    if (!this.isSubtree(spec)) return undefined;
     return new SubtreeScope({
       groupFd: this.fd,
       groupClass: this.groupClass,
@@ -151,7 +162,12 @@ export class Watch implements PumpClient {
    * verdict). Throws GlobError, and changes nothing, for a glob that cannot be used.
    */
   replaceSelection(spec: SelectionSpec): void {
-    this.reader.selection = new Selection(spec);
+    const next = new Selection(spec);
+    // The kernel reports the types the new filters take in before they
+    // apply, and stops reporting those they leave out after.
+    const narrow = this.marks.refilter(this.subtree ? 0 : filteredOutTypes(spec));
+    this.reader.selection = next;
+    narrow();
   }
 
   /** A coalesced event's window ended: it is queued as any notification, within the rate limit and the queue's room. */
@@ -207,20 +223,23 @@ export class Watch implements PumpClient {
     if (this.resolver) await this.resolver.add(m.path);
     await this.subtree?.prepare(m);
     if (this.closed) throw new WatchClosedError();
-    addMark(this.fd, m);
+    this.marks.add(m);
     this.subtree?.add(m);
   }
 
   removeMark(m: MarkSpec): void {
     this.checkMark(m);
     if (this.subtree) throw new GroupSpecError('MARK_SCOPE_SUBTREE marks stay for the life of their watch: close the watch to remove them');
-    removeMark(this.fd, m);
+    this.marks.remove(m);
   }
 
   flushMarks(scope: MarkScope): void {
     if (!this.subtree) {
       // A subtree mark is a mount mark to the kernel; this watch has none to flush.
-      if (scope !== 'subtree') flushMarks(this.fd, scope);
+      if (scope !== 'subtree') {
+        flushMarks(this.fd, scope);
+        this.marks.forget(scope);
+      }
       return;
     }
     // The inode marks of a subtree watch are its ignore marks and cached verdicts: dropping them is always safe.
