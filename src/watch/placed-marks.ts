@@ -153,13 +153,17 @@ export class PlacedMarks {
     }
   }
 
-  /** After the group opened: the marks placed only to check them are taken away. */
-  settleInitial(): void {
-    this.settle();
+  /**
+   * The marks of a group taken over from an earlier process, which placed
+   * them narrowed or not (by its version and filters): recorded as asked,
+   * so settleInitial() narrows them to this watch's filters.
+   */
+  adopted(marks: readonly MarkSpec[]): void {
+    for (const m of marks) this.record(m).placed |= m.mask;
   }
 
-  /** The mask the kernel holds for a mark as asked (tests). */
-  placedFor(m: MarkSpec): number {
-    return this.held.get(keyOf(m))?.placed ?? 0;
+  /** After the group opened (or was adopted): what is placed but not wanted is taken away. */
+  settleInitial(): void {
+    this.settle();
   }
 }
