@@ -120,6 +120,8 @@ export class ResumableWatch {
       opening,
       {
         subscribed: (s) => {
+          // A new watch numbers its events from the start again.
+          if (kind === 'subscribe') this.last = 0n;
           this.everSubscribed = true;
           this.lostReported = false;
           this.name = s.name;

@@ -135,6 +135,9 @@ describe('unit: resumable watch', () => {
     const again = await r.nextCall(4);
     expect(again.written[0]).to.have.property('subscribe');
     again.subscribed();
+    // The new watch numbers from 1 again: nothing of it is taken for a repeat.
+    again.events(1, 2);
+    expect(r.seen).to.deep.equal(['10', '1', '2']);
     expect(r.log).to.deep.equal(['attached', 'lost UNAVAILABLE', 'resubscribed']);
     r.w.cancel();
     await r.w.done;
