@@ -148,6 +148,8 @@ export class ResumableWatch {
     if (this.stopping) return this.settle(status);
     const { code } = status;
     if (!wasSubscribed && kind === 'subscribe' && code === grpc.status.ALREADY_EXISTS && this.subscribe.name) return this.open('join', false);
+    // The watch of that name is still opening (another engine started with this one): join it once it is open.
+    if (!wasSubscribed && kind === 'join' && code === grpc.status.UNAVAILABLE) return this.later('join');
     // The watch is gone: open it again.
     if (!wasSubscribed && kind !== 'subscribe' && code === grpc.status.NOT_FOUND) return this.open('subscribe', true);
     if (RETRYABLE.has(code) && (this.everSubscribed || this.options.retryFirst)) {
@@ -155,10 +157,13 @@ export class ResumableWatch {
         this.lostReported = true;
         this.handlers.lost?.(status);
       }
-      this.timer = setTimeout(() => this.open(this.name ? 'attach' : 'subscribe', true), this.options.reopenDelayMs ?? DEFAULT_REOPEN_DELAY_MS);
-      return;
+      return this.later(this.name ? 'attach' : 'subscribe');
     }
     this.settle(status);
+  }
+
+  private later(kind: Opening): void {
+    this.timer = setTimeout(() => this.open(kind, true), this.options.reopenDelayMs ?? DEFAULT_REOPEN_DELAY_MS);
   }
 
   /** Whether `sequence` is new (or unnumbered); the highest seen moves up to it. */

@@ -125,14 +125,16 @@ describe('unit: resumable watch', () => {
   it('joins a watch that has its name (ALREADY_EXISTS), and opens the watch again when it is gone (NOT_FOUND)', async () => {
     const r = rig();
     r.calls[0].end(grpc.status.ALREADY_EXISTS);
-    const join = await r.nextCall(2);
+    // The watch of that name is still opening: asked again.
+    (await r.nextCall(2)).end(grpc.status.UNAVAILABLE);
+    const join = await r.nextCall(3);
     expect(join.written[0]).to.deep.equal({ attach: { name: 'w', after_sequence: '0' } });
     join.subscribed();
     join.events(10);
     join.end(grpc.status.UNAVAILABLE);
-    const reattach = await r.nextCall(3);
+    const reattach = await r.nextCall(4);
     reattach.end(grpc.status.NOT_FOUND);
-    const again = await r.nextCall(4);
+    const again = await r.nextCall(5);
     expect(again.written[0]).to.have.property('subscribe');
     again.subscribed();
     // The new watch numbers from 1 again: nothing of it is taken for a repeat.
