@@ -90,11 +90,7 @@ export class Watch implements PumpClient {
     const selection = new Selection(options.selection);
     // A subtree's marks stay as asked: its mounts and ignore marks follow them (subtree.ts).
     this.marks = new PlacedMarks(this.isSubtree(spec) ? 0 : options.selection ? filteredOutTypes(options.selection) : 0);
-    // An adopted group holds its marks already, as the process before placed
-    // them (narrowed or not, by its version): recorded as asked, then narrowed.
-    const group = options.adoptFd === undefined ? openGroup(spec, features, this.marks.initial(spec.marks)) : adoptGroup(options.adoptFd, spec, features, this.marks);
-    this.marks.bind(group.fd);
-    this.marks.settleInitial();
+    const group = this.openMarked(spec, features, options.adoptFd);
     this.groupClass = spec.groupClass;
     this.audit = spec.audit === true;
     this.fd = group.fd;
@@ -164,6 +160,18 @@ export class Watch implements PumpClient {
     const shared = options.shared;
     if (!shared) return undefined;
     return new Fanout({ limits: options, stats: this.stats, seq: this.seq, codec: shared.codec, journalBytes: shared.journalBytes, orphan: (item) => this.orphan(item) });
+  }
+
+  /**
+   * The group with the marks narrowed to the filters. An adopted group
+   * holds its marks already, as the process before placed them (narrowed
+   * or not, by its version): recorded as asked, then narrowed.
+   */
+  private openMarked(spec: GroupSpec, features: GroupFeatures, adoptFd?: number): { fd: number; flags: number; reportMode: ReportMode } {
+    const group = adoptFd === undefined ? openGroup(spec, features, this.marks.initial(spec.marks)) : adoptGroup(adoptFd, spec, features, this.marks);
+    this.marks.bind(group.fd);
+    this.marks.settleInitial();
+    return group;
   }
 
   private isSubtree(spec: GroupSpec): boolean {
