@@ -9,7 +9,7 @@ import * as K from '../../src/kernel/constants';
 import { EventPump } from '../../src/kernel/pump';
 import { probeKernel } from '../../src/kernel/probe';
 import { silentLogger } from '../../src/common/log';
-import type { GroupClass } from '../../src/kernel/group';
+import { openGroup, type GroupClass } from '../../src/kernel/group';
 import { Watch, type OverflowNotice, type WatchEvent, type WatchOptions } from '../../src/watch/watch';
 import type { MatchSpec, RuleSpec } from '../../src/watch/types';
 import { objectSink, runChild, sh, tempDir } from '../fixtures/harness';
@@ -216,6 +216,19 @@ describe('integration: filters and rules', function () {
       expect(after.every((e) => (e.ev.mask & K.FAN_CLOSE_WRITE) === 0), JSON.stringify(after.map((e) => e.ev.mask))).to.equal(true);
       expect(w.snapshot().filtered).to.equal(0);
       expect(w.snapshot().eventsRead - read).to.equal(after.length);
+    });
+
+    it('narrows the marks of a group taken over from an earlier process to its filters', async () => {
+      const spec = { groupClass: 'notif' as const, marks: [{ path: dir, scope: 'inode' as const, mask: K.FAN_OPEN | K.FAN_CLOSE_WRITE | K.FAN_EVENT_ON_CHILD, flags: 0 }] };
+      // As a daemon that did not narrow them left them: every type asked for in the kernel.
+      const { fd } = openGroup(spec, { reportPidfd: true, evictable: true });
+      const events: WatchEvent[] = [];
+      const w = new Watch('t', spec, { reportPidfd: true, evictable: true }, { ...OPTIONS, adoptFd: fd, selection: { include: [], exclude: [match({ events: K.FAN_OPEN })], rules: [] } }, pump, silentLogger);
+      watches.push(w);
+      w.attach(objectSink((batch) => (events.push(...batch), true)));
+      expect(await touch('b.txt')).to.equal(0);
+      await waitFor(() => events.length >= 1, 5000, 'the CLOSE_WRITE');
+      expect(w.snapshot()).to.deep.include({ eventsRead: 1, filtered: 0 });
     });
 
     it('allows a permission type left out without reading it, and removes and re-adds marks as asked', async () => {
