@@ -62,6 +62,10 @@ export interface SubscribeRequest {
   coalesceMs: number;
   /** 0: no limit. */
   maxEventsPerSecond: number;
+  /** Subscribe.name; unset when empty. */
+  name?: string;
+  /** Subscribe.linger_ms; 0 when unset. */
+  lingerMs?: number;
 }
 
 /** The fields of Subscribe that are plain flags. */
@@ -112,7 +116,8 @@ export function parseSubscribe(msg: Subscribe__Output, limits: SubscribeLimits, 
   if (reportMode === 'dfid_name' && !kernel.initFlags.get(K.FAN_REPORT_NAME)) throw unsupported(`this kernel (${kernel.release}) does not support REPORT_MODE_DFID_NAME`);
   const skipPidVerification = msg.skip_pid_verification === true;
   const group = { groupClass, marks, audit, reportTid, reportTargetFid, reportFdError, reportMode, dfidNameSupported: kernel.initFlags.get(K.FAN_REPORT_NAME) === true };
-  return { group, verdictTimeoutMs, timeoutDecision, maxBatchEvents, skipPidVerification, ...parseDelivery(msg, groupClass) };
+  const named = { name: msg.name || undefined, lingerMs: Number(msg.linger_ms ?? 0) };
+  return { group, verdictTimeoutMs, timeoutDecision, maxBatchEvents, skipPidVerification, ...parseDelivery(msg, groupClass), ...named };
 }
 
 /** What Subscribe says about the events between the kernel and the client: filters, rules, process details, coalescing, rate. */

@@ -5,6 +5,7 @@
 import type { GroupClass, GroupSpec, MarkScope, MarkSpec, ReportMode } from '../kernel/group';
 import type { Decision, SelectionSpec, VerdictOptions, WatchOptions, WatchSink, WatchStats } from '../watch/types';
 import type { SubscribeRequest } from './convert';
+import type { ClientIdentity } from './identity';
 
 /** One open watch: the parts of src/watch's Watch a stream uses. */
 export interface WatchHandle {
@@ -58,6 +59,6 @@ export interface WatchFactory {
   check(spec: GroupSpec): void;
   /** The same for a mark added to a live watch of this class. */
   checkMark(groupClass: GroupClass, mark: MarkSpec): void;
-  /** The awaited part of opening a watch; opens no group. */
-  prepare(req: SubscribeRequest): Promise<PreparedWatch>;
+  /** The awaited part of opening a watch; opens no group. `identity`: the client's, for whoever keeps watches past their stream. */
+  prepare(req: SubscribeRequest, identity?: ClientIdentity): Promise<PreparedWatch>;
 }

@@ -166,7 +166,7 @@ export class WatchSession {
     const slot = this.ctx.registry.reserve(this.identity, rule);
     clearTimeout(this.current.timer);
     this.current = { name: 'subscribing', slot };
-    this.ctx.factory.prepare(req).then(
+    this.ctx.factory.prepare(req, this.identity).then(
       (prepared) => this.prepared(slot, req, prepared),
       (err: unknown) => this.preparationFailed(slot, err),
     );

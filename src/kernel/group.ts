@@ -35,6 +35,12 @@ export interface GroupSpec {
   reportMode?: ReportMode;
   /** The kernel takes FAN_REPORT_DFID_NAME (probed): the daemon's choice for a notification watch. */
   dfidNameSupported?: boolean;
+  /**
+   * A group that exists already (taken back from systemd's fd store after
+   * a restart): openGroup adopts this fd, with its marks, instead of
+   * creating one. The caller checked it is a fanotify group (groupInfo).
+   */
+  adoptFd?: number;
 }
 
 /** What the running kernel accepted when probed; decides optional flags. */
@@ -139,6 +145,12 @@ export const EVENT_F_FLAGS = ffi.O_RDONLY | ffi.O_CLOEXEC | O_LARGEFILE;
 export function openGroup(spec: GroupSpec, features: GroupFeatures): { fd: number; flags: number; reportMode: ReportMode } {
   checkSubtreeMarks(spec.marks);
   const { flags: asked, reportMode } = initFlags(spec, features);
+  if (spec.adoptFd !== undefined) {
+    // Its marks were placed by the process that created it, and stay with the group.
+    const info = groupInfo(spec.adoptFd);
+    if (!info) throw new GroupSpecError(`fd ${spec.adoptFd} is not a fanotify group`);
+    return { fd: spec.adoptFd, flags: info.flags, reportMode };
+  }
   const { fd, flags } = spec.marks.some((m) => m.scope === 'subtree') ? initUnlimited(asked) : { fd: ffi.fanotifyInit(asked, EVENT_F_FLAGS), flags: asked };
   try {
     for (const m of spec.marks) addMark(fd, m);
@@ -147,6 +159,22 @@ export function openGroup(spec: GroupSpec, features: GroupFeatures): { fd: numbe
     throw err;
   }
   return { fd, flags, reportMode };
+}
+
+/**
+ * The fanotify_init flags of a group fd, as /proc/self/fdinfo shows them
+ * ("fanotify flags:87 event-flags:8002", hex); undefined when the fd is
+ * not a fanotify group.
+ */
+export function groupInfo(fd: number): { flags: number; eventFFlags: number } | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const m = /^fanotify flags:([0-9a-f]+) event-flags:([0-9a-f]+)$/m.exec(text);
+  return m ? { flags: parseInt(m[1], 16), eventFFlags: parseInt(m[2], 16) } : undefined;
 }
 
 /**

@@ -1,0 +1,37 @@
+// What the daemon takes from its service manager at start: the
+// notification socket (READY=1, the watchdog, STOPPING=1), and, where the
+// unit has a file descriptor store ($FDSTORE, systemd 254+, or a harness
+// that sets it) and a state directory, the store for watches that outlive
+// the process. Without $NOTIFY_SOCKET: nothing, and the daemon is as it
+// always was.
+import type { Logger } from '../common/log';
+import * as ffi from '../kernel/ffi';
+import type { Config } from './config';
+import { FD_LIMIT_WITH_STORE } from './fd-store';
+import { listenFds, stateDirectoryFromEnv, type ListenFd } from './listen-fds';
+import { SdNotify } from './sd-notify';
+import { WatchStore } from './watch-store';
+
+export interface Supervision {
+  sd?: SdNotify;
+  /** Set when groups can be kept in the fd store. */
+  store?: WatchStore;
+  /** Fds handed back at this start (only with a store). */
+  fds: ListenFd[];
+}
+
+export function supervisionFromEnv(cfg: Config, env: NodeJS.ProcessEnv, log: Logger): Supervision {
+  const sd = SdNotify.fromEnv(env, log);
+  if (!sd) return { fds: [] };
+  const max = Number(env.FDSTORE ?? 0);
+  const dir = cfg.stateDir ?? stateDirectoryFromEnv(env);
+  if (!(max > 0) || !dir) {
+    if (max > 0) log.warn('systemd offers a file descriptor store but there is no state directory (StateDirectory= or --state-dir): watches will not survive a restart');
+    return { sd, fds: [] };
+  }
+  // The restore sweep tries every fd number the previous process could
+  // have been given; the soft limit bounds them (fd-store.ts).
+  const { soft } = ffi.fileLimit();
+  if (soft > FD_LIMIT_WITH_STORE) ffi.setFileLimit(FD_LIMIT_WITH_STORE);
+  return { sd, store: new WatchStore(dir), fds: listenFds(env) };
+}
