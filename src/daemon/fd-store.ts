@@ -34,8 +34,8 @@ import { DEFINITION_VERSION, storeName, type WatchDefinition, type WatchStore } 
 
 /**
  * The soft RLIMIT_NOFILE the daemon keeps while it uses the store: the
- * bound of the restore sweep, which costs 1.6-2.2 us per number here
- * (about 0.1-0.15 s per watch at this bound, 1.7 s at 1,048,576), and
+ * bound of the restore sweep, which costs 2.3-6.4 us per number here
+ * (75-420 ms per watch at this bound, 2.4-4.9 s at 1,048,576), and
  * still room for 32,000 pending events with their pidfds.
  */
 export const FD_LIMIT_WITH_STORE = 65_536;
