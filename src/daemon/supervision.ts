@@ -27,6 +27,14 @@ export function supervisionFromEnv(cfg: Config, env: NodeJS.ProcessEnv, log: Log
   const dir = cfg.stateDir ?? stateDirectoryFromEnv(env);
   if (!(max > 0) || !dir) {
     if (max > 0) log.warn('systemd offers a file descriptor store but there is no state directory (StateDirectory= or --state-dir): watches will not survive a restart');
+    // Groups handed back that nothing will read would hold their openers
+    // for as long as this process lives: closed (the kernel allows what
+    // they held) and dropped from the store.
+    for (const f of listenFds(env)) {
+      log.warn('an fd in the store cannot be taken back without a state directory; closed', { name: f.name });
+      ffi.closeFd(f.fd);
+      sd.remove(f.name);
+    }
     return { sd, fds: [] };
   }
   // The restore sweep tries every fd number the previous process could

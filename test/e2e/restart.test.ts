@@ -96,6 +96,8 @@ describe('e2e: restart under systemd (fd store)', function () {
     expect(denied(late), `opener during the restart: ${late.code} ${late.stderr}`).to.equal(true);
     const restored = await sd.until(restoredLine, 'the restore log line');
     expect(restored.pending_answered).to.equal(OPENERS);
+    // Taken back, not stored a second time.
+    expect(sd.storedFds).to.equal(1);
     expect(restored.name).to.equal('guard');
     await engineReattaches(seen);
   });
