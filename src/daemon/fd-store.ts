@@ -29,8 +29,8 @@ import { DEFINITION_VERSION, storeName, type WatchDefinition, type WatchStore } 
 
 /**
  * The soft RLIMIT_NOFILE the daemon keeps while it uses the store: the
- * bound of the restore sweep, which costs 2.3-3.4 us per number here
- * (75-220 ms per watch at this bound, 2.4 s at 1,048,576), and still
+ * bound of the restore sweep, which costs 2.3-6.4 us per number here
+ * (75-420 ms per watch at this bound, 2.4-4.9 s at 1,048,576), and still
  * room for 32,000 pending events with their pidfds.
  */
 export const FD_LIMIT_WITH_STORE = 65_536;
