@@ -9,6 +9,8 @@ import type { SubscribeRequest } from './convert';
 /** One open watch: the parts of src/watch's Watch a stream uses. */
 export interface WatchHandle {
   readonly id: string;
+  /** The fanotify group's fd (what a restart hands to systemd's fd store); -1 for a watch without one. */
+  readonly fd: number;
   readonly groupClass: GroupClass;
   readonly audit: boolean;
   readonly initFlags: number;

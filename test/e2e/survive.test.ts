@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { expect } from 'chai';
 import { fanotifyClientConstructor } from '../../src/api/proto';
-import { type Client, type Daemon, runChild, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
+import { type Client, type Daemon, getInfo, runChild, startDaemon, tempDir, WatchStream } from '../fixtures/harness';
 import { waitFor } from '../fixtures/wait';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -284,6 +284,34 @@ describe('e2e: named watches: resume, fan-out, shared permission watches', funct
       expect(Number(end.decided_by_client)).to.equal(files.length);
       expect(Number(end.decided_by_timeout)).to.equal(0);
       expect(Number(end.reassigned)).to.equal(held.length);
+    });
+
+    it('a lingering watch answers opens with its timeout decision at once, and closes when its linger ends', async () => {
+      const file = path.join(dir, 'held');
+      fs.writeFileSync(file, 'x');
+      const c = client(daemon);
+      const s = track(
+        new WatchStream(c, {
+          group_class: 'GROUP_CLASS_CONTENT',
+          marks: [{ path: dir, scope: 'MARK_SCOPE_INODE', events: ['EVENT_TYPE_OPEN_PERM'], on_child: true }],
+          timeout_decision: 'DECISION_DENY',
+          verdict_timeout_ms: 60_000,
+          name: 'brief',
+          linger_ms: 1500,
+        }),
+      );
+      await s.subscribed();
+      expect((await getInfo(c)).named_watches).to.equal(1);
+      s.cancel();
+      // Whether the open comes before or after the daemon sees the stream end, no stream is left to answer it.
+      const denied = await runChild('/bin/cat', [file], 15_000).done;
+      expect(denied.code).to.equal(1);
+      expect(denied.stderr).to.match(/Operation not permitted|Permission denied/);
+      await waitFor(async () => (await getInfo(c)).named_watches === 0, 20_000, 'the linger to end');
+      const late = track(attach(c, { name: 'brief' }));
+      expect((await late.ended()).code).to.equal(grpc.status.NOT_FOUND);
+      const after = await runChild('/bin/cat', [file], 15_000).done;
+      expect(after.code, 'the group is gone: nothing holds the open').to.equal(0);
     });
   });
 });
