@@ -9,6 +9,9 @@
 //   telemetry-wire ADDR DIR [MODE] [skip-pid-verification] [JSON]  the same, reading the wire format itself
 // JSON: fields merged over the client's own Subscribe (marks of another
 // scope, rules, filters), as protobufjs's fromObject reads them.
+//   attach-wire ADDR NAME     attaches to the named watch from its oldest buffered event and
+//                             reads, in the wire format, up to the last sequence Subscribed named;
+//                             prints how long that took
 //   pingpong-server SOCK      bare grpc-js bidirectional echo (the transport's limit)
 //   pingpong-client SOCK N    N round trips against it
 // Each prints "ready" when set up and one JSON line of counts when done
@@ -475,7 +478,56 @@ function telemetryWire(): void {
   });
 }
 
-const modes: Record<string, () => void> = { policy: () => policy(), 'policy-cache': () => policy(true), 'policy-wire': policyWire, 'policy-rules': policyRules, telemetry, 'telemetry-wire': telemetryWire, 'pingpong-server': pingpongServer, 'pingpong-client': pingpongClient };
+const SUB_LAST_SEQUENCE = 10;
+const WR_GAP = 6;
+const EV_SEQUENCE = 23;
+
+/** The replay of a named watch's buffer to a stream that attaches: events and time to the last sequence. */
+function attachWire(): void {
+  let last = -1;
+  let maxSeq = 0;
+  let events = 0;
+  let gaps = 0;
+  const t0 = performance.now();
+  const call = rawWatch(() => (b) => b);
+  call.on('data', (b: Buffer) => {
+    const r = new WireReader(b);
+    while (r.pos < r.end) {
+      const [num, wt, s, e] = r.field();
+      if (wt !== 2) continue;
+      if (num === WR_SUBSCRIBED) {
+        last = 0;
+        const sub = new WireReader(b, s, e);
+        while (sub.pos < sub.end) {
+          const [sn, swt, vs] = sub.field();
+          if (sn === SUB_LAST_SEQUENCE && swt === 0) last = varintAt(b, vs);
+        }
+      } else if (num === WR_GAP) gaps++;
+      else if (num === WR_EVENTS) {
+        eachEvent(b, s, e, (es, ee) => {
+          events++;
+          const ev = new WireReader(b, es, ee);
+          while (ev.pos < ev.end) {
+            const [en, ewt, vs] = ev.field();
+            if (en === EV_SEQUENCE && ewt === 0) maxSeq = Math.max(maxSeq, varintAt(b, vs));
+          }
+        });
+      }
+    }
+    if (last >= 0 && maxSeq >= last) {
+      const ms = performance.now() - t0;
+      process.stdout.write(JSON.stringify({ events, last_sequence: last, gaps, ms }) + '\n', () => process.exit(0));
+    }
+  });
+  call.on('error', (e: Error) => {
+    console.error(`attach failed: ${e.message}`);
+    process.exit(1);
+  });
+  console.log('ready');
+  call.write({ attach: { name: arg, after_sequence: 0 } });
+}
+
+const modes: Record<string, () => void> = { policy: () => policy(), 'policy-cache': () => policy(true), 'policy-wire': policyWire, 'policy-rules': policyRules, telemetry, 'telemetry-wire': telemetryWire, 'pingpong-server': pingpongServer, 'pingpong-client': pingpongClient, 'attach-wire': attachWire };
 if (!modes[mode]) {
   console.error(`unknown mode ${mode}`);
   process.exit(2);

@@ -55,7 +55,7 @@ async function restartOnce(dir: string): Promise<{ killToAnswered: number; killT
     await sd.start();
     const killToReady = ms(t);
     const killToAnswered = await answered;
-    const line = sd.logs.map((l) => JSON.parse(l) as Record<string, number | string>).find((l) => l.msg === 'watch restored');
+    const line = sd.logs.map((l) => JSON.parse(l) as Record<string, number | string>).find((l) => l.msg === 'watch taken back from the fd store');
     return { killToAnswered, killToReady, sweepMs: Number(line?.sweep_ms), plainReady };
   } finally {
     client?.close();

@@ -46,6 +46,8 @@ export interface SubscribeLimits {
   defaultMaxBatchEvents: number;
   maxBatchEvents: number;
   maxMarksPerWatch: number;
+  /** The largest Subscribe.linger_ms (--max-linger-ms). */
+  maxLingerMs: number;
 }
 
 export interface SubscribeRequest {
@@ -62,10 +64,10 @@ export interface SubscribeRequest {
   coalesceMs: number;
   /** 0: no limit. */
   maxEventsPerSecond: number;
-  /** Subscribe.name; unset when empty. */
-  name?: string;
-  /** Subscribe.linger_ms; 0 when unset. */
-  lingerMs?: number;
+  /** Subscribe.name; empty: unnamed (one stream, closed with it). */
+  name: string;
+  /** How long a named watch stays after its last stream; 0: it closes with it. */
+  lingerMs: number;
 }
 
 /** The fields of Subscribe that are plain flags. */
@@ -116,8 +118,28 @@ export function parseSubscribe(msg: Subscribe__Output, limits: SubscribeLimits, 
   if (reportMode === 'dfid_name' && !kernel.initFlags.get(K.FAN_REPORT_NAME)) throw unsupported(`this kernel (${kernel.release}) does not support REPORT_MODE_DFID_NAME`);
   const skipPidVerification = msg.skip_pid_verification === true;
   const group = { groupClass, marks, audit, reportTid, reportTargetFid, reportFdError, reportMode, dfidNameSupported: kernel.initFlags.get(K.FAN_REPORT_NAME) === true };
-  const named = { name: msg.name || undefined, lingerMs: Number(msg.linger_ms ?? 0) };
-  return { group, verdictTimeoutMs, timeoutDecision, maxBatchEvents, skipPidVerification, ...parseDelivery(msg, groupClass), ...named };
+  return { group, verdictTimeoutMs, timeoutDecision, maxBatchEvents, skipPidVerification, ...parseDelivery(msg, groupClass), ...parseNaming(msg, limits) };
+}
+
+const WATCH_NAME = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** Subscribe.name and linger_ms. */
+function parseNaming(msg: Subscribe__Output, limits: SubscribeLimits): Pick<SubscribeRequest, 'name' | 'lingerMs'> {
+  const name = typeof msg.name === 'string' ? msg.name : '';
+  const lingerMs = Number(msg.linger_ms ?? 0);
+  if (name !== '') checkWatchName(name, 'Subscribe');
+  if (lingerMs > 0 && name === '') throw new ApiError(grpc.status.INVALID_ARGUMENT, 'Subscribe: linger_ms needs a name: only a named watch can be attached to after its stream ends');
+  if (lingerMs > limits.maxLingerMs) {
+    throw new ApiError(grpc.status.INVALID_ARGUMENT, `Subscribe: linger_ms ${lingerMs} exceeds the daemon's maximum of ${limits.maxLingerMs} (--max-linger-ms)`);
+  }
+  return { name, lingerMs };
+}
+
+/** A watch name as Subscribe.name and Attach.name take it. */
+export function checkWatchName(name: string, where: string): void {
+  if (!WATCH_NAME.test(name)) {
+    throw new ApiError(grpc.status.INVALID_ARGUMENT, `${where}: name "${name.slice(0, 140)}" is not 1-128 letters, digits, ".", "_" or "-"`);
+  }
 }
 
 /** What Subscribe says about the events between the kernel and the client: filters, rules, process details, coalescing, rate. */
@@ -269,6 +291,7 @@ export function overflowToProto(o: OverflowNotice): Overflow {
     source: OVERFLOW_SOURCES[o.source],
     dropped: o.dropped,
     total: o.total,
+    sequence: o.seq ?? 0,
   };
 }
 
@@ -297,5 +320,9 @@ export function statsToProto(s: WatchStats, requestId: string): WatchStatsMessag
     decided_by_timeout: d.timeout + d.disconnect + d.limit,
     decided_by_daemon: d.self + d.filter + d.shutdown,
     pending: s.pending,
+    verdicts_refused: s.verdictsRefused,
+    consumers: s.consumers,
+    reassigned: s.reassigned,
+    gap_sequences: s.gapSequences,
   };
 }

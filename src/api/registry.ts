@@ -6,9 +6,15 @@
 // between, concurrent Subscribes can never hold more slots than a limit
 // allows. The slot is released when the Subscribe fails or the watch
 // closes, and only then.
+//
+// A named watch (Subscribe.name) is also found here by its client identity
+// and name, for Attach; it holds its slot while it lingers without a
+// stream, so it counts against --max-watches until it closes.
 import * as grpc from '@grpc/grpc-js';
 import type { WatchStats } from '../watch/types';
+import type { SubscribeRequest } from './convert';
 import { ApiError } from './errors';
+import type { Subscribe__Output } from './gen/fanotify/v1/Subscribe';
 import { describeIdentity, identityKey, type ClientIdentity } from './identity';
 import type { RuleMatch } from './policy';
 import type { WatchHandle } from './watch-factory';
@@ -18,26 +24,58 @@ export interface RegistryLimits {
   maxWatchesPerIdentity: number;
 }
 
+/** A named watch as it was asked for: what it takes to open it again (after a daemon restart). */
+export interface NamedWatch {
+  readonly name: string;
+  readonly identity: ClientIdentity;
+  /** The Subscribe that opened it, as received. */
+  readonly subscribe: Subscribe__Output;
+  /** That Subscribe, parsed. */
+  readonly request: SubscribeRequest;
+  readonly lingerMs: number;
+  readonly watch: WatchHandle;
+}
+
+/** Told when a named watch opens and when it finally closes (after its linger). */
+export interface NamedWatchHooks {
+  opened?(w: NamedWatch): void;
+  closed?(w: NamedWatch): void;
+}
+
 /** One reserved place for a watch; holds the watch once it is open. */
 export class WatchSlot {
   private opened?: WatchHandle;
   private released = false;
+
+  /** Set with the watch, for a named one. */
+  private named?: NamedWatch;
 
   constructor(
     readonly id: string,
     readonly identity: ClientIdentity,
     readonly identityKey: string,
     private readonly registry: WatchRegistry,
+    /** Subscribe.name; undefined: unnamed. */
+    readonly name?: string,
   ) {}
 
   get watch(): WatchHandle | undefined {
     return this.opened;
   }
 
-  /** The watch opened for this slot. */
-  activate(watch: WatchHandle): void {
+  /** The named watch's definition, once it is open. */
+  get definition(): NamedWatch | undefined {
+    return this.named;
+  }
+
+  /** The watch opened for this slot; a named one with the Subscribe that asked for it. */
+  activate(watch: WatchHandle, subscribe?: Subscribe__Output, request?: SubscribeRequest, lingerMs = 0): void {
     if (this.released) throw new Error(`slot ${this.id} was released before its watch opened`);
     this.opened = watch;
+    if (this.name !== undefined && subscribe && request) {
+      this.named = { name: this.name, identity: this.identity, subscribe, request, lingerMs, watch };
+      this.registry.namedOpened(this.named);
+    }
   }
 
   /** Free the slot (its watch closed, or none will open); idempotent. */
@@ -50,6 +88,10 @@ export class WatchSlot {
 
 export class WatchRegistry {
   private readonly slots = new Set<WatchSlot>();
+  /** Named watches' slots by identity key and name. */
+  private readonly names = new Map<string, WatchSlot>();
+  /** For the daemon's restart support: named watches to persist and forget. */
+  hooks: NamedWatchHooks = {};
   private seq = 0;
   private closing = false;
   /** Statistics of closed watches, summed, so totals survive their watches. */
@@ -66,12 +108,15 @@ export class WatchRegistry {
    * once shutdown began, RESOURCE_EXHAUSTED at a limit. Synchronous, so no
    * other Subscribe can take the same place.
    */
-  reserve(identity: ClientIdentity, rule?: RuleMatch): WatchSlot {
+  reserve(identity: ClientIdentity, rule?: RuleMatch, name?: string): WatchSlot {
     if (this.closing) throw new ApiError(grpc.status.UNAVAILABLE, 'the daemon is shutting down');
     if (this.slots.size >= this.limits.maxWatches) {
       throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `the daemon already serves ${this.slots.size} watches, its limit (--max-watches)`);
     }
     const key = identityKey(identity);
+    if (name !== undefined && this.names.has(nameKey(key, name))) {
+      throw new ApiError(grpc.status.ALREADY_EXISTS, `client ${describeIdentity(identity)} already has a watch named "${name}"; send Attach with that name to join it, or choose another name`);
+    }
     const mine = this.count((s) => s.identityKey === key);
     if (mine >= this.limits.maxWatchesPerIdentity) {
       throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `client ${describeIdentity(identity)} already holds ${mine} watches, the limit per client (--max-watches-per-identity)`);
@@ -79,9 +124,50 @@ export class WatchRegistry {
     if (rule && this.count((s) => this.ruleOf(s.identity)?.rule === rule.rule) >= rule.rule.maxWatches) {
       throw new ApiError(grpc.status.RESOURCE_EXHAUSTED, `${rule.name} allows at most ${rule.rule.maxWatches} concurrent watches`);
     }
-    const slot = new WatchSlot(`w${++this.seq}`, identity, key, this);
+    const slot = new WatchSlot(`w${++this.seq}`, identity, key, this, name);
     this.slots.add(slot);
+    if (name !== undefined) this.names.set(nameKey(key, name), slot);
     return slot;
+  }
+
+  /**
+   * The named watch an Attach asks for: the client's own, else NOT_FOUND;
+   * PERMISSION_DENIED when only another client has a watch of that name
+   * (only its creator may attach).
+   */
+  findNamed(identity: ClientIdentity, name: string): WatchSlot {
+    const slot = this.names.get(nameKey(identityKey(identity), name));
+    if (slot) {
+      if (!slot.watch) throw new ApiError(grpc.status.UNAVAILABLE, `the watch named "${name}" is still opening; attach once its Subscribed was sent`);
+      if (slot.watch.isClosed) throw new ApiError(grpc.status.NOT_FOUND, `no watch named "${name}" is open (it closed)`);
+      return slot;
+    }
+    for (const s of this.names.values()) {
+      if (s.name === name) throw new ApiError(grpc.status.PERMISSION_DENIED, `the watch named "${name}" belongs to another client; only the client that created it may attach`);
+    }
+    throw new ApiError(grpc.status.NOT_FOUND, `no watch named "${name}" is open or lingering for client ${describeIdentity(identity)}; send Subscribe with that name to open one`);
+  }
+
+  /** Named watches, open or lingering. */
+  get namedWatches(): number {
+    return this.names.size;
+  }
+
+  /** Every named watch open now, with its definition. */
+  named(): NamedWatch[] {
+    const out: NamedWatch[] = [];
+    for (const s of this.names.values()) if (s.definition) out.push(s.definition);
+    return out;
+  }
+
+  /** Close every watch still open (the lingering ones, with no stream to end them). */
+  closeAll(reason: 'disconnect' | 'shutdown'): void {
+    for (const s of [...this.slots]) s.watch?.close(reason);
+  }
+
+  /** Called by WatchSlot.activate. */
+  namedOpened(w: NamedWatch): void {
+    this.hooks.opened?.(w);
   }
 
   /** Refuse every later reservation: the daemon is shutting down. */
@@ -118,7 +204,9 @@ export class WatchRegistry {
   /** Called by WatchSlot.release. */
   remove(slot: WatchSlot): void {
     if (!this.slots.delete(slot)) return;
+    if (slot.name !== undefined) this.names.delete(nameKey(slot.identityKey, slot.name));
     if (slot.watch) this.closedTotals = addStats(this.closedTotals, slot.watch.snapshot());
+    if (slot.definition) this.hooks.closed?.(slot.definition);
   }
 
   private count(pred: (s: WatchSlot) => boolean): number {
@@ -128,12 +216,16 @@ export class WatchRegistry {
   }
 }
 
+function nameKey(identityKey: string, name: string): string {
+  return `${identityKey}\n${name}`;
+}
+
 function addStats(a: WatchStats | undefined, b: WatchStats): WatchStats {
-  if (!a) return { ...b, decisions: { ...b.decisions }, pending: 0, queued: 0 };
+  if (!a) return { ...b, decisions: { ...b.decisions }, pending: 0, queued: 0, consumers: 0 };
   const out = { ...a, decisions: { ...a.decisions } };
   for (const k of Object.keys(b) as Array<keyof WatchStats>) {
     if (k === 'decisions') for (const d of Object.keys(b.decisions) as Array<keyof WatchStats['decisions']>) out.decisions[d] += b.decisions[d];
-    else if (k !== 'pending' && k !== 'queued') out[k] += b[k];
+    else if (k !== 'pending' && k !== 'queued' && k !== 'consumers') out[k] += b[k];
   }
   return out;
 }

@@ -1,7 +1,8 @@
 // gRPC handlers for fanotify.v1.Fanotify. Watch gives each stream a
 // WatchSession (watch-session.ts); GetInfo answers from the probe and the
-// limits. shutdown() ends every stream, answering pending permission events
-// with ALLOW.
+// limits. shutdown() ends every stream and closes every watch (lingering
+// ones too), answering pending permission events with ALLOW.
+import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import * as K from '../kernel/constants';
 import type { KernelFeatures } from '../kernel/probe';
@@ -13,26 +14,49 @@ import type { GetInfoRequest__Output } from './gen/fanotify/v1/GetInfoRequest';
 import type { GetInfoResponse } from './gen/fanotify/v1/GetInfoResponse';
 import type { GroupClass__Output } from './gen/fanotify/v1/GroupClass';
 import type { MarkScope__Output } from './gen/fanotify/v1/MarkScope';
-import { clientIdentity, identityFields } from './identity';
+import type { Subscribe__Output } from './gen/fanotify/v1/Subscribe';
+import { clientIdentity, identityFields, type ClientIdentity } from './identity';
 import { Authorizer } from './policy';
-import { WatchRegistry } from './registry';
+import { WatchRegistry, type NamedWatch, type WatchSlot } from './registry';
 import { isUndecodable, undecodableError, type Incoming } from './service-definition';
-import type { WatchFactory } from './watch-factory';
-import type { AuditSink, ServiceLimits } from './watch-options';
+import type { WatchFactory, WatchHandle } from './watch-factory';
+import { watchOptions, type AuditSink, type ServiceLimits } from './watch-options';
 import { WatchSession, type SessionContext, type WatchCall } from './watch-session';
 export { serviceDefinition } from './service-definition';
 export type { ServiceLimits } from './watch-options';
 
 type GetInfoCall = grpc.ServerUnaryCall<Incoming<GetInfoRequest__Output>, GetInfoResponse>;
 
+/** A named watch to open again without a stream (after a daemon restart): what NamedWatch said of it, and where it goes on. */
+export interface StoredWatch {
+  name: string;
+  identity: ClientIdentity;
+  subscribe: Subscribe__Output;
+  /** The group fd the earlier process opened, taken over (its marks are in the kernel). */
+  fd: number;
+  /** The sequence its next event gets: one past the last the earlier process gave. */
+  firstSequence: number;
+}
+
+/** The host's boot id; empty where the kernel has none. */
+function readBootId(): string {
+  try {
+    return fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
 export class FanotifyService {
   readonly registry: WatchRegistry;
   private readonly sessions = new Set<WatchSession>();
   private readonly context: SessionContext;
+  private readonly factory: WatchFactory;
   /** Fed with each client verdict's latency (metrics). */
   onVerdictLatency?: (ms: number) => void;
   /** Where audit records go (--audit-file); none by default. */
   audit?: AuditSink;
+  readonly bootId = readBootId();
 
   constructor(
     factory: WatchFactory,
@@ -43,7 +67,9 @@ export class FanotifyService {
     readonly authorizer = new Authorizer(),
   ) {
     this.registry = new WatchRegistry(limits, (identity) => authorizer.ruleFor(identity));
+    this.factory = factory;
     this.context = {
+      bootId: this.bootId,
       registry: this.registry,
       factory,
       authorizer,
@@ -81,10 +107,52 @@ export class FanotifyService {
     };
   }
 
-  /** Refuse new watches, then end every stream: pending permission events are answered ALLOW. */
+  /** Refuse new watches, then end every stream and close every watch: pending permission events are answered ALLOW. */
   shutdown(): void {
     this.registry.shutdown();
     for (const s of [...this.sessions]) s.shutdown();
+    this.registry.closeAll('shutdown');
+  }
+
+  /**
+   * Open a named watch again, without a stream, from its stored definition
+   * and the group fd an earlier process of the daemon opened: it starts
+   * reading at once and lingers for its linger_ms until a stream attaches.
+   * Its sequence goes on from `firstSequence`. Throws what a Subscribe
+   * would be refused with (the limits and the name are taken as for one).
+   */
+  async restore(stored: StoredWatch): Promise<WatchHandle> {
+    const req = convert.parseSubscribe(stored.subscribe, this.limits, this.kernel);
+    if (req.name !== stored.name || req.lingerMs <= 0) throw new Error(`stored watch "${stored.name}" is not a named watch with a linger`);
+    const slot = this.registry.reserve(stored.identity, this.authorizer.ruleFor(stored.identity), stored.name);
+    try {
+      const prepared = await this.factory.prepare(req);
+      const who = { ...identityFields(stored.identity), peer: 'restored' };
+      const options = watchOptions(slot.id, req, this.limits, {
+        audit: this.audit,
+        who,
+        onVerdictLatency: (ms) => this.onVerdictLatency?.(ms),
+        onFailed: () => undefined,
+      });
+      const watch = prepared.open(slot.id, { ...options, adoptFd: stored.fd, firstSequence: stored.firstSequence }, (w) => this.restoredClosed(slot, w));
+      slot.activate(watch, stored.subscribe, req, req.lingerMs);
+      watch.start();
+      this.log.info('watch restored', { watch: watch.id, name: stored.name, ...who, first_sequence: stored.firstSequence });
+      return watch;
+    } catch (err) {
+      slot.release();
+      throw err;
+    }
+  }
+
+  private restoredClosed(slot: WatchSlot, w: WatchHandle): void {
+    slot.release();
+    this.log.info('watch closed', { watch: w.id, name: slot.name, stats: w.snapshot() });
+  }
+
+  /** Named watches open now (restart support persists them). */
+  namedWatches(): NamedWatch[] {
+    return this.registry.named();
   }
 
   private watch(call: WatchCall): void {
@@ -148,8 +216,12 @@ export class FanotifyService {
         max_marks_per_watch: l.maxMarksPerWatch,
         max_pending_per_watch: l.maxPendingPerWatch,
         max_watches_per_identity: l.maxWatchesPerIdentity,
+        max_linger_ms: l.maxLingerMs,
+        resume_buffer_bytes: l.resumeBufferBytes,
       },
       active_watches: this.registry.activeWatches,
+      boot_id: this.bootId,
+      named_watches: this.registry.namedWatches,
     };
   }
 }

@@ -3,23 +3,34 @@
 // tests pass a fake, so the stream's state machine and the registry run
 // without root, a kernel or the FFI.
 import type { GroupClass, GroupSpec, MarkScope, MarkSpec, ReportMode } from '../kernel/group';
-import type { Decision, SelectionSpec, VerdictOptions, WatchOptions, WatchSink, WatchStats } from '../watch/types';
+import type { AttachFrom, Attachment, SelectionSpec, WatchOptions, WatchSink, WatchStats } from '../watch/types';
 import type { SubscribeRequest } from './convert';
-import type { ClientIdentity } from './identity';
 
 /** One open watch: the parts of src/watch's Watch a stream uses. */
 export interface WatchHandle {
   readonly id: string;
+  /** The fanotify group's fd (what a restart hands to systemd's fd store); -1 for a watch without one. */
+  readonly fd: number;
   readonly groupClass: GroupClass;
   readonly audit: boolean;
   readonly initFlags: number;
   readonly reportMode: ReportMode;
   readonly isClosed: boolean;
-  /** Start delivering to sink. */
-  attach(sink: WatchSink): void;
-  /** The sink can take more after refusing. */
-  resume(): void;
-  verdict(id: number, decision: Decision, opts?: VerdictOptions): boolean;
+  /** The last sequence given to an event or notice; 0: none yet. */
+  readonly lastSequence: number;
+  /** The oldest sequence a stream attaching now could be sent (a named watch's journal); 0: none. */
+  readonly firstSequence: number;
+  /** Streams attached now. */
+  readonly consumers: number;
+  /** A named watch with no stream, waiting for one until its linger ends. */
+  readonly lingering: boolean;
+  /**
+   * A stream attaches and is delivered to: an unnamed watch's only stream,
+   * or one of a named watch's, from `from` on (Attach).
+   */
+  attach(sink: WatchSink, from?: AttachFrom): Attachment;
+  /** Start reading without a stream: a named watch restored after a restart, lingering until one attaches. */
+  start(): void;
   addMark(m: MarkSpec): Promise<void>;
   removeMark(m: MarkSpec): void;
   flushMarks(scope: MarkScope): void;
@@ -59,6 +70,6 @@ export interface WatchFactory {
   check(spec: GroupSpec): void;
   /** The same for a mark added to a live watch of this class. */
   checkMark(groupClass: GroupClass, mark: MarkSpec): void;
-  /** The awaited part of opening a watch; opens no group. `identity`: the client's, for whoever keeps watches past their stream. */
-  prepare(req: SubscribeRequest, identity?: ClientIdentity): Promise<PreparedWatch>;
+  /** The awaited part of opening a watch; opens no group. */
+  prepare(req: SubscribeRequest): Promise<PreparedWatch>;
 }

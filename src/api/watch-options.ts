@@ -2,6 +2,7 @@
 // daemon's limits, and the hooks that report its decisions.
 import type { DecidedBy, WatchEvent, WatchOptions } from '../watch/types';
 import type { SubscribeLimits, SubscribeRequest } from './convert';
+import { eventCodec } from './wire';
 
 export interface ServiceLimits extends SubscribeLimits {
   queueCapacity: number;
@@ -12,6 +13,8 @@ export interface ServiceLimits extends SubscribeLimits {
   handshakeTimeoutMs?: number;
   /** The server's largest message (--max-message-bytes); batches stay below it too. */
   maxMessageBytes?: number;
+  /** Bytes of encoded events and notices a named watch keeps for streams to resume from (--resume-buffer-bytes). */
+  resumeBufferBytes: number;
 }
 
 /** Where audit records go (--audit-file). */
@@ -53,6 +56,8 @@ export function watchOptions(id: string, req: SubscribeRequest, limits: ServiceL
     processDetails: req.processDetails,
     coalesceMs: req.coalesceMs,
     maxEventsPerSecond: req.maxEventsPerSecond,
+    // A named watch may have several streams, or none for a while: it reads into its journal.
+    shared: req.name ? { lingerMs: req.lingerMs, journalBytes: limits.resumeBufferBytes, codec: eventCodec } : undefined,
   };
 }
 

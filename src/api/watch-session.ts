@@ -1,10 +1,13 @@
 // One Watch stream: a state machine from the stream's first request to its
-// status. A stream owns at most one watch for its life: Subscribe opens it,
-// verdicts and mark requests flow into it, batches flow out of it, and
-// whatever ends the stream closes it, which answers every pending
-// permission event.
+// status. A stream is attached to at most one watch for its life: Subscribe
+// opens it, or Attach joins a named one; verdicts and mark requests flow
+// into it, batches flow out of it, and whatever ends the stream detaches
+// it: an unnamed watch then closes, which answers every pending permission
+// event; a named one hands this stream's events to its other streams, or
+// lingers (watch.ts).
 //
 //   awaiting-subscribe --Subscribe--> subscribing --opened--> active
+//          |           ------------------Attach------------->   |
 //          |                              |                     |
 //          +------------------------------+---------------------+--> closing --> closed
 //
@@ -15,10 +18,11 @@
 import * as grpc from '@grpc/grpc-js';
 import * as K from '../kernel/constants';
 import type { Logger } from '../common/log';
-import type { WatchSink } from '../watch/types';
+import type { Attachment, WatchSink } from '../watch/types';
 import * as convert from './convert';
 import { ApiError, errnoName, toStatus } from './errors';
 import type { MarkResult } from './gen/fanotify/v1/MarkResult';
+import type { Attach__Output } from './gen/fanotify/v1/Attach';
 import type { Subscribe__Output } from './gen/fanotify/v1/Subscribe';
 import type { WatchRequest__Output } from './gen/fanotify/v1/WatchRequest';
 import type { WatchResponse } from './gen/fanotify/v1/WatchResponse';
@@ -30,14 +34,15 @@ import type { PreparedWatch, WatchFactory, WatchHandle } from './watch-factory';
 import { watchOptions, type AuditSink, type ServiceLimits } from './watch-options';
 import type { KernelFeatures } from '../kernel/probe';
 import { parseSelection, type SelectionContext, type SelectionMessage } from './selection-request';
-import { encodeEvent, eventBatch } from './wire';
+import { encodeEvent, eventBatch, withSequence } from './wire';
 
 export type WatchCall = grpc.ServerDuplexStream<Incoming<WatchRequest__Output>, Outgoing<WatchResponse>>;
 
 export type SessionState =
   | { readonly name: 'awaiting-subscribe'; readonly timer?: NodeJS.Timeout }
   | { readonly name: 'subscribing'; readonly slot: WatchSlot }
-  | { readonly name: 'active'; readonly slot: WatchSlot; readonly watch: WatchHandle }
+  /** Attached to a watch: its own (Subscribe), or a named one's (Attach; the slot is then the watch's). */
+  | { readonly name: 'active'; readonly slot: WatchSlot; readonly watch: WatchHandle; readonly attachment: Attachment }
   /** Ended while its watch was being prepared: the slot is held until the preparation settles. */
   | { readonly name: 'closing'; readonly slot: WatchSlot }
   | { readonly name: 'closed' };
@@ -60,6 +65,8 @@ export interface SessionContext {
   readonly kernel: KernelFeatures;
   readonly limits: ServiceLimits;
   readonly log: Logger;
+  /** /proc/sys/kernel/random/boot_id, read at start-up. */
+  readonly bootId: string;
   audit(): AuditSink | undefined;
   onVerdictLatency(ms: number): void;
   /** The session has ended (the service stops tracking it). */
@@ -124,6 +131,8 @@ export class WatchSession {
       switch (req.request) {
         case 'subscribe':
           return this.subscribe(req.subscribe);
+        case 'attach':
+          return this.attachTo(req.attach);
         case 'verdicts':
           return this.verdicts(req);
         case 'add_mark':
@@ -133,7 +142,7 @@ export class WatchSession {
         case 'get_stats':
           return this.orderedRequest(req);
         default:
-          throw new ApiError(grpc.status.INVALID_ARGUMENT, `WatchRequest has none of ${REQUEST_KINDS} set; send subscribe first`);
+          throw new ApiError(grpc.status.INVALID_ARGUMENT, `WatchRequest has none of ${REQUEST_KINDS} set (nor attach); send subscribe or attach first`);
       }
     } catch (err) {
       this.end({ kind: 'error', error: err });
@@ -162,17 +171,18 @@ export class WatchSession {
     const req = convert.parseSubscribe(msg ?? emptySubscribe(), this.ctx.limits, this.ctx.kernel);
     const rule = this.authorize('Subscribe', () => this.ctx.authorizer.checkWatch(this.identity, req.group.groupClass, req.group.marks));
     this.ctx.factory.check(req.group);
-    // Every limit is taken here, before the first await.
-    const slot = this.ctx.registry.reserve(this.identity, rule);
+    // Every limit, and the name, is taken here, before the first await.
+    const slot = this.ctx.registry.reserve(this.identity, rule, req.name || undefined);
     clearTimeout(this.current.timer);
     this.current = { name: 'subscribing', slot };
-    this.ctx.factory.prepare(req, this.identity).then(
-      (prepared) => this.prepared(slot, req, prepared),
+    const asked = msg ?? emptySubscribe();
+    this.ctx.factory.prepare(req).then(
+      (prepared) => this.prepared(slot, req, prepared, asked),
       (err: unknown) => this.preparationFailed(slot, err),
     );
   }
 
-  private prepared(slot: WatchSlot, req: convert.SubscribeRequest, prepared: PreparedWatch): void {
+  private prepared(slot: WatchSlot, req: convert.SubscribeRequest, prepared: PreparedWatch, asked: Subscribe__Output): void {
     if (this.current.name === 'subscribing' && this.ctx.registry.shuttingDown) this.end({ kind: 'shutdown' });
     // The stream ended, or the daemon began shutting down, while this was awaited: open nothing.
     if (this.current.name !== 'subscribing') {
@@ -197,16 +207,58 @@ export class WatchSession {
       this.current = { name: 'closed' };
       return;
     }
-    slot.activate(watch);
-    this.current = { name: 'active', slot, watch };
+    slot.activate(watch, asked, req, req.lingerMs);
     this.selectionContext = { groupClass: req.group.groupClass };
     this.announce(watch, req, who);
-    const sink: WatchSink = {
+    this.current = { name: 'active', slot, watch, attachment: watch.attach(this.sink()) };
+  }
+
+  /** Where the watch delivers to this stream. */
+  private sink(): WatchSink {
+    return {
       encode: encodeEvent,
+      withSequence,
       sendEvents: (encoded) => this.send(eventBatch(encoded)),
       sendOverflow: (notice) => this.send({ overflow: convert.overflowToProto(notice) }),
+      sendGap: (gap) => this.send({ gap: { from_sequence: gap.from, to_sequence: gap.to } }),
+      closed: (err) => this.watchEnded(err),
     };
-    watch.attach(sink);
+  }
+
+  /** The watch closed under this stream (not by the stream's own end). */
+  private watchEnded(err?: Error): void {
+    if (this.current.name !== 'active') return;
+    if (this.ctx.registry.shuttingDown) return this.end({ kind: 'shutdown' });
+    this.end({ kind: 'error', error: new ApiError(grpc.status.INTERNAL, err ? `the watch failed and was closed: ${err.message}` : 'the watch closed') });
+  }
+
+  /**
+   * Attach: join a named watch of this client, open or lingering. Nothing
+   * is awaited: the Subscribed, the cursor's place and the replay all
+   * happen before any new event can be read.
+   */
+  private attachTo(msg: Attach__Output | null | undefined): void {
+    if (this.current.name !== 'awaiting-subscribe') {
+      throw new ApiError(grpc.status.FAILED_PRECONDITION, 'Attach must be the first request of a stream; open another stream to attach');
+    }
+    if (this.ctx.registry.shuttingDown) throw new ApiError(grpc.status.UNAVAILABLE, 'the daemon is shutting down');
+    const name = typeof msg?.name === 'string' ? msg.name : '';
+    if (name === '') throw new ApiError(grpc.status.INVALID_ARGUMENT, 'Attach: name is empty; give the name the watch was subscribed with');
+    convert.checkWatchName(name, 'Attach');
+    const slot = this.ctx.registry.findNamed(this.identity, name);
+    const def = slot.definition!;
+    const watch = def.watch;
+    // The policy may have changed since the watch was opened.
+    this.authorize('Attach', () => this.ctx.authorizer.checkWatch(this.identity, watch.groupClass, def.request.group.marks));
+    clearTimeout(this.current.timer);
+    const who = { ...identityFields(this.identity), peer: this.peer };
+    const after = Number(msg?.after_sequence ?? 0);
+    this.ctx.log.info('watch attached', { watch: watch.id, name, ...who, after_sequence: after, live_only: msg?.live_only === true });
+    this.ctx.audit()?.record('watch_attached', { watch: watch.id, name, ...who });
+    this.selectionContext = { groupClass: watch.groupClass };
+    this.sendSubscribed(watch, def.request, true);
+    const attachment = watch.attach(this.sink(), { afterSequence: after, liveOnly: msg?.live_only === true });
+    this.current = { name: 'active', slot, watch, attachment };
   }
 
   private preparationFailed(slot: WatchSlot, err: unknown): void {
@@ -221,7 +273,11 @@ export class WatchSession {
     this.ctx.log.info('watch opened', { watch: watch.id, ...who, class: req.group.groupClass, marks, report_mode: watch.reportMode });
     const sel = req.selection;
     const selection = sel ? { include: sel.include.length, exclude: sel.exclude.length, rules: sel.rules.length } : {};
-    this.ctx.audit()?.record('watch_opened', { watch: watch.id, ...who, class: req.group.groupClass, marks, ...selection });
+    this.ctx.audit()?.record('watch_opened', { watch: watch.id, ...who, class: req.group.groupClass, marks, ...selection, ...(req.name ? { name: req.name } : {}) });
+    this.sendSubscribed(watch, req, false);
+  }
+
+  private sendSubscribed(watch: WatchHandle, req: convert.SubscribeRequest, attached: boolean): void {
     this.send({
       subscribed: {
         watch_id: watch.id,
@@ -232,6 +288,12 @@ export class WatchSession {
         timeout_decision: convert.decisionName(req.timeoutDecision),
         max_batch_events: req.maxBatchEvents,
         queue_capacity: this.ctx.limits.queueCapacity,
+        first_sequence: watch.firstSequence,
+        last_sequence: watch.lastSequence,
+        name: req.name,
+        attached,
+        boot_id: this.ctx.bootId,
+        linger_ms: req.lingerMs,
       },
     });
   }
@@ -249,7 +311,11 @@ export class WatchSession {
   }
 
   private activeWatch(what: string): WatchHandle {
-    if (this.current.name === 'active') return this.current.watch;
+    return this.active(what).watch;
+  }
+
+  private active(what: string): Extract<SessionState, { name: 'active' }> {
+    if (this.current.name === 'active') return this.current;
     throw new ApiError(
       grpc.status.FAILED_PRECONDITION,
       this.current.name === 'subscribing' ? `${what} sent before Subscribed was received; wait for it` : `${what} sent before Subscribe; send Subscribe first`,
@@ -257,8 +323,8 @@ export class WatchSession {
   }
 
   private verdicts(req: WatchRequest__Output): void {
-    const w = this.activeWatch('verdicts');
-    for (const v of convert.parseVerdicts(req.verdicts, w)) w.verdict(v.id, v.decision, v);
+    const { watch, attachment } = this.active('verdicts');
+    for (const v of convert.parseVerdicts(req.verdicts, watch)) attachment.verdict(v.id, v.decision, v);
   }
 
   /**
@@ -331,7 +397,7 @@ export class WatchSession {
       this.waitingForDrain = true;
       this.call.once('drain', () => {
         this.waitingForDrain = false;
-        if (this.current.name === 'active') this.current.watch.resume();
+        if (this.current.name === 'active') this.current.attachment.resume();
       });
     }
     return ok;
@@ -355,7 +421,8 @@ export class WatchSession {
         break;
       case 'active':
         this.current = { name: 'closing', slot: s.slot };
-        s.watch.close(why.kind === 'shutdown' ? 'shutdown' : 'disconnect');
+        if (why.kind === 'shutdown') s.watch.close('shutdown');
+        else s.attachment.detach();
         this.current = { name: 'closed' };
         break;
       case 'closing':

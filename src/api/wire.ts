@@ -197,6 +197,7 @@ function event(w: Writer, it: WatchEvent): Buffer {
   const ev = it.ev;
   const at = w.begin(1);
   w.uint(1, it.id);
+  w.uint(23, it.seq ?? 0);
   if (ev.mask) {
     const types = w.begin(2);
     for (const [bit, n] of EVENT_TYPE_NUMBERS) if (ev.mask & bit) w.varint(n);
@@ -267,6 +268,47 @@ export function encodeEvent(it: WatchEvent): EncodedEvent {
   encoded.bytes = w.buf.subarray(0, w.pos);
   return encoded;
 }
+
+const sequenced = new Writer(16);
+const resequencer = new Writer(1024);
+const resequenced: EncodedEvent = { bytes: new Uint8Array(0), tail: undefined };
+
+/**
+ * An event encoded by encodeEvent without a sequence (held by the
+ * coalescer since its window opened), with Event.sequence added: the
+ * field goes first in the event's message (protobuf takes fields in any
+ * order) and the message's length grows by its size. `tail` is unchanged.
+ * The bytes are valid until the next call.
+ */
+export function withSequence(e: EncodedEvent, seq: number): EncodedEvent {
+  const src = e.bytes;
+  // src[0] is the EventBatch.events tag; the event's length follows.
+  let len = 0;
+  let mul = 1;
+  let pos = 1;
+  for (;;) {
+    const b = src[pos++];
+    len += (b & 0x7f) * mul;
+    if (b < 0x80) break;
+    mul *= 0x80;
+  }
+  const field = sequenced;
+  field.reset();
+  field.uint(23, seq);
+  const fieldLen = field.pos;
+  const w = resequencer;
+  w.reset();
+  w.raw(src.subarray(0, 1));
+  w.varint(len + fieldLen);
+  w.raw(field.buf.subarray(0, fieldLen));
+  w.raw(src.subarray(pos));
+  resequenced.bytes = w.buf.subarray(0, w.pos);
+  resequenced.tail = e.tail;
+  return resequenced;
+}
+
+/** The encoder every watch of the daemon uses. */
+export const eventCodec = { encode: encodeEvent, withSequence };
 
 /** A serialized WatchResponse { events: EventBatch } around events encoded by encodeEvent. */
 export function eventBatch(events: Uint8Array): Buffer {

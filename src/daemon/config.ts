@@ -26,6 +26,10 @@ export interface Config {
   maxMessageBytes: number;
   maxPendingPerWatch: number;
   maxWatchesPerIdentity: number;
+  /** The largest Subscribe.linger_ms. */
+  maxLingerMs: number;
+  /** Bytes a named watch keeps for resuming streams. */
+  resumeBufferBytes: number;
   /** PEM files for TLS with required client certificates on TCP listeners. */
   tls?: { cert: string; key: string; clientCa: string };
   /** Plain TCP on loopback, knowingly. */
@@ -70,6 +74,7 @@ function positiveInt(max: number, above: string) {
 }
 const count = () => positiveInt(0xffff_ffff, '2^32-1');
 const millis = () => positiveInt(MAX_TIMER_MS, `the largest timeout, ${MAX_TIMER_MS} ms`);
+const bytesSize = () => positiveInt(2 ** 40, '2^40 (1 TiB)');
 const file = () => z.string().min(1);
 
 export type ListenAddress = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
@@ -146,6 +151,8 @@ export const SETTINGS = {
   'max-watches-per-identity': { schema: count(), arg: 'N', default: DEFAULTS.maxWatchesPerIdentity, help: 'concurrent watches of one client identity' },
   'max-marks-per-watch': { schema: count(), arg: 'N', default: DEFAULTS.maxMarksPerWatch, help: 'marks in one Subscribe' },
   'max-message-bytes': { schema: count(), arg: 'N', default: DEFAULTS.maxMessageBytes, help: 'largest gRPC message either way' },
+  'max-linger-ms': { schema: millis(), arg: 'N', default: DEFAULTS.maxLingerMs, help: 'longest a named watch may stay without a stream (Subscribe.linger_ms); a lingering watch counts against --max-watches' },
+  'resume-buffer-bytes': { schema: bytesSize(), arg: 'N', default: DEFAULTS.resumeBufferBytes, help: 'encoded events and notices each named watch keeps for streams to resume from (the oldest go first)' },
   'max-pending-per-watch': { schema: count(), arg: 'N', default: DEFAULTS.maxPendingPerWatch, help: 'permission events awaiting a verdict per watch; past it they get the timeout decision at once' },
 } as const satisfies Record<string, Setting>;
 
@@ -199,6 +206,8 @@ function toConfig(s: Settings): Config {
     maxMessageBytes: s['max-message-bytes'],
     maxPendingPerWatch: s['max-pending-per-watch'],
     maxWatchesPerIdentity: s['max-watches-per-identity'],
+    maxLingerMs: s['max-linger-ms'],
+    resumeBufferBytes: s['resume-buffer-bytes'],
     tls: s['tls-cert'] ? { cert: s['tls-cert'], key: s['tls-key']!, clientCa: s['tls-client-ca']! } : undefined,
     insecure: s.insecure,
     policy: s.policy,

@@ -24,6 +24,14 @@ export const DEFAULTS = {
   handshakeTimeoutMs: 10_000,
   /** Open connections per listener: each costs a file descriptor and some memory; far above what a host's clients need. */
   maxConnections: 1_024,
+  /** The largest Subscribe.linger_ms: how long a named watch may stay without a stream (10 minutes). */
+  maxLingerMs: 600_000,
+  /**
+   * Bytes of encoded events a named watch keeps for streams to resume from:
+   * 64 MiB holds about 150,000 dfid_name events of one process (about 430
+   * bytes each with the journal's own cost).
+   */
+  resumeBufferBytes: 64 * 1024 * 1024,
   /** Libuv pool threads, for fs work (directory opens for handles, /proc reads stay on the main thread) and dns. */
   threadpoolSize: 8,
 } as const;

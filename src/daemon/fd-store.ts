@@ -15,19 +15,14 @@
 // RLIMIT_NOFILE, which the kernel never exceeded: docs/architecture.md
 // has the measurements behind choosing this over a journal of numbers.
 import type { Logger } from '../common/log';
-import * as K from '../kernel/constants';
 import * as ffi from '../kernel/ffi';
 import { groupInfo } from '../kernel/group';
-import type { KernelFeatures } from '../kernel/probe';
-import type { EventPump } from '../kernel/pump';
 import { responseWord, sweepPending } from '../kernel/response';
-import { HandleResolver } from '../host/handle-resolver';
 import { Watch } from '../watch/watch';
-import type { WatchSink } from '../watch/types';
-import { identityFields, identityKey, type ClientIdentity } from '../api/identity';
-import type { SubscribeRequest } from '../api/convert';
-import type { PreparedWatch, WatchFactory, WatchHandle } from '../api/watch-factory';
-import { watchOptions, type ServiceLimits } from '../api/watch-options';
+import { identityKey } from '../api/identity';
+import type { NamedWatch, NamedWatchHooks } from '../api/registry';
+import type { StoredWatch } from '../api/service';
+import type { WatchHandle } from '../api/watch-factory';
 import type { ListenFd } from './listen-fds';
 import type { SdNotify } from './sd-notify';
 import { DEFINITION_VERSION, storeName, type WatchDefinition, type WatchStore } from './watch-store';
@@ -35,16 +30,18 @@ import { DEFINITION_VERSION, storeName, type WatchDefinition, type WatchStore } 
 /**
  * The soft RLIMIT_NOFILE the daemon keeps while it uses the store: the
  * bound of the restore sweep, which costs 2.3-6.4 us per number here
- * (75-420 ms per watch at this bound, 2.4-4.9 s at 1,048,576), and
- * still room for 32,000 pending events with their pidfds.
+ * (75-420 ms per watch at this bound, 2.4-4.9 s at 1,048,576), and still
+ * room for 32,000 pending events with their pidfds.
  */
 export const FD_LIMIT_WITH_STORE = 65_536;
 /**
- * Sequence numbers reserved ahead in a definition: the file is rewritten
- * once per this many, and the next process starts past the block, so no
- * number is given out twice.
+ * Sequence numbers reserved ahead in a definition: the next process starts
+ * past them. Rewritten when a watch has used half of its block, checked
+ * every SEQUENCE_CHECK_MS: 8 million numbers of headroom, 8 s at a million
+ * events a second.
  */
-export const SEQUENCE_BLOCK = 65_536n;
+export const SEQUENCE_BLOCK = 16_777_216;
+const SEQUENCE_CHECK_MS = 1_000;
 
 interface Kept {
   def: WatchDefinition;
@@ -52,85 +49,61 @@ interface Kept {
   handedOff: boolean;
   /** Writes and removals of the definition, in order. */
   io: Promise<void>;
-  linger?: NodeJS.Timeout;
 }
 
 export interface FdStoreParts {
   sd: SdNotify;
   store: WatchStore;
   log: Logger;
-  kernel: KernelFeatures;
-  pump: EventPump;
-  limits: ServiceLimits;
+  /** Opens a named watch again around a group fd (FanotifyService.restore). */
+  restoreWatch(stored: StoredWatch): Promise<WatchHandle>;
 }
-
-/** Sink of a restored watch until a client attaches: permission events wait for their deadline, then the timeout decision. */
-const LINGER_SINK: WatchSink = {
-  encode: () => ({ bytes: new Uint8Array(0) }),
-  sendEvents: () => true,
-  sendOverflow: () => true,
-};
 
 export class FdStore {
   private readonly kept = new Map<string, Kept>();
-  private restoredSeq = 0;
+  /** The FDNAME being restored: its fd is in the store already. */
+  private restoring?: string;
+  private readonly sequenceTimer: NodeJS.Timeout;
 
-  constructor(private readonly p: FdStoreParts) {}
+  constructor(private readonly p: FdStoreParts) {
+    this.sequenceTimer = setInterval(() => this.reserveSequences(), SEQUENCE_CHECK_MS);
+    this.sequenceTimer.unref();
+  }
 
   /** Watches whose groups are in the store now. */
   get size(): number {
     return this.kept.size;
   }
 
-  /** The factory the service uses: named watches that linger are kept in the store once open. */
-  wrap(factory: WatchFactory): WatchFactory {
-    return {
-      check: (spec) => factory.check(spec),
-      checkMark: (groupClass, mark) => factory.checkMark(groupClass, mark),
-      prepare: async (req, identity) => {
-        const prepared = await factory.prepare(req, identity);
-        return req.name && req.lingerMs ? this.keeping(prepared, req, identity) : prepared;
-      },
-    };
+  /** For the registry: named watches that linger are kept in the store once open, and leave it when they close. */
+  hooks(): NamedWatchHooks {
+    return { opened: (w) => this.opened(w), closed: (w) => this.closed(w) };
   }
 
-  private keeping(prepared: PreparedWatch, req: SubscribeRequest, identity?: ClientIdentity): PreparedWatch {
-    return {
-      open: (id, options, onClose) => {
-        const name = storeName(req.name!, identity ? identityKey(identity) : '');
-        const w = prepared.open(id, options, (h) => {
-          this.closed(name, h);
-          onClose(h);
-        });
-        if (!(w instanceof Watch)) return w;
-        if (this.kept.has(name)) {
-          this.p.log.warn('a watch of this name is kept already; this one is not', { watch: id, name: req.name });
-          return w;
-        }
-        this.keep(this.definition(name, req, identity, w), w);
-        return w;
-      },
-      release: () => prepared.release(),
-    };
-  }
-
-  private definition(fdName: string, req: SubscribeRequest, identity: ClientIdentity | undefined, w: Watch, nextSequence = 1n): WatchDefinition {
-    return {
+  private opened(w: NamedWatch): void {
+    if (!(w.watch instanceof Watch) || w.lingerMs <= 0) return;
+    const fdName = storeName(w.name, identityKey(w.identity));
+    if (this.kept.has(fdName)) return;
+    const restored = this.restoring === fdName;
+    const def: WatchDefinition = {
       version: DEFINITION_VERSION,
       fdName,
-      name: req.name ?? fdName,
-      identity,
-      lingerMs: req.lingerMs ?? 0,
-      request: req,
-      groupFlags: w.initFlags,
-      nextSequence: String(nextSequence + SEQUENCE_BLOCK),
+      name: w.name,
+      identity: w.identity,
+      lingerMs: w.lingerMs,
+      subscribe: w.subscribe,
+      groupClass: w.request.group.groupClass,
+      timeoutDecision: w.request.timeoutDecision,
+      groupFlags: w.watch.initFlags,
+      nextSequence: String(w.watch.lastSequence + 1 + SEQUENCE_BLOCK),
       fdLimit: ffi.fileLimit().soft,
       pid: process.pid,
     };
+    this.keep(def, w.watch, !restored);
   }
 
   /** The definition first, then the fd: a stored fd without a definition would be closed at the next start. */
-  private keep(def: WatchDefinition, watch: Watch, storeFd = true): void {
+  private keep(def: WatchDefinition, watch: Watch, storeFd: boolean): void {
     const k: Kept = { def, watch, handedOff: false, io: Promise.resolve() };
     this.kept.set(def.fdName, k);
     k.io = this.p.store.write(def).then(
@@ -145,28 +118,39 @@ export class FdStore {
   }
 
   /** A kept watch closed: unless handed off, its fd leaves the store and its definition goes. */
-  private closed(name: string, h: WatchHandle): void {
+  private closed(w: NamedWatch): void {
+    const name = storeName(w.name, identityKey(w.identity));
     const k = this.kept.get(name);
-    if (!k || k.watch !== h) return;
+    if (!k || k.watch !== w.watch) return;
     this.kept.delete(name);
-    clearTimeout(k.linger);
     if (k.handedOff) return;
     this.p.sd.remove(name);
     k.io = k.io.then(() => this.p.store.remove(name)).catch((err: unknown) => this.p.log.warn('removing a watch definition failed', { name, error: err }));
+  }
+
+  /** A watch past half of its reserved block reserves the next, written before it can be used. */
+  private reserveSequences(): void {
+    for (const k of this.kept.values()) {
+      const last = k.watch.lastSequence;
+      if (last + SEQUENCE_BLOCK / 2 < Number(k.def.nextSequence) || k.watch.isClosed) continue;
+      k.def = { ...k.def, nextSequence: String(last + 1 + SEQUENCE_BLOCK) };
+      const def = k.def;
+      k.io = k.io.then(() => this.p.store.write(def)).catch((err: unknown) => this.p.log.error('writing a watch definition failed', { watch: k.watch.id, error: err }));
+    }
   }
 
   /**
    * The daemon is stopping and the store keeps the groups: each kept
    * watch lets go of its group without answering or reading anything, so
    * what it had read waits for the next process's sweep (or, on a stop,
-   * for systemd closing the store, when the kernel allows it). Returns
+   * for systemd closing the store, when the kernel allows it). Resolves
    * once every definition is written.
    */
   async handOff(): Promise<number> {
+    clearInterval(this.sequenceTimer);
     const all = [...this.kept.values()];
     for (const k of all) {
       k.handedOff = true;
-      clearTimeout(k.linger);
       k.watch.close('handoff');
     }
     await Promise.all(all.map((k) => k.io));
@@ -201,6 +185,8 @@ export class FdStore {
         log.error('a stored watch could not be restored; its group is closed', { name: entry.fdName, error: err });
         this.drop(f);
         await this.p.store.remove(entry.fdName);
+      } finally {
+        this.restoring = undefined;
       }
     }
     for (const f of byName.values()) {
@@ -211,7 +197,8 @@ export class FdStore {
   }
 
   private drop(f: ListenFd): void {
-    ffi.closeFd(f.fd);
+    // A restore that failed part-way may have closed it already; its number could be another's by now.
+    if (groupInfo(f.fd)) ffi.closeFd(f.fd);
     this.p.sd.remove(f.name);
   }
 
@@ -219,27 +206,22 @@ export class FdStore {
     const info = groupInfo(fd);
     if (!info) throw new Error(`fd ${fd} is not a fanotify group`);
     if (info.flags !== def.groupFlags) throw new Error(`the group's flags are ${info.flags.toString(16)}, its definition says ${def.groupFlags.toString(16)}`);
-    const id = `r${++this.restoredSeq}`;
-    const timeoutResponse = responseWord(def.request.timeoutDecision === 'allow');
     const started = process.hrtime.bigint();
-    const swept = def.request.group.groupClass === 'notif' ? { answered: 0, errors: 0 } : sweepPending(fd, def.fdLimit, timeoutResponse);
+    const swept = def.groupClass === 'notif' ? { answered: 0, errors: 0 } : sweepPending(fd, def.fdLimit, responseWord(def.timeoutDecision === 'allow'));
     const sweepMs = Number(process.hrtime.bigint() - started) / 1e6;
-    const req = def.request;
-    const resolver = (info.flags & K.FAN_REPORT_DFID_NAME) === K.FAN_REPORT_DFID_NAME ? await HandleResolver.open(req.group.marks.map((m) => m.path)) : undefined;
-    const who = def.identity ? identityFields(def.identity) : {};
-    const options = watchOptions(id, req, this.p.limits, {
-      who,
-      onVerdictLatency: () => undefined,
-      onFailed: (err) => this.p.log.error('a restored watch failed', { watch: id, error: err }),
+    this.restoring = def.fdName;
+    const firstSequence = Number(def.nextSequence);
+    const watch = await this.p.restoreWatch({ name: def.name, identity: def.identity, subscribe: def.subscribe, fd, firstSequence });
+    this.p.log.info('watch taken back from the fd store', {
+      watch: watch.id,
+      name: def.name,
+      class: def.groupClass,
+      pending_answered: swept.answered,
+      sweep_errors: swept.errors,
+      sweep_ms: Math.round(sweepMs * 10) / 10,
+      first_sequence: firstSequence,
+      linger_ms: def.lingerMs,
+      previous_pid: def.pid,
     });
-    const features = { reportPidfd: (info.flags & K.FAN_REPORT_PIDFD) !== 0, evictable: this.p.kernel.markFlags.get(K.FAN_MARK_EVICTABLE) === true };
-    const watch = new Watch(id, { ...req.group, adoptFd: fd }, features, options, this.p.pump, this.p.log, resolver, (h) => this.closed(def.fdName, h));
-    // The group is in the store already (systemd keeps its copy): only the definition is written again.
-    this.keep({ ...def, pid: process.pid, fdLimit: ffi.fileLimit().soft, nextSequence: String(BigInt(def.nextSequence) + SEQUENCE_BLOCK) }, watch, false);
-    watch.attach(LINGER_SINK);
-    const k = this.kept.get(def.fdName)!;
-    k.linger = setTimeout(() => watch.close('disconnect'), def.lingerMs);
-    k.linger.unref();
-    this.p.log.info('watch restored', { watch: id, name: def.name, ...who, class: req.group.groupClass, pending_answered: swept.answered, sweep_errors: swept.errors, sweep_ms: Math.round(sweepMs * 10) / 10, linger_ms: def.lingerMs, previous_pid: def.pid });
   }
 }

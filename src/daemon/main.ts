@@ -83,9 +83,9 @@ async function main(argv: string[]): Promise<number> {
 function build(cfg: Config, prepared: Prepared, kernel: KernelFeatures, log: Logger, sup: Supervision) {
   const authorizer = new Authorizer(prepared.policy);
   const pump = new EventPump();
-  const fdStore = sup.sd && sup.store ? new FdStore({ sd: sup.sd, store: sup.store, log, kernel, pump, limits: cfg }) : undefined;
-  const factory = kernelWatchFactory(pump, kernel, log);
-  const service = new FanotifyService(fdStore ? fdStore.wrap(factory) : factory, kernel, cfg, log, VERSION, authorizer);
+  const service = new FanotifyService(kernelWatchFactory(pump, kernel, log), kernel, cfg, log, VERSION, authorizer);
+  const fdStore = sup.sd && sup.store ? new FdStore({ sd: sup.sd, store: sup.store, log, restoreWatch: (w) => service.restore(w) }) : undefined;
+  if (fdStore) service.registry.hooks = fdStore.hooks();
   const server = new grpc.Server({
     'grpc.max_receive_message_length': cfg.maxMessageBytes,
     'grpc.max_send_message_length': cfg.maxMessageBytes,

@@ -62,6 +62,9 @@ function watchMetrics(registry: client.Registry, service: () => FanotifyService)
   counter('fanotifyd_kernel_overflows_total', 'FAN_Q_OVERFLOW events (the kernel queue was full).', (s) => s.kernelOverflows);
   counter('fanotifyd_malformed_records_total', 'Kernel records that did not decode cleanly.', (s) => s.malformedRecords + s.decodeErrors);
   counter('fanotifyd_ignored_verdicts_total', 'Verdicts for ids not pending on their watch.', (s) => s.unknownVerdicts);
+  counter('fanotifyd_refused_verdicts_total', 'Verdicts refused: the stream that sent them was not sent the event (a shared permission watch).', (s) => s.verdictsRefused);
+  counter('fanotifyd_reassigned_permission_events_total', 'Permission events moved to another stream of their watch when theirs ended.', (s) => s.reassigned);
+  counter('fanotifyd_gap_sequences_total', 'Sequences streams were told they lost (Gap), summed over streams.', (s) => s.gapSequences);
   counter('fanotifyd_events_filtered_total', 'Events not delivered because of a watch\'s include or exclude, or outside its subtree.', (s) => selectionCounters(s).filtered ?? 0);
   counter('fanotifyd_events_coalesced_total', 'Notifications folded into an earlier one (Subscribe.coalesce_ms).', (s) => selectionCounters(s).coalesced ?? 0);
   labelledCounter(

@@ -9,8 +9,10 @@ import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { z } from 'zod';
+import type { GroupClass } from '../kernel/group';
+import type { Decision } from '../watch/types';
+import type { Subscribe__Output } from '../api/gen/fanotify/v1/Subscribe';
 import type { ClientIdentity } from '../api/identity';
-import type { SubscribeRequest } from '../api/convert';
 import { fdName, FDNAME_MAX } from './sd-notify';
 
 export const DEFINITION_VERSION = 1;
@@ -22,10 +24,13 @@ export interface WatchDefinition {
   fdName: string;
   /** Subscribe.name. */
   name: string;
-  identity?: ClientIdentity;
+  identity: ClientIdentity;
   lingerMs: number;
-  /** The validated Subscribe it was opened with (marks, class, timeout decision, selection...). */
-  request: SubscribeRequest;
+  /** The Subscribe it was opened with, as received: the restore checks it again against the daemon's limits now. */
+  subscribe: Subscribe__Output;
+  groupClass: GroupClass;
+  /** What the held events are answered with at the restore. */
+  timeoutDecision: Decision;
   /** fanotify_init flags: the adopted fd must show the same. */
   groupFlags: number;
   /**
@@ -46,15 +51,11 @@ const definitionSchema = z.object({
   version: z.literal(DEFINITION_VERSION),
   fdName: z.string().min(1).max(FDNAME_MAX),
   name: z.string(),
-  identity: z.object({ kind: z.enum(['certificate', 'local', 'insecure']), names: z.array(z.string()) }).passthrough().optional(),
-  lingerMs: z.number().int().min(0),
-  request: z
-    .object({
-      group: z.object({ groupClass: z.enum(['notif', 'content', 'pre_content']), marks: z.array(z.object({ path: z.string(), scope: z.string(), mask: z.number(), flags: z.number() })) }).passthrough(),
-      verdictTimeoutMs: z.number().int().positive(),
-      timeoutDecision: z.enum(['allow', 'deny']),
-    })
-    .passthrough(),
+  identity: z.object({ kind: z.enum(['certificate', 'local', 'insecure']), names: z.array(z.string()) }).passthrough(),
+  lingerMs: z.number().int().positive(),
+  subscribe: z.object({ name: z.string(), linger_ms: z.number(), marks: z.array(z.object({ path: z.string() }).passthrough()) }).passthrough(),
+  groupClass: z.enum(['notif', 'content', 'pre_content']),
+  timeoutDecision: z.enum(['allow', 'deny']),
   groupFlags: z.number().int().min(0),
   nextSequence: z.string().regex(/^\d+$/),
   fdLimit: z.number().int().positive(),

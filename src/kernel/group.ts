@@ -35,12 +35,6 @@ export interface GroupSpec {
   reportMode?: ReportMode;
   /** The kernel takes FAN_REPORT_DFID_NAME (probed): the daemon's choice for a notification watch. */
   dfidNameSupported?: boolean;
-  /**
-   * A group that exists already (taken back from systemd's fd store after
-   * a restart): openGroup adopts this fd, with its marks, instead of
-   * creating one. The caller checked it is a fanotify group (groupInfo).
-   */
-  adoptFd?: number;
 }
 
 /** What the running kernel accepted when probed; decides optional flags. */
@@ -145,12 +139,6 @@ export const EVENT_F_FLAGS = ffi.O_RDONLY | ffi.O_CLOEXEC | O_LARGEFILE;
 export function openGroup(spec: GroupSpec, features: GroupFeatures): { fd: number; flags: number; reportMode: ReportMode } {
   checkSubtreeMarks(spec.marks);
   const { flags: asked, reportMode } = initFlags(spec, features);
-  if (spec.adoptFd !== undefined) {
-    // Its marks were placed by the process that created it, and stay with the group.
-    const info = groupInfo(spec.adoptFd);
-    if (!info) throw new GroupSpecError(`fd ${spec.adoptFd} is not a fanotify group`);
-    return { fd: spec.adoptFd, flags: info.flags, reportMode };
-  }
   const { fd, flags } = spec.marks.some((m) => m.scope === 'subtree') ? initUnlimited(asked) : { fd: ffi.fanotifyInit(asked, EVENT_F_FLAGS), flags: asked };
   try {
     for (const m of spec.marks) addMark(fd, m);

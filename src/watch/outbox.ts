@@ -4,7 +4,32 @@
 // rate limit dropped.
 import { EventQueue } from './event-queue';
 import { RateLimit } from './rate-limit';
+import type { Sequence } from './sequence';
 import type { EncodedEvent, OverflowNotice, WatchEvent, WatchSink, WatchStats } from './types';
+
+/**
+ * What the reader and the coalescer hand events to: one stream's queue
+ * (Outbox, an unnamed watch) or a journal read by any number of streams
+ * (Fanout, a named watch). Each gives every event and notice its sequence
+ * as it is queued.
+ */
+export interface EventOutput {
+  /** No room for another notification: new ones are dropped (permission events never are). */
+  readonly full: boolean;
+  /** Events and notices waiting to be sent (the most any one stream has waiting). */
+  readonly length: number;
+  pushNotification(item: WatchEvent): void;
+  /** A notification encoded without its sequence (by the coalescer), queued with one. */
+  pushEncoded(e: EncodedEvent): void;
+  encode(item: WatchEvent): EncodedEvent;
+  pushPermission(item: WatchEvent): void;
+  kernelOverflow(): void;
+  drop(): void;
+  withinRate(now: number): boolean;
+  flush(): void;
+  /** The watch closed: forget everything; the streams still attached are told (with the failure, when one closed it). */
+  close(err?: Error): void;
+}
 
 export interface OutboxLimits {
   maxBatchEvents: number;
@@ -16,7 +41,7 @@ export interface OutboxLimits {
   maxEventsPerSecond?: number;
 }
 
-export class Outbox {
+export class Outbox implements EventOutput {
   private readonly queue = new EventQueue();
   private queuedNotifications = 0;
   /** The client-overflow notice still in the queue, grown while drops continue. */
@@ -30,6 +55,7 @@ export class Outbox {
   constructor(
     private readonly limits: OutboxLimits,
     private readonly stats: WatchStats,
+    private readonly seq: Sequence,
   ) {
     if (limits.maxEventsPerSecond) this.rate = new RateLimit(limits.maxEventsPerSecond);
   }
@@ -57,11 +83,18 @@ export class Outbox {
 
   /** Queued encoded, with the sink's encoder (reads start at attach(), so there is one). */
   pushNotification(item: WatchEvent): void {
-    this.pushEncoded(this.sink!.encode(item));
+    item.seq = this.seq.next();
+    this.queueEncoded(this.sink!.encode(item));
   }
 
-  /** A notification's encoding by encode(), queued (its bytes are copied). */
+  /** A notification's encoding by encode() without a sequence, queued with one (its bytes are copied). */
   pushEncoded(e: EncodedEvent): void {
+    const seq = this.seq.next();
+    const sink = this.sink!;
+    this.queueEncoded(sink.withSequence ? sink.withSequence(e, seq) : e);
+  }
+
+  private queueEncoded(e: EncodedEvent): void {
     this.queue.pushEncoded(e.bytes, e.tail);
     this.queuedNotifications++;
   }
@@ -73,19 +106,20 @@ export class Outbox {
 
   /** Queued as an object: what is encoded for it can change until it is sent. */
   pushPermission(item: WatchEvent): void {
+    item.seq = this.seq.next();
     this.queue.pushEvent(item);
   }
 
   kernelOverflow(): void {
     this.stats.kernelOverflows++;
-    this.queue.pushOverflow({ source: 'kernel', dropped: 0, total: this.stats.kernelOverflows });
+    this.queue.pushOverflow({ source: 'kernel', dropped: 0, total: this.stats.kernelOverflows, seq: this.seq.next() });
   }
 
   /** A notification dropped for want of room: counted, and told to the client where the gap is. */
   drop(): void {
     this.stats.notificationsDropped++;
     if (!this.openDropNotice) {
-      this.openDropNotice = { source: 'client', dropped: 0, total: 0 };
+      this.openDropNotice = { source: 'client', dropped: 0, total: 0, seq: this.seq.next() };
       this.queue.pushOverflow(this.openDropNotice);
     }
     this.openDropNotice.dropped++;
@@ -100,7 +134,7 @@ export class Outbox {
     if (!this.rate || this.rate.admit(now)) return true;
     this.stats.droppedRateLimit++;
     if (!this.openRateNotice) {
-      this.openRateNotice = { source: 'rate_limit', dropped: 0, total: 0 };
+      this.openRateNotice = { source: 'rate_limit', dropped: 0, total: 0, seq: this.seq.next() };
       this.queue.pushOverflow(this.openRateNotice);
     }
     this.openRateNotice.dropped++;
@@ -128,9 +162,11 @@ export class Outbox {
     }
   }
 
-  /** Forget everything queued and the sink. */
-  close(): void {
+  /** Forget everything queued and the sink, telling it. */
+  close(err?: Error): void {
     this.queue.clear();
+    const sink = this.sink;
     this.sink = undefined;
+    sink?.closed?.(err);
   }
 }

@@ -15,7 +15,7 @@ import { isOwnThread } from '../host/process';
 import type { ProcessCache } from '../host/process-cache';
 import type { Coalescer } from './coalescer';
 import { EventDescription } from './description';
-import type { Outbox } from './outbox';
+import type { EventOutput } from './outbox';
 import type { PendingLedger } from './pending';
 import type { ReleasedFds } from './released-fds';
 import type { Responder } from './responder';
@@ -42,7 +42,7 @@ export interface ReaderParts {
   procs: ProcessCache;
   resolver?: HandleResolver;
   pending: PendingLedger<WatchEvent>;
-  outbox: Outbox;
+  outbox: EventOutput;
   responder: Responder;
   fds: ReleasedFds;
   /** The watch's subtree marks: events outside them go no further than their path. */

@@ -96,6 +96,47 @@ export interface WatchOptions {
   coalesceMs?: number;
   /** Notifications delivered per second at most; past it they are dropped and counted; 0 or unset: no limit. */
   maxEventsPerSecond?: number;
+  /**
+   * Set for a named watch (Subscribe.name): it fans out to any number of
+   * attached streams through a replay journal (fanout.ts) instead of one
+   * stream's queue (outbox.ts), and may outlive its streams.
+   */
+  shared?: SharedOptions;
+  /** The sequence the watch's first event or notice gets; 1 unless a restored watch goes on from its last. */
+  firstSequence?: number;
+  /**
+   * A group fd opened by an earlier process of the daemon, taken over
+   * instead of opening one (its marks are in the kernel already).
+   */
+  adoptFd?: number;
+}
+
+/** What a named watch needs beyond an unnamed one. */
+export interface SharedOptions {
+  /** How long the watch stays after its last stream ends; 0: it closes with it. */
+  lingerMs: number;
+  /** Encoded events and notices kept for streams to resume from (the oldest go first). */
+  journalBytes: number;
+  /** The encoder, needed before and between streams. */
+  codec: EventCodec;
+}
+
+/** How a watch's events become bytes for a stream (src/api/wire.ts in the daemon). */
+export interface EventCodec {
+  /**
+   * One event's encoding: `bytes`, valid until the next call, then `tail`,
+   * bytes that never change and may be held (shared by many events). A
+   * notification event is encoded when queued, a permission event when
+   * sent, and again if it did not fit in that batch: encode must have no
+   * side effects. Writes `it.seq` when set.
+   */
+  encode(it: WatchEvent): EncodedEvent;
+  /**
+   * An encoding made without a sequence (a coalesced event, encoded when
+   * its window opened) with `seq` added; valid until the next call.
+   * Unset: the encoding is kept as it is.
+   */
+  withSequence?(e: EncodedEvent, seq: number): EncodedEvent;
 }
 
 export interface WatchEvent {
@@ -125,12 +166,22 @@ export interface WatchEvent {
    * only a rule with `report` delivers the event.
    */
   ruleDecision?: { decision: Decision; index: number };
+  /** Its place in the watch's sequence, given when it is queued (Event.sequence). */
+  seq?: number;
 }
 
 export interface OverflowNotice {
   source: 'kernel' | 'client' | 'rate_limit';
   dropped: number;
   total: number;
+  /** Its place in the watch's sequence (Overflow.sequence). */
+  seq?: number;
+}
+
+/** Sequences a stream will never get, both ends inclusive (Gap). */
+export interface GapNotice {
+  from: number;
+  to: number;
 }
 
 export interface EncodedEvent {
@@ -143,18 +194,35 @@ export interface EncodedEvent {
  * (the queue holds notification events encoded: event-queue.ts). A false
  * return means: stop until resume().
  */
-export interface WatchSink {
-  /**
-   * One event's encoding: `bytes`, valid until the next call, then `tail`,
-   * bytes that never change and may be held (shared by many events). A
-   * notification event is encoded when queued, a permission event when
-   * sent, and again if it did not fit in that batch: encode must have no
-   * side effects.
-   */
-  encode(it: WatchEvent): EncodedEvent;
+export interface WatchSink extends EventCodec {
   /** `count` events: their encodings one after another, valid only during the call. */
   sendEvents(encoded: Buffer, count: number): boolean;
   sendOverflow(notice: OverflowNotice): boolean;
+  /** This stream lost those sequences (a named watch's journal no longer held them). */
+  sendGap?(gap: GapNotice): boolean;
+  /** The watch closed under the stream (not by its detach()): with the error when it failed. */
+  closed?(err?: Error): void;
+}
+
+/** Where a stream of a named watch resumes. */
+export interface AttachFrom {
+  /** The last sequence the stream has; 0: from the oldest held. */
+  afterSequence?: number;
+  /** Only what is read from now on. */
+  liveOnly?: boolean;
+}
+
+/** One stream's hold on a watch: its verdicts, its flow control, its end. */
+export interface Attachment {
+  /** The sink can take more after returning false. */
+  resume(): void;
+  /**
+   * A verdict from this stream. False when the id is unknown or answered,
+   * or (a shared watch) was not sent to this stream: then it is refused.
+   */
+  verdict(id: number, decision: Decision, opts?: VerdictOptions): boolean;
+  /** The stream ended: a named watch's events move to its other streams, or it lingers; an unnamed one closes. Idempotent. */
+  detach(): void;
 }
 
 export interface VerdictOptions {
@@ -198,6 +266,14 @@ export interface WatchStats {
   coalesced: number;
   /** Notifications dropped by maxEventsPerSecond. */
   droppedRateLimit: number;
+  /** Verdicts refused: the stream that sent them was not sent the event (a shared watch). */
+  verdictsRefused: number;
+  /** Streams attached now. */
+  consumers: number;
+  /** Permission events moved to another stream when theirs ended. */
+  reassigned: number;
+  /** Sequences lost to streams as Gaps, summed over streams. */
+  gapSequences: number;
   /** Permission responses by what they said. */
   allowed: number;
   denied: number;
@@ -228,6 +304,10 @@ export function emptyStats(): WatchStats {
     subtreeMounts: 0,
     coalesced: 0,
     droppedRateLimit: 0,
+    verdictsRefused: 0,
+    consumers: 0,
+    reassigned: 0,
+    gapSequences: 0,
     allowed: 0,
     denied: 0,
     pending: 0,

@@ -16,23 +16,25 @@ import type { Logger } from '../common/log';
 import { RateLimitedLog } from '../common/rate-limited-log';
 import * as K from '../kernel/constants';
 import * as ffi from '../kernel/ffi';
-import { addIgnoreForFd, addMark, checkSubtreeMark, flushMarks, GroupSpecError, openGroup, removeMark, type GroupClass, type GroupFeatures, type GroupSpec, type MarkScope, type MarkSpec, type ReportMode } from '../kernel/group';
+import { addIgnoreForFd, addMark, checkSubtreeMark, flushMarks, GroupSpecError, initFlags, openGroup, removeMark, type GroupClass, type GroupFeatures, type GroupSpec, type MarkScope, type MarkSpec, type ReportMode } from '../kernel/group';
 import type { EventPump, PumpClient } from '../kernel/pump';
 import { responseWord } from '../kernel/response';
 import type { HandleResolver } from '../host/handle-resolver';
 import { ProcessCache } from '../host/process-cache';
 import { Coalescer } from './coalescer';
-import { Outbox } from './outbox';
+import { Fanout, type Consumer } from './fanout';
+import { Outbox, type EventOutput } from './outbox';
 import { nodeTimers, PendingLedger } from './pending';
 import { EventReader } from './reader';
 import { ReleasedFds } from './released-fds';
 import { Responder } from './responder';
+import { Sequence } from './sequence';
 import { SubtreeScope } from './subtree';
 import { Selection } from './selection';
-import type { Decision, EncodedEvent, SelectionSpec, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
+import type { AttachFrom, Attachment, Decision, EncodedEvent, SelectionSpec, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
 import { emptyStats } from './types';
 export { emptyStats };
-export type { Decision, DecidedBy, EncodedEvent, OverflowNotice, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
+export type { AttachFrom, Attachment, Decision, DecidedBy, EncodedEvent, OverflowNotice, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
 
 /** The watch closed while a mark request was in flight. */
 export class WatchClosedError extends FanotifydError {
@@ -52,7 +54,16 @@ export class Watch implements PumpClient {
   /** Failures that can repeat per event: one line per cause per second. */
   private readonly eventLog: RateLimitedLog;
   private readonly pending: PendingLedger<WatchEvent>;
-  private readonly outbox: Outbox;
+  /** The one stream's queue (unnamed), or the journal every stream reads (named: shared). */
+  private readonly outbox: EventOutput;
+  private readonly fanout?: Fanout;
+  private readonly seq: Sequence;
+  private started = false;
+  private attachedOnce = false;
+  /** Armed while a named watch has no stream: it closes when this fires. */
+  private lingerTimer?: NodeJS.Timeout;
+  /** What made the watch close itself (onError), told to its streams. */
+  private failure?: Error;
   private readonly responder: Responder;
   private readonly fds = new ReleasedFds();
   private readonly reader: EventReader;
@@ -74,7 +85,7 @@ export class Watch implements PumpClient {
   ) {
     // Compiled before the group is opened: a bad glob throws with nothing to undo.
     const selection = new Selection(options.selection);
-    const group = openGroup(spec, features);
+    const group = options.adoptFd === undefined ? openGroup(spec, features) : adoptGroup(options.adoptFd, spec, features);
     this.groupClass = spec.groupClass;
     this.audit = spec.audit === true;
     this.fd = group.fd;
@@ -84,8 +95,17 @@ export class Watch implements PumpClient {
     this.eventLog = new RateLimitedLog(log.child({ watch: id }), this.clock);
     this.responder = new Responder(this.fd, this.stats, this.eventLog, this.clock, options.onDecision);
     const timeoutResponse = this.timeoutResponse();
-    this.pending = new PendingLedger(options.verdictTimeoutMs, (_id, item) => this.responder.answer(item, timeoutResponse, 'timeout'), this.clock);
-    this.outbox = new Outbox(options, this.stats);
+    this.pending = new PendingLedger(
+      options.verdictTimeoutMs,
+      (_id, item) => {
+        this.fanout?.answered(item);
+        this.responder.answer(item, timeoutResponse, 'timeout');
+      },
+      this.clock,
+    );
+    this.seq = new Sequence(options.firstSequence);
+    this.fanout = this.makeFanout(options);
+    this.outbox = this.fanout ?? new Outbox(options, this.stats, this.seq);
     try {
       this.subtree = this.openSubtree(spec, pump, resolver);
     } catch (err) {
@@ -130,6 +150,13 @@ export class Watch implements PumpClient {
     });
   }
 
+  /** A named watch's output: its journal and streams. */
+  private makeFanout(options: WatchOptions): Fanout | undefined {
+    const shared = options.shared;
+    if (!shared) return undefined;
+    return new Fanout({ limits: options, stats: this.stats, seq: this.seq, codec: shared.codec, journalBytes: shared.journalBytes, orphan: (item) => this.orphan(item) });
+  }
+
   private openSubtree(spec: GroupSpec, pump: EventPump, resolver?: HandleResolver): SubtreeScope | undefined {
     if (!spec.marks.some((m) => m.scope === 'subtree')) return undefined;
     return new SubtreeScope({
@@ -161,21 +188,67 @@ export class Watch implements PumpClient {
     else this.outbox.pushEncoded(encoded);
   }
 
-  /** Start reading the group, delivering to sink. */
-  attach(sink: WatchSink): void {
-    this.outbox.attach(sink);
+  /**
+   * A stream attaches: an unnamed watch's one stream starts its reading;
+   * a named watch's streams each read its journal from `from` on.
+   */
+  attach(sink: WatchSink, from?: AttachFrom): Attachment {
+    const fanout = this.fanout;
+    if (this.closed) throw new WatchClosedError();
+    if (!fanout) {
+      if (this.attachedOnce) throw new Error(`watch ${this.id} is unnamed: it has one stream`);
+      this.attachedOnce = true;
+      (this.outbox as Outbox).attach(sink);
+      this.start();
+      this.outbox.flush();
+      return { resume: () => this.resume(), verdict: (id, d, o) => this.verdict(id, d, o), detach: () => this.close('disconnect') };
+    }
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+    const c = fanout.attach(sink, from);
+    this.start();
+    return { resume: () => fanout.resume(c), verdict: (id, d, o) => this.verdictFrom(c, id, d, o), detach: () => this.detach(c) };
+  }
+
+  /**
+   * Start reading the group (attach does, for the first stream). A named
+   * watch restored without a stream starts here and lingers.
+   */
+  start(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
     // A notification group rests between reads while its queue has room.
     // Once it is full and events are being dropped, resting buys nothing,
     // and reading at once keeps the kernel's queue short, so drops are
     // counted here one by one rather than lost in a kernel overflow.
     // A permission group never rests: a process waits on each of its events.
     this.pump.add(this.fd, this, this.groupClass === 'notif' ? () => !this.outbox.full : undefined);
-    this.outbox.flush();
+    if (this.fanout && this.fanout.attached === 0) this.linger();
   }
 
-  /** The sink can take more after returning false. */
+  /** The sink can take more after returning false (the unnamed watch's stream). */
   resume(): void {
-    this.outbox.resume();
+    (this.outbox as Outbox).resume();
+  }
+
+  /** Streams attached now (named watches; an unnamed watch: 1 while open). */
+  get consumers(): number {
+    return this.fanout ? this.fanout.attached : this.closed ? 0 : 1;
+  }
+
+  /** A named watch with no stream, waiting for one until its linger ends. */
+  get lingering(): boolean {
+    return this.lingerTimer !== undefined;
+  }
+
+  /** The last sequence given to an event or notice; 0: none yet. */
+  get lastSequence(): number {
+    return this.seq.last;
+  }
+
+  /** The oldest sequence a stream attaching now could be sent; 0: none held. */
+  get firstSequence(): number {
+    return this.fanout?.firstSequence ?? 0;
   }
 
   /** Apply a client verdict. False when the id is unknown or already answered. */
@@ -185,10 +258,46 @@ export class Watch implements PumpClient {
       this.stats.unknownVerdicts++;
       return false;
     }
+    this.fanout?.answered(item);
     if (opts.cache && decision === 'allow') this.cacheVerdict(item);
     this.responder.answer(item, responseWord(decision === 'allow', opts), 'client', opts.auditRule);
     if (item.readAt !== undefined) this.options.onVerdictLatency?.(this.clock.now() - item.readAt);
     return true;
+  }
+
+  /** A verdict from one stream of a named watch: refused for an event given to another stream. */
+  private verdictFrom(c: Consumer, id: number, decision: Decision, opts?: VerdictOptions): boolean {
+    const owner = this.fanout!.ownerOf(id);
+    if (owner !== undefined && owner !== c) {
+      this.stats.verdictsRefused++;
+      return false;
+    }
+    return this.verdict(id, decision, opts);
+  }
+
+  /** A stream of a named watch ended: its events move on, and with none left the watch lingers or closes. */
+  private detach(c: Consumer): void {
+    if (this.closed || c.detached) return;
+    this.fanout!.detach(c);
+    if (this.fanout!.attached === 0) this.linger();
+  }
+
+  private linger(): void {
+    const ms = this.options.shared?.lingerMs ?? 0;
+    if (ms <= 0) {
+      this.close('disconnect');
+      return;
+    }
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = setTimeout(() => {
+      this.lingerTimer = undefined;
+      this.close('disconnect');
+    }, ms);
+  }
+
+  /** A permission event with no stream to answer it: the watch's timeout decision, at once. */
+  private orphan(item: WatchEvent): void {
+    if (this.pending.take(item.id)) this.responder.answer(item, this.timeoutResponse(), 'disconnect');
   }
 
   private cacheVerdict(item: WatchEvent): void {
@@ -258,6 +367,8 @@ export class Watch implements PumpClient {
     if (this.closed) return;
     if (reason === 'handoff') return this.handOff();
     this.closed = true;
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
     const response = reason === 'shutdown' ? K.FAN_ALLOW : this.timeoutResponse();
     for (const [, item] of this.pending.takeAll()) this.responder.answer(item, response, reason);
     this.pump.remove(this.fd);
@@ -270,13 +381,15 @@ export class Watch implements PumpClient {
     ffi.closeFd(this.fd);
     this.resolver?.close();
     this.coalescer?.close();
-    this.outbox.close();
+    this.outbox.close(this.failure);
     this.eventLog.flush();
     this.onClose?.(this);
   }
 
   private handOff(): void {
     this.closed = true;
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
     this.pump.remove(this.fd);
     const fds: number[] = [];
     for (const [, item] of this.pending.takeAll()) {
@@ -314,6 +427,7 @@ export class Watch implements PumpClient {
    */
   onError(err: Error): void {
     this.log.error('watch failed; closing it', { watch: this.id, error: err });
+    this.failure ??= err;
     this.close('disconnect');
     this.options.onFailed?.(err);
   }
@@ -327,4 +441,14 @@ export class Watch implements PumpClient {
   private timeoutResponse(): number {
     return responseWord(this.options.timeoutDecision === 'allow');
   }
+}
+
+/**
+ * A group opened by an earlier process of the daemon (its fd handed back
+ * by systemd's fd store): its marks are in the kernel already, its flags
+ * are what the same spec asks for.
+ */
+function adoptGroup(fd: number, spec: GroupSpec, features: GroupFeatures): { fd: number; flags: number; reportMode: ReportMode } {
+  const { flags, reportMode } = initFlags(spec, features);
+  return { fd, flags, reportMode };
 }

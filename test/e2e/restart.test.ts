@@ -20,7 +20,9 @@ describe('e2e: restart under systemd (fd store)', function () {
 
   beforeEach(() => {
     dir = tempDir();
+    // Every file is made now: once the watch exists, this process opens nothing under it.
     for (let i = 0; i < OPENERS + 2; i++) fs.writeFileSync(path.join(dir, `f${i}`), `x${i}`);
+    fs.writeFileSync(path.join(dir, 'ok'), 'ok');
     clients = [];
   });
 
@@ -54,13 +56,36 @@ describe('e2e: restart under systemd (fd store)', function () {
     return { s, openers };
   }
 
-  const denied = (r: ChildResult) => r.code !== 0 && /Operation not permitted/.test(r.stderr);
-  const restoredLine = () => sd.logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'watch restored');
+  /**
+   * A policy engine attaching to the restored watch after the last
+   * sequence it saw: it is sent only later events, and its verdicts
+   * decide (it allows the file "ok", denies the rest).
+   */
+  async function engineReattaches(after: number): Promise<void> {
+    const client = connect(sd.address);
+    clients.push(client);
+    const engine = new WatchStream(client);
+    engine.onEvent = (ev) => ev.needs_verdict && engine.verdict(ev.id, ev.path.endsWith('/ok') ? 'DECISION_ALLOW' : 'DECISION_DENY');
+    engine.call.write({ attach: { name: 'guard', after_sequence: String(after) } });
+    const sub = await engine.subscribed();
+    expect(sub).to.include({ name: 'guard', attached: true });
+    const allowed = await runChild('cat', [path.join(dir, 'ok')], 30_000).done;
+    expect(allowed.code, allowed.stderr).to.equal(0);
+    expect(engine.events.length).to.be.at.least(1);
+    for (const ev of engine.events) expect(Number(ev.sequence)).to.be.above(after);
+  }
 
-  it('kill -9: every blocked opener is denied by the restored watch, and opens during the restart too', async () => {
+  const lastSequence = (s: WatchStream) => Math.max(...s.events.map((ev) => Number(ev.sequence)));
+
+  const denied = (r: ChildResult) => r.code !== 0 && /Operation not permitted/.test(r.stderr);
+  const restoredLine = () => sd.logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'watch taken back from the fd store');
+
+  it('kill -9: every blocked opener is denied by the restored watch, opens during the restart too, and an engine resumes after its last sequence', async () => {
     harness();
     await sd.start();
-    const { openers } = await guardWithBlockedOpeners();
+    const { s, openers } = await guardWithBlockedOpeners();
+    const seen = lastSequence(s);
+    expect(seen).to.be.at.least(OPENERS);
     await sd.kill('SIGKILL');
     // Made while no daemon runs: it waits in the kernel's queue of the stored group.
     const during = runChild('cat', [path.join(dir, `f${OPENERS}`)], 30_000);
@@ -74,12 +99,14 @@ describe('e2e: restart under systemd (fd store)', function () {
     // Taken back, not stored a second time.
     expect(sd.storedFds).to.equal(1);
     expect(restored.name).to.equal('guard');
+    await engineReattaches(seen);
   });
 
-  it('SIGTERM with the store kept: openers wait through the restart and are denied, not allowed', async () => {
+  it('SIGTERM with the store kept: openers wait through the restart and are denied, not allowed; an engine resumes after its last sequence', async () => {
     harness();
     await sd.start();
-    const { openers } = await guardWithBlockedOpeners();
+    const { s, openers } = await guardWithBlockedOpeners();
+    const seen = lastSequence(s);
     expect(await sd.kill('SIGTERM')).to.equal(0);
     expect(sd.notices.some((n) => n.STOPPING === '1')).to.equal(true);
     expect(sd.storedFds).to.equal(1);
@@ -89,6 +116,7 @@ describe('e2e: restart under systemd (fd store)', function () {
     await sd.start();
     for (const r of await Promise.all(openers.map((o) => o.done))) expect(denied(r), `opener: ${r.code} ${r.stderr}`).to.equal(true);
     expect((await sd.until(restoredLine, 'the restore log line')).pending_answered).to.equal(OPENERS);
+    await engineReattaches(seen);
   });
 
   it('stop (SIGTERM, then the store closed) releases every blocked opener', async () => {

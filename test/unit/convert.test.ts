@@ -13,7 +13,7 @@ import type { Subscribe } from '../../src/api/gen/fanotify/v1/Subscribe';
 import type { VerdictBatch } from '../../src/api/gen/fanotify/v1/VerdictBatch';
 import { subscribeMessage, verdictBatch } from '../fixtures/messages';
 
-const LIMITS = { defaultVerdictTimeoutMs: 5000, maxVerdictTimeoutMs: 60000, defaultMaxBatchEvents: 256, maxBatchEvents: 4096, maxMarksPerWatch: 4 };
+const LIMITS = { defaultVerdictTimeoutMs: 5000, maxVerdictTimeoutMs: 60000, defaultMaxBatchEvents: 256, maxBatchEvents: 4096, maxMarksPerWatch: 4, maxLingerMs: 60_000 };
 
 const kernel = fakeKernel;
 
@@ -137,7 +137,7 @@ describe('unit: convert', () => {
   it('sends every overflow source and the watch counters as the .proto has them', () => {
     const roundTrip = (msg: WatchResponse) => WATCH.responseDeserialize(WATCH.responseSerialize(msg)) as WatchResponse__Output;
     for (const [source, name] of [['kernel', 'OVERFLOW_SOURCE_KERNEL'], ['client', 'OVERFLOW_SOURCE_CLIENT'], ['rate_limit', 'OVERFLOW_SOURCE_RATE_LIMIT']] as const) {
-      expect(roundTrip({ overflow: overflowToProto({ source, dropped: 3, total: 2 ** 40 }) }).overflow).to.deep.equal({ source: name, dropped: '3', total: String(2 ** 40), sequence: '0' });
+      expect(roundTrip({ overflow: overflowToProto({ source, dropped: 3, total: 2 ** 40, seq: 2 ** 50 }) }).overflow).to.deep.equal({ source: name, dropped: '3', total: String(2 ** 40), sequence: String(2 ** 50) });
     }
     const stats = roundTrip({ stats: statsToProto(snapshot(), '18446744073709551615') }).stats!;
     expect(stats).to.deep.equal({

@@ -3,6 +3,7 @@
 // stream order.
 import { expect } from 'chai';
 import { Outbox } from '../../src/watch/outbox';
+import { Sequence } from '../../src/watch/sequence';
 import { RateLimit } from '../../src/watch/rate-limit';
 import type { OverflowNotice, WatchEvent, WatchStats } from '../../src/watch/types';
 import { FakeClock } from '../fixtures/fake-clock';
@@ -25,7 +26,7 @@ describe('unit: rate limit', () => {
   it('counts what it drops and tells the client where, one notice per run of drops', () => {
     const clock = new FakeClock(0);
     const stats = { droppedRateLimit: 0, eventsSent: 0 } as WatchStats;
-    const outbox = new Outbox({ maxBatchEvents: 100, queueCapacity: 100, maxEventsPerSecond: 2 }, stats);
+    const outbox = new Outbox({ maxBatchEvents: 100, queueCapacity: 100, maxEventsPerSecond: 2 }, stats, new Sequence());
     const seen: (number | OverflowNotice)[] = [];
     outbox.attach(
       objectSink(
@@ -45,7 +46,7 @@ describe('unit: rate limit', () => {
     offer();
     offer();
     outbox.flush();
-    expect(seen).to.deep.equal([1, 2, { source: 'rate_limit', dropped: 3, total: 3 }, 6, 7, { source: 'rate_limit', dropped: 1, total: 4 }]);
+    expect(seen).to.deep.equal([1, 2, { source: 'rate_limit', dropped: 3, total: 3, seq: 3 }, 6, 7, { source: 'rate_limit', dropped: 1, total: 4, seq: 6 }]);
     expect(stats.droppedRateLimit).to.equal(4);
   });
 });

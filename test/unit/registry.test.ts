@@ -86,3 +86,34 @@ describe('unit: watch registry (limits)', () => {
     expect(() => slot.activate({} as NonNullable<typeof slot.watch>)).to.throw(/released/);
   });
 });
+
+describe('unit: watch registry (named watches)', () => {
+  /** A stand-in for an open watch: the registry looks at nothing but isClosed and close. */
+  const watchStub = () => ({ isClosed: false, close() {}, snapshot: () => ({}) }) as never;
+  const subscribe = {} as never;
+  const request = {} as never;
+
+  it('keeps a name unique per client, finds it for its creator only, and forgets it when the watch closes', () => {
+    const r = new WatchRegistry({ maxWatches: 10, maxWatchesPerIdentity: 10 });
+    const opened: string[] = [];
+    const closed: string[] = [];
+    r.hooks = { opened: (w) => opened.push(w.name), closed: (w) => closed.push(w.name) };
+    const slot = r.reserve(alice, undefined, 'collector');
+    refused(() => r.findNamed(alice, 'collector'), grpc.status.UNAVAILABLE, /still opening/);
+    refused(() => r.reserve(alice, undefined, 'collector'), grpc.status.ALREADY_EXISTS, /already has a watch named "collector"; send Attach/);
+    // Another client may use the same name for a watch of its own.
+    const bobs = r.reserve(bob, undefined, 'collector');
+    slot.activate(watchStub(), subscribe, request, 1000);
+    expect(opened).to.deep.equal(['collector']);
+    expect(r.findNamed(alice, 'collector')).to.equal(slot);
+    expect(r.namedWatches).to.equal(2);
+    bobs.release();
+    refused(() => r.findNamed(bob, 'collector'), grpc.status.PERMISSION_DENIED, /belongs to another client; only the client that created it may attach/);
+    refused(() => r.findNamed(alice, 'other'), grpc.status.NOT_FOUND, /no watch named "other"/);
+    expect(r.named().map((w) => [w.name, w.lingerMs])).to.deep.equal([['collector', 1000]]);
+    slot.release();
+    expect(closed).to.deep.equal(['collector']);
+    refused(() => r.findNamed(alice, 'collector'), grpc.status.NOT_FOUND, /no watch named/);
+    r.reserve(alice, undefined, 'collector');
+  });
+});

@@ -12,6 +12,7 @@ import { RateLimitedLog } from '../../src/common/rate-limited-log';
 import { unknownProcess, type ProcessInfo, type ProcessReadLevel } from '../../src/host/process';
 import { ProcessCache } from '../../src/host/process-cache';
 import { Outbox } from '../../src/watch/outbox';
+import { Sequence } from '../../src/watch/sequence';
 import { PendingLedger } from '../../src/watch/pending';
 import { EventReader } from '../../src/watch/reader';
 import { ReleasedFds } from '../../src/watch/released-fds';
@@ -61,7 +62,7 @@ function rig(dir: string, opts: RigOptions = {}) {
   const decisions: { item: WatchEvent; allowed: boolean; by: DecidedBy }[] = [];
   const responder = new Responder(groupFd, stats, log, clock, (item, allowed, by) => decisions.push({ item, allowed, by }));
   const pending = new PendingLedger<WatchEvent>(60_000, () => undefined, clock, new FakeTimers());
-  const outbox = new Outbox({ maxBatchEvents: 100, queueCapacity: 100, maxEventsPerSecond: opts.maxEventsPerSecond }, stats);
+  const outbox = new Outbox({ maxBatchEvents: 100, queueCapacity: 100, maxEventsPerSecond: opts.maxEventsPerSecond }, stats, new Sequence());
   const delivered: WatchEvent[] = [];
   const notices: OverflowNotice[] = [];
   outbox.attach(objectSink((b) => (delivered.push(...b), true), (n) => (notices.push({ ...n }), true)));
@@ -259,7 +260,7 @@ describe('unit: the read path with filters and rules', () => {
     const t = setup({ maxEventsPerSecond: 2 });
     t.read([101, 102, 103, 104].map((pid) => ({ file: 'b.txt', mask: K.FAN_OPEN, pid })));
     expect(t.delivered.map((e) => e.ev.pid)).to.deep.equal([101, 102]);
-    expect(t.notices).to.deep.equal([{ source: 'rate_limit', dropped: 2, total: 2 }]);
+    expect(t.notices).to.deep.equal([{ source: 'rate_limit', dropped: 2, total: 2, seq: 3 }]);
     expect(t.stats.droppedRateLimit).to.equal(2);
     expect(t.proc.reads).to.have.length(2);
   });

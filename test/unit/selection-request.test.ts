@@ -13,7 +13,7 @@ import { parseSelection, SELECTION_LIMITS, type SelectionContext } from '../../s
 import { fakeKernel } from '../fixtures/fake-watches';
 import { subscribeMessage, watchRequest } from '../fixtures/messages';
 
-const LIMITS = { defaultVerdictTimeoutMs: 5000, maxVerdictTimeoutMs: 60000, defaultMaxBatchEvents: 256, maxBatchEvents: 4096, maxMarksPerWatch: 4 };
+const LIMITS = { defaultVerdictTimeoutMs: 5000, maxVerdictTimeoutMs: 60000, defaultMaxBatchEvents: 256, maxBatchEvents: 4096, maxMarksPerWatch: 4, maxLingerMs: 60_000 };
 
 const kernel = fakeKernel;
 

@@ -26,6 +26,8 @@ const LIMITS: ServiceLimits = {
   maxWatches: 2,
   maxPendingPerWatch: 10,
   maxWatchesPerIdentity: 8,
+  maxLingerMs: 60_000,
+  resumeBufferBytes: 1024 * 1024,
 };
 
 const NOTIF = { marks: [{ path: '/tmp', events: ['EVENT_TYPE_OPEN' as const] }] };
@@ -357,6 +359,10 @@ describe('unit: watch session (state machine, no kernel)', () => {
           decided_by_timeout: 6,
           decided_by_daemon: 10,
           pending: 2,
+          verdicts_refused: 0,
+          consumers: 0,
+          reassigned: 0,
+          gap_sequences: 0,
         },
       ]);
       expect(call.status).to.equal(undefined);
@@ -416,8 +422,8 @@ describe('unit: watch session (state machine, no kernel)', () => {
       const call = open();
       send(call, { subscribe: NOTIF });
       await settled();
-      factory.opened[0].sink!.sendOverflow({ source: 'rate_limit', dropped: 30, total: 45 });
-      expect(call.messages('overflow')).to.deep.equal([{ source: 'OVERFLOW_SOURCE_RATE_LIMIT', dropped: 30, total: 45 }]);
+      factory.opened[0].sink!.sendOverflow({ source: 'rate_limit', dropped: 30, total: 45, seq: 12 });
+      expect(call.messages('overflow')).to.deep.equal([{ source: 'OVERFLOW_SOURCE_RATE_LIMIT', dropped: 30, total: 45, sequence: 12 }]);
     });
 
     it('audits rule decisions with the rule\'s index, and rule replacements', async () => {

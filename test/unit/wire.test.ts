@@ -6,7 +6,7 @@ import { readProcess, unknownProcess, type ProcessInfo } from '../../src/host/pr
 import type { FsEvent } from '../../src/host/event';
 import { EVENT_TYPES } from '../../src/api/convert';
 import { fanotifyService } from '../../src/api/proto';
-import { encodeEvent, eventBatch } from '../../src/api/wire';
+import { encodeEvent, eventBatch, withSequence } from '../../src/api/wire';
 import { EventQueue } from '../../src/watch/event-queue';
 import type { WatchEvent } from '../../src/watch/watch';
 import { seededRandom } from '../fixtures/harness';
@@ -106,6 +106,26 @@ describe('wire: EventBatch encoding', () => {
       const b = whole(encodeEvent({ ...item({ path: Buffer.from('/x') }), count }));
       expect(b.length, `count ${count}`).to.equal(whole(encodeEvent(item({ path: Buffer.from('/x') }))).length);
       expect(decode(eventBatch(b)).events.events[0].count).to.equal(0);
+    }
+  });
+
+  it('encodes the sequence, and adds one to an event encoded without it, at any length', () => {
+    expect(one({ ...item({ path: Buffer.from('/s') }), seq: 2 ** 40 + 3 }).sequence).to.equal(String(2 ** 40 + 3));
+    expect(one(item({ path: Buffer.from('/s') })).sequence).to.equal('0');
+    // An event long enough that its length takes two bytes, and one that needs three after the sequence.
+    for (const len of [10, 120, 16_370]) {
+      const it = item({ path: Buffer.alloc(len, 0x61), process: { ...unknownProcess(7), comm: 'x' } }, 4);
+      const plain = encodeEvent(it);
+      const bytes = Buffer.from(plain.bytes);
+      for (const seq of [1, 127, 128, 2 ** 35, 2 ** 52]) {
+        const msg = decode(eventBatch(whole(withSequence({ bytes, tail: plain.tail }, seq))));
+        expect(msg.events.events).to.have.length(1);
+        const e = msg.events.events[0];
+        expect(e.sequence).to.equal(String(seq));
+        expect(e.id).to.equal('4');
+        expect(e.path.length).to.equal(len);
+        expect(e.process.comm).to.equal('x');
+      }
     }
   });
 
