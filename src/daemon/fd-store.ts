@@ -17,7 +17,7 @@
 import type { Logger } from '../common/log';
 import * as ffi from '../kernel/ffi';
 import { groupInfo } from '../kernel/group';
-import { responseWord, sweepPending } from '../kernel/response';
+import { answerQueued, responseWord, sweepPending } from '../kernel/response';
 import { Watch } from '../watch/watch';
 import { identityKey } from '../api/identity';
 import type { NamedWatch, NamedWatchHooks } from '../api/registry';
@@ -42,6 +42,8 @@ export const FD_LIMIT_WITH_STORE = 65_536;
  */
 export const SEQUENCE_BLOCK = 16_777_216;
 const SEQUENCE_CHECK_MS = 1_000;
+/** Start time asked of systemd for each watch restored (EXTEND_TIMEOUT_USEC). */
+const RESTORE_TIMEOUT_USEC = 30_000_000;
 
 interface Kept {
   def: WatchDefinition;
@@ -182,7 +184,11 @@ export class FdStore {
         await this.restoreOne(entry.def, f.fd);
         restored++;
       } catch (err) {
-        log.error('a stored watch could not be restored; its group is closed', { name: entry.fdName, error: err });
+        // Its held events were answered by the sweep; what waits in its
+        // queue gets the watch's decision too, not the kernel's ALLOW at close.
+        const def = entry.def;
+        const queued = def.groupClass !== 'notif' && groupInfo(f.fd) ? answerQueued(f.fd, responseWord(def.timeoutDecision === 'allow')) : 0;
+        log.error('a stored watch could not be restored; its group is closed', { name: entry.fdName, queued_answered: queued, error: err });
         this.drop(f);
         await this.p.store.remove(entry.fdName);
       } finally {
@@ -206,6 +212,8 @@ export class FdStore {
     const info = groupInfo(fd);
     if (!info) throw new Error(`fd ${fd} is not a fanotify group`);
     if (info.flags !== def.groupFlags) throw new Error(`the group's flags are ${info.flags.toString(16)}, its definition says ${def.groupFlags.toString(16)}`);
+    // Each watch may take a while (the sweep, on a busy host): systemd's start timeout is extended per watch.
+    this.p.sd.send({ EXTEND_TIMEOUT_USEC: RESTORE_TIMEOUT_USEC, STATUS: `restoring watch ${def.name}` });
     const started = process.hrtime.bigint();
     const swept = def.groupClass === 'notif' ? { answered: 0, errors: 0 } : sweepPending(fd, def.fdLimit, responseWord(def.timeoutDecision === 'allow'));
     const sweepMs = Number(process.hrtime.bigint() - started) / 1e6;

@@ -4,6 +4,7 @@
 // decided (include/uapi/linux/fanotify.h).
 import * as os from 'node:os';
 import * as K from './constants';
+import { decodeEvents } from './decoder';
 import * as ffi from './ffi';
 
 const ENOENT = os.constants.errno.ENOENT;
@@ -91,4 +92,33 @@ export function sweepPending(groupFd: number, limit: number, response: number): 
     }
   }
   return { answered, errors };
+}
+
+/**
+ * Read what a group still queues and answer each permission event with
+ * `response`, closing every fd the records carry: before giving up a group
+ * whose watch cannot be had back, since closing it makes the kernel allow
+ * all it holds. At most `maxReads` reads; what comes after is the kernel's.
+ * Returns the events answered.
+ */
+export function answerQueued(groupFd: number, response: number, maxReads = 64): number {
+  const buf = Buffer.allocUnsafe(64 * 1024);
+  const resp = Buffer.alloc(K.FAN_RESPONSE_LEN);
+  resp.writeUInt32LE(response >>> 0, 4);
+  let answered = 0;
+  for (let i = 0; i < maxReads; i++) {
+    const len = ffi.readNonblock(groupFd, buf);
+    if (len <= 0) break;
+    const fds: number[] = [];
+    for (const ev of decodeEvents(buf, len, true).events) {
+      if (ev.fd >= 0 && ev.mask & K.FAN_PERMISSION_EVENTS) {
+        resp.writeInt32LE(ev.fd, 0);
+        if (ffi.tryWrite(groupFd, resp, K.FAN_RESPONSE_LEN) === 0) answered++;
+      }
+      if (ev.fd >= 0) fds.push(ev.fd);
+      if (ev.pidfd !== undefined && ev.pidfd >= 0) fds.push(ev.pidfd);
+    }
+    ffi.closeFds(fds);
+  }
+  return answered;
 }

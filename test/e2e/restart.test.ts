@@ -186,4 +186,19 @@ describe('e2e: restart under systemd (fd store)', function () {
     for (const r of await Promise.all(openers.map((o) => o.done))) expect(r.code, r.stderr).to.equal(0);
     expect(fs.readdirSync(path.join(sd.stateDir, 'watches'))).to.deep.equal([]);
   });
+
+  it('a definition the daemon no longer accepts fails its watch: held and queued opens still get its decision, not ALLOW', async () => {
+    harness();
+    await sd.start();
+    const { openers } = await guardWithBlockedOpeners();
+    await sd.kill('SIGKILL');
+    const during = runChild('cat', [path.join(dir, `f${OPENERS}`)], 30_000);
+    // The stored watch lingers 60 s; this daemon allows at most 1 s.
+    sd.args = ['--max-linger-ms', '1000'];
+    await sd.start();
+    await sd.until(() => sd.storedFds === 0, 'the fd dropped from the store');
+    const failed = sd.logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'a stored watch could not be restored; its group is closed');
+    expect(failed, sd.logs.join('\n')).to.not.equal(undefined);
+    for (const r of await Promise.all([...openers, during].map((o) => o.done))) expect(denied(r), `opener: ${r.code} ${r.stderr}`).to.equal(true);
+  });
 });
