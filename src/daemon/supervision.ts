@@ -1,8 +1,7 @@
 // What the daemon takes from its service manager at start: the
-// notification socket (READY=1, the watchdog, STOPPING=1), and, where the
-// unit has a file descriptor store ($FDSTORE, systemd 254+, or a harness
-// that sets it) and a state directory, the store for watches that outlive
-// the process. Without $NOTIFY_SOCKET: nothing, and the daemon is as it
+// notification socket (READY=1, the watchdog, STOPPING=1), and, unless
+// $FDSTORE says the unit has no file descriptor store, with a state
+// directory, the store for watches that outlive the process. Without $NOTIFY_SOCKET: nothing, and the daemon is as it
 // always was.
 import type { Logger } from '../common/log';
 import * as ffi from '../kernel/ffi';
@@ -23,10 +22,14 @@ export interface Supervision {
 export function supervisionFromEnv(cfg: Config, env: NodeJS.ProcessEnv, log: Logger): Supervision {
   const sd = SdNotify.fromEnv(env, log);
   if (!sd) return { fds: [] };
-  const max = Number(env.FDSTORE ?? 0);
+  // systemd sets $FDSTORE to FileDescriptorStoreMax= from version 254 on;
+  // an older one says nothing, and ignores FDSTORE=1 (with a warning of
+  // its own) when the unit has no store, which costs nothing here: so
+  // only FDSTORE=0 turns the store off.
+  const offered = env.FDSTORE === undefined || Number(env.FDSTORE) > 0;
   const dir = cfg.stateDir ?? stateDirectoryFromEnv(env);
-  if (!(max > 0) || !dir) {
-    if (max > 0) log.warn('systemd offers a file descriptor store but there is no state directory (StateDirectory= or --state-dir): watches will not survive a restart');
+  if (!offered || !dir) {
+    if (offered) log.warn("no state directory (StateDirectory= or --state-dir): watches are not kept in systemd's file descriptor store, and will not survive a restart");
     // Groups handed back that nothing will read would hold their openers
     // for as long as this process lives: closed (the kernel allows what
     // they held) and dropped from the store.
