@@ -201,4 +201,23 @@ describe('e2e: restart under systemd (fd store)', function () {
     expect(failed, sd.logs.join('\n')).to.not.equal(undefined);
     for (const r of await Promise.all([...openers, during].map((o) => o.done))) expect(denied(r), `opener: ${r.code} ${r.stderr}`).to.equal(true);
   });
+
+  it('closes an fd whose definition is gone and deletes a definition whose fd is gone, each with a log line', async () => {
+    harness();
+    await sd.start();
+    const { openers } = await guardWithBlockedOpeners();
+    await sd.kill('SIGKILL');
+    const watches = path.join(sd.stateDir, 'watches');
+    const [file] = fs.readdirSync(watches);
+    fs.renameSync(path.join(watches, file), path.join(watches, 'gone.json'));
+    const moved = JSON.parse(fs.readFileSync(path.join(watches, 'gone.json'), 'utf8')) as Record<string, unknown>;
+    fs.writeFileSync(path.join(watches, 'gone.json'), JSON.stringify({ ...moved, fdName: 'gone' }));
+    await sd.start();
+    await sd.until(() => sd.storedFds === 0, 'the fd dropped from the store');
+    expect(sd.logs.some((l) => l.includes('an fd in the store has no watch definition; closed'))).to.equal(true);
+    expect(sd.logs.some((l) => l.includes('a watch definition has no fd in the store; deleted'))).to.equal(true);
+    await sd.until(() => fs.readdirSync(watches).length === 0, 'the definition deleted');
+    // No definition, no decision: the group closed and the kernel allowed what it held.
+    for (const r of await Promise.all(openers.map((o) => o.done))) expect(r.code, r.stderr).to.equal(0);
+  });
 });
