@@ -154,6 +154,22 @@ export function openGroup(spec: GroupSpec, features: GroupFeatures, place: reado
 }
 
 /**
+ * The fanotify_init flags of a group fd, as /proc/self/fdinfo shows them
+ * ("fanotify flags:87 event-flags:8002", hex); undefined when the fd is
+ * not a fanotify group.
+ */
+export function groupInfo(fd: number): { flags: number; eventFFlags: number } | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const m = /^fanotify flags:([0-9a-f]+) event-flags:([0-9a-f]+)$/m.exec(text);
+  return m ? { flags: parseInt(m[1], 16), eventFFlags: parseInt(m[2], 16) } : undefined;
+}
+
+/**
  * A subtree watch adds an ignore mark per directory outside it that is
  * touched; they must not use up fs.fanotify.max_user_marks, which every
  * group of the daemon's user shares. The kernel grants FAN_UNLIMITED_MARKS

@@ -388,9 +388,13 @@ export class Watch implements PumpClient {
   /**
    * Answer everything pending (the timeout decision when the client went
    * away, ALLOW when the daemon shuts down), then close the group.
+   * 'handoff': the group lives on in systemd's fd store for the next
+   * process, which answers what was read and not answered (by fd number)
+   * and reads the rest; nothing is answered or read here.
    */
-  close(reason: 'disconnect' | 'shutdown'): void {
+  close(reason: 'disconnect' | 'shutdown' | 'handoff'): void {
     if (this.closed) return;
+    if (reason === 'handoff') return this.handOff();
     this.closed = true;
     clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
@@ -407,6 +411,26 @@ export class Watch implements PumpClient {
     this.resolver?.close();
     this.coalescer?.close();
     this.outbox.close(this.failure);
+    this.eventLog.flush();
+    this.onClose?.(this);
+  }
+
+  private handOff(): void {
+    this.closed = true;
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+    this.pump.remove(this.fd);
+    const fds: number[] = [];
+    for (const [, item] of this.pending.takeAll()) {
+      fds.push(item.ev.fd);
+      if (item.pidfd !== undefined) fds.push(item.pidfd);
+    }
+    ffi.closeFds(fds);
+    this.subtree?.close();
+    ffi.closeFd(this.fd);
+    this.resolver?.close();
+    this.coalescer?.close();
+    this.outbox.close();
     this.eventLog.flush();
     this.onClose?.(this);
   }
