@@ -4,8 +4,9 @@
 // counted by sequence; a buffer overrun while fanctl is away prints one
 // gap line (and the JSON Gap); a policy engine that goes away leaves its
 // events to another one attached to the same watch, which decides them.
-// Marks only on directories the test made; every opener a child with a
-// time limit.
+// And fanctl resumes a watch the daemon took back from systemd's fd store
+// after a kill -9 (test/fixtures/systemd-harness.ts plays systemd). Marks
+// only on directories the test made; every opener a child with a time limit.
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
@@ -13,6 +14,7 @@ import * as path from 'node:path';
 import { expect } from 'chai';
 import { runPolicyEngine, FanotifyClient, type ResumableWatch } from '../../src/client';
 import { connect, runChild, startDaemon, tempDir, WatchStream, type Daemon } from '../fixtures/harness';
+import { SystemdHarness } from '../fixtures/systemd-harness';
 import { waitFor } from '../fixtures/wait';
 
 const FANCTL = path.resolve(__dirname, '..', '..', 'src', 'cli', 'fanctl.js');
@@ -284,6 +286,47 @@ describe('e2e: watches that survive their streams', function () {
     } finally {
       await stop(g1.proc);
       await stop(g2.proc);
+    }
+  });
+});
+
+describe('e2e: fanctl resumes after a daemon restart (fd store)', function () {
+  this.timeout(90_000);
+  let sd: SystemdHarness | undefined;
+  let dir: string;
+  beforeEach(() => {
+    dir = tempDir();
+  });
+  afterEach(async () => {
+    await sd?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('kill -9 of the daemon: fanctl watch resumes the restored watch and prints the opens made meanwhile once each', async () => {
+    const n = 200;
+    makeFiles(dir, 3 * n);
+    sd = new SystemdHarness();
+    await sd.start();
+    const w = fanctl(['watch', dir, '--scope', 'inode', '--events', 'open', '--json', '--name', 'restart-watch', '--linger', '60s', '--target', sd.address]);
+    try {
+      await waitFor(() => w.stderr().includes('watching'), 10_000, 'fanctl watching');
+      await sd.until(() => sd!.storedFds === 1, 'FDSTORE of the watch');
+      expect((await openFiles(dir, 0, n)).code).to.equal(0);
+      await waitFor(() => w.lines.length >= n, 10_000, 'the events before the kill');
+      await sd.kill('SIGKILL');
+      // Made while no daemon runs: queued in the kernel for the stored group.
+      expect((await openFiles(dir, n, 2 * n)).code).to.equal(0);
+      await sd.start();
+      await waitFor(() => /resumed/.test(w.stderr()), 30_000, `fanctl resumed (stderr: ${w.stderr()})`);
+      expect((await openFiles(dir, 2 * n, 3 * n)).code).to.equal(0);
+      const want = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => path.join(dir, `f${from + i}`));
+      await waitFor(() => want(n, 3 * n).every((p) => parse(w.lines).events.some((e) => e.path === p)), 20_000, 'the opens during and after the restart');
+      const { events } = parse(w.lines);
+      expect(new Set(events.map((e) => e.sequence)).size, 'no sequence twice').to.equal(events.length);
+      expect(new Set(events.map((e) => e.path)).size, 'no open printed twice').to.equal(events.length);
+      expect(w.stderr()).to.not.match(/RECONNECTED/);
+    } finally {
+      await stop(w.proc);
     }
   });
 });
