@@ -25,6 +25,8 @@ export interface Resume {
   name: string;
   /** Subscribe.linger_ms. */
   lingerMs: number;
+  /** --linger was not given: the default, within what each daemon allows (GetInfo's max_linger_ms). */
+  lingerDefault: boolean;
 }
 
 export interface WatchInvocation extends Resume {
@@ -142,16 +144,20 @@ const DEFAULT_LINGER = '30s';
 
 interface ResumeFlags {
   name?: string;
-  linger: number;
+  linger?: number;
 }
 
 function withResume(cmd: Command, what: string): Command {
   return cmd
     .option('--name <name>', `names the watch, so that it outlives a lost connection or a daemon restart and fanctl resumes it; another fanctl ${what} with the same --name joins it (default: fanctl-COMMAND-PID)`, watchName)
-    .option('--linger <duration>', 'how long the daemon keeps the watch once fanctl is gone (buffering its events for the resume); 0: it ends with fanctl', duration, duration(DEFAULT_LINGER));
+    .option('--linger <duration>', `how long the daemon keeps the watch once fanctl is gone (buffering its events for the resume); 0: it ends with fanctl (default: ${DEFAULT_LINGER}, or the daemon's maximum if lower)`, duration);
 }
 
-const resumeOf = (command: string, flags: ResumeFlags): Resume => ({ name: flags.name ?? defaultName(command), lingerMs: flags.linger });
+const resumeOf = (command: string, flags: ResumeFlags): Resume => ({
+  name: flags.name ?? defaultName(command),
+  lingerMs: flags.linger ?? duration(DEFAULT_LINGER),
+  lingerDefault: flags.linger === undefined,
+});
 
 const toEventTypes = (names: string[]) => names.map((n) => `EVENT_TYPE_${n.toUpperCase()}` as EventType__Output);
 const toScope = (s: string) => `MARK_SCOPE_${s.toUpperCase()}` as MarkScope__Output;

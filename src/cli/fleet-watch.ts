@@ -41,9 +41,27 @@ export class FleetWatch {
     private readonly output: EventOutput,
     private readonly io: Io,
     private readonly onEvents: EventsHandler,
+    /** subscribe.linger_ms is fanctl's default: brought within each daemon's max_linger_ms, which a daemon may set lower. */
+    fitLinger = false,
   ) {
     this.running = clients.length;
-    for (const c of clients) this.open(c);
+    for (const c of clients) {
+      if (fitLinger && subscribe.linger_ms) void this.openWithinLimits(c);
+      else this.open(c, subscribe);
+    }
+  }
+
+  /** Asked of the daemon first; one that cannot be asked (not up yet) gets the default, as it would have. */
+  private async openWithinLimits(client: FanotifyClient): Promise<void> {
+    let max: number | undefined;
+    try {
+      max = Number((await client.getInfo({ timeoutMs: 5000 })).message.limits?.max_linger_ms ?? 0);
+    } catch {
+      max = undefined;
+    }
+    if (this.stopping) return void (--this.running === 0 && this.settle(0));
+    const linger = Number(this.subscribe.linger_ms);
+    this.open(client, max === undefined ? this.subscribe : { ...this.subscribe, linger_ms: Math.min(linger, max) });
   }
 
   /** Cancel every watch (a named one lingers on its daemon for its linger); done resolves 0 once all have ended. */
@@ -55,13 +73,13 @@ export class FleetWatch {
     void Promise.all(ends).then(() => this.settle(0));
   }
 
-  private open(client: FanotifyClient): void {
+  private open(client: FanotifyClient, subscribe: Subscribe): void {
     const target = client.target;
     const tag = this.output.tag(target);
     /** When the stream was lost (monotonic ms), while it is being resumed. */
     let lostAt: number | undefined;
     const watch = client.resumableWatch(
-      this.subscribe,
+      subscribe,
       {
         subscribed: (s, how) => {
           this.resumed(target, s, how, lostAt);

@@ -218,6 +218,21 @@ describe('e2e: watches that survive their streams', function () {
     }
   });
 
+  it('fanctl\'s default linger fits a daemon whose --max-linger-ms is lower; a --linger given past it is refused, naming the flag', async () => {
+    const strict = await startDaemon(['--max-linger-ms', '1000']);
+    const w = fanctl(['watch', dir, '--scope', 'inode', '--events', 'open', '--target', strict.address]);
+    try {
+      await waitFor(() => w.stderr().includes('watching'), 10_000, `fanctl watching (stderr: ${w.stderr()})`);
+      const asked = fanctl(['watch', dir, '--scope', 'inode', '--events', 'open', '--linger', '30s', '--target', strict.address]);
+      const code = await new Promise((resolve) => asked.proc.on('exit', resolve));
+      expect(code).to.equal(1);
+      expect(asked.stderr()).to.match(/INVALID_ARGUMENT: .*--max-linger-ms/);
+    } finally {
+      await stop(w.proc);
+      await strict.stop();
+    }
+  });
+
   it('a policy engine that goes away leaves its pending events to another attached to the watch, which decides them', async () => {
     fs.writeFileSync(path.join(dir, 'public'), 'p');
     fs.writeFileSync(path.join(dir, 'secret'), 's');
