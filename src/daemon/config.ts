@@ -48,6 +48,8 @@ export interface Config {
   metrics?: string;
   /** Append-only JSON-lines audit trail; off when unset. */
   auditFile?: string;
+  /** Where kept watches' definitions go; else $STATE_DIRECTORY. */
+  stateDir?: string;
 }
 
 export class ConfigError extends FanotifydError {
@@ -135,6 +137,7 @@ export const SETTINGS = {
   'socket-group': { schema: z.string().min(1), arg: 'GROUP', help: 'group (name or number) owning the unix sockets (mode 0660)' },
   metrics: { schema: metricsAddress, arg: 'HOST:PORT', help: 'serve Prometheus metrics at /metrics (loopback only; off by default)' },
   'audit-file': { schema: file(), arg: 'FILE', help: 'append a JSON line per watch opened/closed and per permission decision (off by default)' },
+  'state-dir': { schema: file(), arg: 'DIR', help: "where the definitions of watches kept in systemd's fd store go (default: $STATE_DIRECTORY)" },
   'idle-timeout-ms': { schema: millis(), arg: 'N', default: DEFAULTS.idleTimeoutMs, help: 'close connections that hold no stream this long' },
   'handshake-timeout-ms': { schema: millis(), arg: 'N', default: DEFAULTS.handshakeTimeoutMs, help: 'close connections that have not finished TLS or sent the HTTP/2 preface this long after connecting, or not closed their side this long after the daemon closed the connection' },
   'max-connections': { schema: count(), arg: 'N', default: DEFAULTS.maxConnections, help: 'open connections per listener; more are closed at once' },
@@ -214,6 +217,7 @@ function toConfig(s: Settings): Config {
     maxConnections: s['max-connections'],
     metrics: s.metrics,
     auditFile: s['audit-file'],
+    stateDir: s['state-dir'],
   };
 }
 

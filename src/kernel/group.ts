@@ -135,18 +135,38 @@ export function initFlags(spec: GroupSpec, features: GroupFeatures): { flags: nu
 const O_LARGEFILE = process.arch === 'x64' ? 0o100000 : 0;
 export const EVENT_F_FLAGS = ffi.O_RDONLY | ffi.O_CLOEXEC | O_LARGEFILE;
 
-/** Create the group and place every mark; on any failure nothing stays open. */
-export function openGroup(spec: GroupSpec, features: GroupFeatures): { fd: number; flags: number; reportMode: ReportMode } {
+/**
+ * Create the group and place every mark (or `place`: the marks as the
+ * kernel is to hold them, where the watch narrows them; the flags still
+ * follow spec's); on any failure nothing stays open.
+ */
+export function openGroup(spec: GroupSpec, features: GroupFeatures, place: readonly MarkSpec[] = spec.marks): { fd: number; flags: number; reportMode: ReportMode } {
   checkSubtreeMarks(spec.marks);
   const { flags: asked, reportMode } = initFlags(spec, features);
   const { fd, flags } = spec.marks.some((m) => m.scope === 'subtree') ? initUnlimited(asked) : { fd: ffi.fanotifyInit(asked, EVENT_F_FLAGS), flags: asked };
   try {
-    for (const m of spec.marks) addMark(fd, m);
+    for (const m of place) addMark(fd, m);
   } catch (err) {
     ffi.closeFd(fd);
     throw err;
   }
   return { fd, flags, reportMode };
+}
+
+/**
+ * The fanotify_init flags of a group fd, as /proc/self/fdinfo shows them
+ * ("fanotify flags:87 event-flags:8002", hex); undefined when the fd is
+ * not a fanotify group.
+ */
+export function groupInfo(fd: number): { flags: number; eventFFlags: number } | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const m = /^fanotify flags:([0-9a-f]+) event-flags:([0-9a-f]+)$/m.exec(text);
+  return m ? { flags: parseInt(m[1], 16), eventFFlags: parseInt(m[2], 16) } : undefined;
 }
 
 /**

@@ -10,6 +10,7 @@
 // alone reads nothing, and a path-only filter never reads /proc.
 import { NameGlobSet, PathGlobSet, type PathText } from '../common/glob';
 import type { ProcessInfo } from '../host/process';
+import * as K from '../kernel/constants';
 import type { MatchSpec, RuleSpec, SelectionSpec } from './types';
 
 /** What a Match looks at, each part produced on first request and kept for the event's other checks. */
@@ -67,6 +68,39 @@ class CompiledMatch {
 function anyOf(ms: readonly CompiledMatch[], s: MatchSubject): boolean {
   for (const m of ms) if (m.test(s)) return true;
   return false;
+}
+
+/** Every event bit of a mark's mask: all but the flags FAN_ONDIR and FAN_EVENT_ON_CHILD. */
+const EVENT_BITS = ~(K.FAN_ONDIR | K.FAN_EVENT_ON_CHILD);
+
+/**
+ * A Match that names event types and nothing else. Checked over every
+ * field but events, whatever fields MatchSpec gains: a Match with any other
+ * field set may leave some of its types' events in, so the kernel must
+ * still report them.
+ */
+function onlyEvents(m: MatchSpec): boolean {
+  return Object.entries(m).every(([k, v]) => k === 'events' || (Array.isArray(v) ? v.length === 0 : !v));
+}
+
+/**
+ * The event types include and exclude leave out whatever else an event
+ * is: those of an exclude Match that names types alone (every type for an
+ * empty one), and, when there is an include, those no include Match can
+ * match. The kernel need not report them at all: the watch leaves them out
+ * of its marks (placed-marks.ts), so such an event costs the daemon
+ * nothing, where reading one and dropping it cost 4-5 us. A permission
+ * event left out this way is one the daemon would have allowed at once.
+ */
+export function filteredOutTypes(spec: SelectionSpec): number {
+  let out = 0;
+  for (const m of spec.exclude) if (onlyEvents(m)) out |= m.events === 0 ? EVENT_BITS : m.events;
+  if (spec.include.length) {
+    let possible = 0;
+    for (const m of spec.include) possible |= m.events === 0 ? EVENT_BITS : m.events;
+    out |= EVENT_BITS & ~possible;
+  }
+  return out & EVENT_BITS;
 }
 
 export class Selection {
