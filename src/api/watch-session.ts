@@ -404,5 +404,7 @@ function emptySubscribe(): Subscribe__Output {
     coalesce_ms: 0,
     max_events_per_second: 0,
     rules: [],
+    name: '',
+    linger_ms: 0,
   };
 }
