@@ -8,11 +8,14 @@
 import { cgroupId, cgroupPaths, parseCgroupFile, readCgroupFile } from './cgroup';
 import type { ContainerInfo } from './container';
 import { containerFromCgroups } from './container-id';
+import { isOtherNamespace, mountNamespaceOf } from './container-path';
 
 export interface Attribution {
   cgroupId: number;
   cgroup: string;
   container?: ContainerInfo;
+  /** Its mount namespace, when not the host's: its paths may differ (Event.container_path). */
+  mntns?: number;
 }
 
 /**
@@ -52,7 +55,8 @@ export function readAttribution(pid: number): Attribution | undefined {
     parsed.set(text, p);
   }
   const container = p.container && directory ? directory.current(p.container) : p.container;
-  return { cgroupId: p.v2 === undefined ? 0 : cgroupId(p.v2), cgroup: p.cgroup, container };
+  const ns = mountNamespaceOf(pid);
+  return { cgroupId: p.v2 === undefined ? 0 : cgroupId(p.v2), cgroup: p.cgroup, container, mntns: isOtherNamespace(ns) ? ns : undefined };
 }
 
 /**

@@ -29,6 +29,8 @@ export interface ProcessInfo {
   cgroup?: string;
   /** The container it runs in; unset for a process in none. */
   container?: ContainerInfo;
+  /** Its mount namespace's inode, set only when it is not the host's. */
+  mntns?: number;
 }
 
 /** Command-line bytes kept per process: an event stays small whatever a process's arguments (up to 2 MiB and more). */
@@ -73,6 +75,7 @@ export function readProcess(pid: number, pidfd?: number, level: ProcessReadLevel
     info.cgroupId = attribution.cgroupId;
     info.cgroup = attribution.cgroup;
     if (attribution.container) info.container = attribution.container;
+    if (attribution.mntns !== undefined) info.mntns = attribution.mntns;
   }
   // A pidfd pins the process the kernel meant. If it still refers to a live
   // process with this pid after the reads above, the pid was not reused in
