@@ -33,6 +33,8 @@ export class FanotifyService {
   onVerdictLatency?: (ms: number) => void;
   /** Where audit records go (--audit-file); none by default. */
   audit?: AuditSink;
+  /** The host root request paths are resolved beneath, and why it is that one (GetInfo). */
+  hostRoot: { path: string; note: string } = { path: '/', note: '' };
 
   constructor(
     factory: WatchFactory,
@@ -150,6 +152,8 @@ export class FanotifyService {
         max_watches_per_identity: l.maxWatchesPerIdentity,
       },
       active_watches: this.registry.activeWatches,
+      host_root: this.hostRoot.path,
+      host_root_note: this.hostRoot.note,
     };
   }
 }

@@ -44,6 +44,10 @@ export interface Config {
   metrics?: string;
   /** Append-only JSON-lines audit trail; off when unset. */
   auditFile?: string;
+  /** The directory request paths are resolved beneath; unset: the default (src/host/host-root.ts). */
+  hostRoot?: string;
+  /** The container runtime's CRI socket (unix:///run/containerd/containerd.sock); unset: cgroup paths only. */
+  criEndpoint?: string;
 }
 
 export class ConfigError extends FanotifydError {
@@ -143,6 +147,16 @@ export const SETTINGS = {
   'max-watches-per-identity': { schema: count(), arg: 'N', default: DEFAULTS.maxWatchesPerIdentity, help: 'concurrent watches of one client identity' },
   'max-marks-per-watch': { schema: count(), arg: 'N', default: DEFAULTS.maxMarksPerWatch, help: 'marks in one Subscribe' },
   'max-message-bytes': { schema: count(), arg: 'N', default: DEFAULTS.maxMessageBytes, help: 'largest gRPC message either way' },
+  'host-root': {
+    schema: z.string().regex(/^\//, { error: 'give an absolute path (/proc/<a host pid>/root, or /)' }),
+    arg: 'DIR',
+    help: "resolve request paths beneath DIR, the host's root as the daemon sees it (default: /proc/1/root when the daemon's mount namespace is not PID 1's, else /)",
+  },
+  'cri-endpoint': {
+    schema: z.string().regex(/^unix:\/\/\//, { error: 'give the runtime\'s socket as unix:///PATH (unix:///run/containerd/containerd.sock, unix:///var/run/crio/crio.sock)' }),
+    arg: 'URL',
+    help: "the container runtime's CRI socket, for pod and container names, image and labels in events (off: ids from cgroup paths only)",
+  },
   'max-pending-per-watch': { schema: count(), arg: 'N', default: DEFAULTS.maxPendingPerWatch, help: 'permission events awaiting a verdict per watch; past it they get the timeout decision at once' },
 } as const satisfies Record<string, Setting>;
 
@@ -205,6 +219,8 @@ function toConfig(s: Settings): Config {
     maxConnections: s['max-connections'],
     metrics: s.metrics,
     auditFile: s['audit-file'],
+    hostRoot: s['host-root'],
+    criEndpoint: s['cri-endpoint'],
   };
 }
 
