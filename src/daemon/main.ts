@@ -29,6 +29,8 @@ import { fanotifyService } from '../api/proto';
 import { addHealth, addReflection } from '../api/reflection';
 import { ConfigError, parseConfig, USAGE, type Config } from './config';
 import { setUpHostRoot, type HostRoot } from '../host/host-root';
+import { useContainerDirectory } from '../host/attribution';
+import { CriDirectory } from '../host/cri';
 import { bindAll, type Listeners } from './listeners';
 import type { AuditTrail } from './audit';
 import { prepare, type Prepared } from './preflight';
@@ -126,6 +128,9 @@ async function serve(cfg: Config, prepared: Prepared, log: Logger, hostRoot: Hos
   }
   const { authorizer, pump, service, server, metrics, health } = build(cfg, prepared, kernel, log);
   service.hostRoot = hostRoot;
+  // The runtime's metadata, asked in the background; events never wait for it.
+  const cri = cfg.criEndpoint ? new CriDirectory(cfg.criEndpoint, log) : undefined;
+  useContainerDirectory(cri);
 
   // Signal handlers go in before anything is announced: a supervisor may
   // send SIGTERM the moment it reads "serving".
@@ -140,6 +145,7 @@ async function serve(cfg: Config, prepared: Prepared, log: Logger, hostRoot: Hos
       // daemon that is going away.
       service.shutdown();
       closeListeners(running, server, () => {
+        cri?.close();
         void pump.close().then(() => {
           log.info('stopped');
           resolve(0);

@@ -10,9 +10,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { cgroup2Mount } from '../../src/host/cgroup';
-import { runChild, WatchStream, withDaemon } from '../fixtures/harness';
-import { waitFor } from '../fixtures/wait';
+import { catInCgroup, removeCgroups, testCgroupRoot } from '../fixtures/cgroups';
+import { WatchStream, withDaemon } from '../fixtures/harness';
 
 const ID = (n: number) => n.toString(16).padStart(2, '0').repeat(32);
 const UID = '1b2c3d4e-0f1a-4b5c-8d9e-a0b1c2d3e4f5';
@@ -31,42 +30,16 @@ const LAYOUTS: Array<[string, string, { id: string; runtime: string; pod_uid: st
   ['no container', 'system.slice/app.service', null],
 ];
 
-/** Why the test cannot run here, or undefined. */
-function unusable(mount: string | null): string | undefined {
-  if (!mount) return 'no cgroup v2 hierarchy is mounted';
-  try {
-    fs.accessSync(path.join(mount, 'cgroup.procs'), fs.constants.W_OK);
-  } catch {
-    return `${mount} is not writable here`;
-  }
-  return undefined;
-}
-
-/** Remove the test's cgroups, deepest first, once their processes are gone (rmdir: EBUSY while populated). */
-async function removeCgroups(root: string): Promise<void> {
-  const dirs: string[] = [];
-  const walk = (d: string) => {
-    dirs.push(d);
-    for (const e of fs.readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(path.join(d, e.name));
-  };
-  walk(root);
-  for (const d of dirs.reverse()) {
-    await waitFor(() => /populated 0/.test(fs.readFileSync(path.join(d, 'cgroup.events'), 'utf8')), 5000, `${d} empty`);
-    fs.rmdirSync(d);
-  }
-}
-
 describe('e2e: container and pod attribution from kubelet-style cgroups', function () {
   this.timeout(60_000);
-  const mount = cgroup2Mount();
-  const reason = unusable(mount);
-
   it('attributes each opener to the container and pod its cgroup names, with the cgroup id', async function () {
-    if (reason) {
-      console.log(`      skipped: ${reason}`);
+    const cg = testCgroupRoot();
+    if ('why' in cg) {
+      console.log(`      skipped: ${cg.why}`);
       this.skip();
     }
-    const root = path.join(mount!, `fanotifyd-test-${process.pid}`);
+    const mount = cg.mount;
+    const root = path.join(mount, `fanotifyd-test-${process.pid}`);
     fs.mkdirSync(root);
     try {
       await withDaemon([], async ({ client, dir }) => {
@@ -79,21 +52,16 @@ describe('e2e: container and pod attribution from kubelet-style cgroups', functi
         });
         s.onEvent = (ev) => s.verdict(ev.id, 'DECISION_ALLOW');
         await s.subscribed();
-        const runs = LAYOUTS.map(([, rel], i) => {
-          const cg = path.join(root, rel);
-          fs.mkdirSync(cg, { recursive: true });
-          // Into the cgroup first, then the open: exec keeps the pid.
-          return runChild('/bin/sh', ['-c', `echo $$ > ${cg}/cgroup.procs && exec cat ${files[i]}`]);
-        });
+        const runs = LAYOUTS.map(([, rel], i) => catInCgroup(path.join(root, rel), files[i]));
         const results = await Promise.all(runs.map((r) => r.done));
         for (const r of results) expect(r.code, r.stderr).to.equal(0);
         await s.until(() => files.every((f) => s.events.some((e) => e.path === f)), 10_000, 'an event per layout');
         LAYOUTS.forEach(([name, rel, want], i) => {
           const ev = s.events.find((e) => e.path === files[i]);
-          const cg = path.join(root, rel);
+          const dir = path.join(root, rel);
           expect(ev.process.pid, name).to.equal(runs[i].pid);
-          expect(ev.process.cgroup, name).to.equal(cg.slice(mount!.length));
-          expect(ev.process.cgroup_id, name).to.equal(String(fs.statSync(cg).ino));
+          expect(ev.process.cgroup, name).to.equal(dir.slice(mount.length));
+          expect(ev.process.cgroup_id, name).to.equal(String(fs.statSync(dir).ino));
           if (want === null) expect(ev.process.container, name).to.equal(null);
           else expect(ev.process.container, name).to.deep.include(want);
         });
