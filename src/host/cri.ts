@@ -143,7 +143,11 @@ export class CriDirectory implements ContainerDirectory {
         this.learn(c);
       }
       // Forget containers that are gone, and pods without containers.
-      for (const id of this.containers.keys()) if (!live.has(id)) (this.containers.delete(id), this.built.delete(id));
+      for (const id of this.containers.keys()) {
+        if (live.has(id)) continue;
+        this.containers.delete(id);
+        this.built.delete(id);
+      }
       const pods = new Set([...this.containers.values()].map((m) => m.sandboxId));
       for (const id of this.sandboxes.keys()) if (!pods.has(id)) this.sandboxes.delete(id);
     });
