@@ -266,7 +266,7 @@ function event(w: Writer, it: WatchEvent): Buffer {
     w.uint(21, it.ruleDecision.decision === 'allow' ? DECISION_ALLOW : DECISION_DENY);
     w.uint(22, it.ruleDecision.index);
   }
-  if (ev.containerPath) w.string(24, ev.containerPath);
+  if (ev.containerPath) w.utf8(24, ev.containerPath);
   // Field 8 last (protobuf takes fields in any order): the process's
   // message is not copied into each event but follows it, shared.
   const process = encodeProcess(ev.process);

@@ -4,7 +4,7 @@
 // only /proc and handles, never a file under a user's mark.
 import * as K from '../kernel/constants';
 import type { FileId, RawEvent } from '../kernel/decoder';
-import { containerPath, hostPath } from './container-path';
+import { translatePath } from './container-path';
 import { fdPath } from './fd-path';
 import type { HandleResolver } from './handle-resolver';
 import type { ProcessCache } from './process-cache';
@@ -42,8 +42,8 @@ export interface FsEvent {
   target?: FileId;
   /** FAN_REPORT_FD_ERROR: the errno of the kernel's failed open. */
   fdError?: number;
-  /** The path as the process saw it, where its mount namespace shows it elsewhere. */
-  containerPath?: string;
+  /** The path as the process saw it (bytes), where its mount namespace shows it elsewhere. */
+  containerPath?: Buffer;
 }
 
 /** The event with nothing looked up: what is delivered when enrichment fails. */
@@ -99,15 +99,16 @@ export function describeThreadOnly(ev: FsEvent, raw: RawEvent): void {
 export function describeContainerPath(ev: FsEvent, fromFd: boolean): void {
   const ns = ev.process.mntns;
   if (ns === undefined || !ev.path) return;
-  const p = ev.path.toString('utf8');
+  const p = ev.path;
   if (fromFd) {
-    const host = hostPath(p, ev.process.pid, ns);
+    const host = translatePath(p, ev.process.pid, ns, true);
+    if (host === p) return;
+    // The host does not show it (a container's own tmpfs): its own path in both fields.
     ev.containerPath = p;
-    if (host && host !== p) ev.path = Buffer.from(host, 'utf8');
-    else if (host === p) ev.containerPath = undefined;
+    if (host) ev.path = host;
     return;
   }
-  const seen = containerPath(p, ev.process.pid, ns);
+  const seen = translatePath(p, ev.process.pid, ns, false);
   if (seen && seen !== p) ev.containerPath = seen;
 }
 
