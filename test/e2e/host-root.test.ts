@@ -10,7 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { connect, DAEMON, getInfo, runChild, tempDir, WatchStream, type Client } from '../fixtures/harness';
+import { connect, DAEMON, getInfo, runChild, tempDir, waitForLog, WatchStream, withDaemon, type Client } from '../fixtures/harness';
 
 const SETUP = `
 set -eu
@@ -101,5 +101,37 @@ describe('e2e: host root from a mount namespace of its own', function () {
       fs.rmSync(host, { recursive: true, force: true });
       fs.rmSync(sockDir, { recursive: true, force: true });
     }
+  });
+
+  it('by default: /proc/1/root outside PID 1\'s namespace, else /; a fallback said in the log and in GetInfo', async () => {
+    const ns = (pid: number | string) => {
+      try {
+        return fs.statSync(`/proc/${pid}/ns/mnt`).ino;
+      } catch {
+        return undefined;
+      }
+    };
+    let readable = true;
+    try {
+      fs.readdirSync('/proc/1/root');
+    } catch {
+      readable = false;
+    }
+    const own = ns('self');
+    const init = ns(1);
+    await withDaemon([], async ({ daemon, client }) => {
+      const info = await getInfo(client);
+      if (init !== undefined && init === own) {
+        expect(info).to.deep.include({ host_root: '/', host_root_note: '' });
+      } else if (init !== undefined && readable) {
+        expect(info).to.deep.include({ host_root: '/proc/1/root', host_root_note: '' });
+      } else {
+        // This machine: PID 1 runs outside the sandbox and /proc/1/root is refused even to root.
+        expect(info.host_root).to.equal('/');
+        expect(info.host_root_note).to.match(/--host-root \/proc\/<a host pid>\/root$/);
+        const line = await waitForLog(daemon, (l) => l.msg === 'host root' && l.level === 'warn');
+        expect(line.note).to.equal(info.host_root_note);
+      }
+    });
   });
 });
