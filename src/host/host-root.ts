@@ -9,6 +9,7 @@ import * as fs from 'node:fs';
 import * as ffi from '../kernel/ffi';
 import { useMarkRoot } from '../kernel/group';
 import { useHostMountTable } from './container-path';
+import { useMountTable } from './mounts';
 
 export interface HostRoot {
   /** The directory request paths are resolved beneath; "/" is the daemon's own root. */
@@ -59,6 +60,9 @@ export function setUpHostRoot(asked: string | undefined): HostRoot {
   const fd = fs.openSync(root, ffi.O_PATH | ffi.O_DIRECTORY | ffi.O_CLOEXEC);
   useMarkRoot(fd);
   const pid = pidOf(root);
-  if (pid !== undefined) useHostMountTable(pid);
+  if (pid !== undefined) {
+    useHostMountTable(pid);
+    useMountTable(pid);
+  }
   return chosen;
 }

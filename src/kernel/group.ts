@@ -200,8 +200,17 @@ export function openMarkPath(path: string, flags: number): { at: string; flags: 
   return { at: `/proc/self/fd/${fd}`, flags: flags & ~K.FAN_MARK_DONT_FOLLOW, close: () => void ffi.closeFd(fd) };
 }
 
+/**
+ * A request path resolved (symlinks, "..") as the kernel will report it:
+ * realpath(3) without a mark root; beneath one, the fd's own path, which
+ * names the host's mount by the host's path.
+ */
+export function realMarkPath(path: string): string {
+  if (markRoot < 0) return fs.realpathSync(path);
+  return withMarkPath(path, 0, (at) => fs.readlinkSync(at));
+}
+
 export function addMark(fd: number, m: MarkSpec): void {
-  // A subtree's marks follow the daemon's own mount table (src/watch/subtree.ts): its own paths.
   if (m.scope === 'subtree') return addSubtreeMount(fd, m.path, m.mask, m.flags | K.FAN_MARK_ONLYDIR);
   withMarkPath(m.path, m.flags, (at, flags) => {
     // The kernel refuses an ignore mark on a directory (EISDIR) unless it
@@ -226,7 +235,7 @@ function isDirectory(p: string, flags: number): boolean {
  * mount mark: it covers every object reached through that mount.
  */
 export function addSubtreeMount(fd: number, path: string, mask: number, flags = 0): void {
-  ffi.fanotifyMark(fd, K.FAN_MARK_ADD | K.FAN_MARK_MOUNT | flags, mask & ~K.FAN_EVENT_ON_CHILD, path);
+  withMarkPath(path, flags, (at, f) => ffi.fanotifyMark(fd, K.FAN_MARK_ADD | K.FAN_MARK_MOUNT | f, mask & ~K.FAN_EVENT_ON_CHILD, at));
 }
 
 /**
@@ -268,13 +277,12 @@ export function checkSubtreeMark(m: MarkSpec): void {
  */
 export function addDirectoryIgnore(fd: number, dir: string, mask: number, children: boolean): void {
   const flags = K.FAN_MARK_ADD | K.FAN_MARK_IGNORE | K.FAN_MARK_IGNORED_SURV_MODIFY | K.FAN_MARK_EVICTABLE | K.FAN_MARK_ONLYDIR | K.FAN_MARK_DONT_FOLLOW;
-  ffi.fanotifyMark(fd, flags, mask | K.FAN_ONDIR | (children ? K.FAN_EVENT_ON_CHILD : 0), dir);
+  withMarkPath(dir, flags, (at, f) => ffi.fanotifyMark(fd, f, mask | K.FAN_ONDIR | (children ? K.FAN_EVENT_ON_CHILD : 0), at));
 }
 
 export function removeMark(fd: number, m: MarkSpec): void {
   // Only the flags that select which mark are meaningful on removal.
   const select = m.flags & (K.FAN_MARK_DONT_FOLLOW | K.FAN_MARK_ONLYDIR | K.FAN_MARK_IGNORE);
-  if (m.scope === 'subtree') return ffi.fanotifyMark(fd, K.FAN_MARK_REMOVE | SCOPE_FLAGS[m.scope] | select, m.mask, m.path);
   withMarkPath(m.path, select, (at, flags) => ffi.fanotifyMark(fd, K.FAN_MARK_REMOVE | SCOPE_FLAGS[m.scope] | flags, m.mask, at));
 }
 

@@ -5,8 +5,8 @@
 // watches of a tmpfs this test mounted, written as host paths, see a host
 // process's open with the host's path and pid. Without the host root, the
 // mount mark would attach to the namespace's copy of the tmpfs's mount and
-// see nothing of the host's processes. dfid_name mode and a permission mark
-// go through the host root too.
+// see nothing of the host's processes. dfid_name mode, a permission mark
+// and a subtree go through the host root too.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -86,7 +86,9 @@ describe('e2e: host root from a mount namespace of its own', function () {
       const dfid = new WatchStream(client, { report_mode: 'REPORT_MODE_DFID_NAME', marks: [{ path: host, scope: 'MARK_SCOPE_FILESYSTEM', events: ['EVENT_TYPE_OPEN'] }] });
       const perm = new WatchStream(client, { group_class: 'GROUP_CLASS_CONTENT', marks: [{ path: host, scope: 'MARK_SCOPE_MOUNT', events: ['EVENT_TYPE_OPEN_PERM'] }] });
       perm.onEvent = (ev) => perm.verdict(ev.id, 'DECISION_ALLOW');
-      watches.push({ scope: 'MARK_SCOPE_FILESYSTEM, dfid_name', w: dfid }, { scope: 'MARK_SCOPE_MOUNT, OPEN_PERM', w: perm });
+      // A subtree follows the host's mount table and marks through the host root as well.
+      const subtree = new WatchStream(client, { marks: [{ path: host, scope: 'MARK_SCOPE_SUBTREE', events: ['EVENT_TYPE_OPEN'] }] });
+      watches.push({ scope: 'MARK_SCOPE_FILESYSTEM, dfid_name', w: dfid }, { scope: 'MARK_SCOPE_MOUNT, OPEN_PERM', w: perm }, { scope: 'MARK_SCOPE_SUBTREE', w: subtree });
       for (const { w } of watches) await w.subscribed();
       const r = await runChild('/bin/cat', [path.join(host, 'f')]).done;
       expect(r.code).to.equal(0);
