@@ -66,7 +66,10 @@ async function startProfile(): Promise<() => Promise<object>> {
 function loadCommand(cmd: string, argv: string[]): [string, string[]] {
   const cg = process.env.BENCH_CONTAINER_CGROUP;
   if (!cg) return [cmd, argv];
-  return ['unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cg, cmd, ...argv]];
+  const join = ['sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cg, cmd, ...argv];
+  // BENCH_CONTAINER_MNTNS=0: in the cgroup only, so the paths need no translating.
+  if (process.env.BENCH_CONTAINER_MNTNS === '0') return [join[0], join.slice(1)];
+  return ['unshare', ['-m', '--propagation', 'private', ...join]];
 }
 
 const match = (m: Partial<MatchSpec>): MatchSpec => ({ paths: [], exes: [], comms: [], uids: [], gids: [], events: 0, ...m });

@@ -152,6 +152,25 @@ function memoFor(pid: number, ns: number): Memo | undefined {
 const SLASH = 0x2f;
 
 /**
+ * The last directory translated, by its bytes: a busy process's events
+ * tend to name one directory in a row, and then not even its key string is
+ * made (compared in place, nothing allocated).
+ */
+let lastDir: { bytes: Buffer; toHost: boolean; m: Memo; out: Dir | null } | undefined;
+
+function lastDirOf(p: Buffer, slash: number, toHost: boolean, m: Memo): Dir | null | undefined {
+  const l = lastDir;
+  if (!l || l.m !== m || l.toHost !== toHost || l.bytes.length !== slash || p.compare(l.bytes, 0, slash, 0, slash) !== 0) return undefined;
+  return l.out;
+}
+
+function rememberDir(p: Buffer, slash: number, toHost: boolean, m: Memo): Dir | null {
+  const out = translatedDir(slash === 0 ? '/' : p.toString('latin1', 0, slash), toHost, m);
+  lastDir = { bytes: Buffer.from(p.subarray(0, slash)), toHost, m, out };
+  return out;
+}
+
+/**
  * A path as the process (pid, in mount namespace ns) sees it, as the host
  * sees it (toHost), or the other way; p itself when the two are the same,
  * undefined when the other side does not show it or the tables cannot be
@@ -162,7 +181,7 @@ export function translatePath(p: Buffer, pid: number, ns: number, toHost: boolea
   if (!m) return undefined;
   const slash = p.lastIndexOf(SLASH);
   if (slash < 0) return undefined;
-  const d = translatedDir(slash === 0 ? '/' : p.toString('latin1', 0, slash), toHost, m);
+  const d = lastDirOf(p, slash, toHost, m) ?? rememberDir(p, slash, toHost, m);
   if (!d) return undefined;
   if (d.same) return p;
   return d.bytes.length === 1 ? Buffer.concat([d.bytes, p.subarray(slash + 1)]) : Buffer.concat([d.bytes, p.subarray(slash)]);
