@@ -19,6 +19,10 @@
 // of its own: the worst case, the held map full and sending on the oldest).
 // BENCH_NAMED=1 makes it a named watch: every event numbered and kept in the
 // replay journal (64 MiB, or BENCH_JOURNAL_BYTES), read by one stream's cursor.
+// BENCH_CONTAINER_CGROUP=dir runs the load generator as a container's
+// process: moved into that cgroup (name it as a runtime does, e.g.
+// .../libpod-<64 hex>) and in a mount namespace of its own, to measure what
+// attributing events to a container costs (docs/performance.md).
 // In the permission case (no "notify"), BENCH_RULE=1 lets a rule on the
 // event type allow every open in the daemon instead of the in-process client.
 import { execFileSync, spawn } from 'node:child_process';
@@ -58,6 +62,16 @@ async function startProfile(): Promise<() => Promise<object>> {
   await post('Profiler.enable');
   await post('Profiler.start');
   return async () => (await post('Profiler.stop')).profile;
+}
+
+/** The load generator's command, as a container's process with BENCH_CONTAINER_CGROUP. */
+function loadCommand(cmd: string, argv: string[]): [string, string[]] {
+  const cg = process.env.BENCH_CONTAINER_CGROUP;
+  if (!cg) return [cmd, argv];
+  const join = ['sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cg, cmd, ...argv];
+  // BENCH_CONTAINER_MNTNS=0: in the cgroup only, so the paths need no translating.
+  if (process.env.BENCH_CONTAINER_MNTNS === '0') return [join[0], join.slice(1)];
+  return ['unshare', ['-m', '--propagation', 'private', ...join]];
 }
 
 const match = (m: Partial<MatchSpec>): MatchSpec => ({ paths: [], exes: [], comms: [], uids: [], gids: [], events: 0, ...m });
@@ -103,7 +117,7 @@ async function notify(): Promise<void> {
   });
   const profile = process.env.BENCH_PROFILE ? await startProfile() : undefined;
   const cpu0 = process.cpuUsage();
-  const l = await run(path.join(BUILD, 'load'), [dir, String(files), String(ops), String(rate)]);
+  const l = await run(...loadCommand(path.join(BUILD, 'load'), [dir, String(files), String(ops), String(rate)]));
   await new Promise((r) => setTimeout(r, 500));
   const cpu = process.cpuUsage(cpu0);
   if (profile) fs.writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(await profile()));

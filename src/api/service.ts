@@ -58,6 +58,8 @@ export class FanotifyService {
   /** Where audit records go (--audit-file); none by default. */
   audit?: AuditSink;
   readonly bootId = readBootId();
+  /** The host root request paths are resolved beneath, and why it is that one (GetInfo). */
+  hostRoot: { path: string; note: string } = { path: '/', note: '' };
 
   constructor(
     factory: WatchFactory,
@@ -229,6 +231,8 @@ export class FanotifyService {
       active_watches: this.registry.activeWatches,
       boot_id: this.bootId,
       named_watches: this.registry.namedWatches,
+      host_root: this.hostRoot.path,
+      host_root_note: this.hostRoot.note,
     };
   }
 }

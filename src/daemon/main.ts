@@ -28,6 +28,9 @@ import { parsePolicy, PolicyError } from '../api/policy-file';
 import { fanotifyService } from '../api/proto';
 import { addHealth, addReflection } from '../api/reflection';
 import { ConfigError, parseConfig, USAGE, type Config } from './config';
+import { setUpHostRoot, type HostRoot } from '../host/host-root';
+import { useContainerDirectory } from '../host/attribution';
+import { CriDirectory } from '../host/cri';
 import { bindAll, type Listeners } from './listeners';
 import type { AuditTrail } from './audit';
 import { prepare, type Prepared } from './preflight';
@@ -64,19 +67,37 @@ async function main(argv: string[]): Promise<number> {
   }
   const log = createLogger(cfg.logLevel, { service: 'fanotifyd' });
   let prepared: Prepared;
+  let hostRoot: HostRoot;
   try {
     prepared = prepare(cfg, log);
+    hostRoot = openHostRoot(cfg, log);
   } catch (err) {
     return configProblem(err);
   }
   openAudit = prepared.audit;
   try {
-    return await serve(cfg, prepared, log);
+    return await serve(cfg, prepared, log, hostRoot);
   } finally {
     // Every way out after the file was opened: a stop (its shutdown
     // decisions are queued by now) or a failed start.
     await prepared.audit?.close();
   }
+}
+
+/**
+ * The host root (--host-root or the default), opened before any mark; a
+ * fallback is said in the log and in GetInfo.host_root_note.
+ */
+function openHostRoot(cfg: Config, log: Logger): HostRoot {
+  let root: HostRoot;
+  try {
+    root = setUpHostRoot(cfg.hostRoot);
+  } catch (err) {
+    throw new ConfigError(`--host-root ${cfg.hostRoot}: cannot be opened as a directory (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  if (root.note) log.warn('host root', { host_root: root.path, note: root.note });
+  else log.info('host root', { host_root: root.path });
+  return root;
 }
 
 /** The gRPC server and what it serves, nothing bound yet. */
@@ -103,7 +124,7 @@ function build(cfg: Config, prepared: Prepared, kernel: KernelFeatures, log: Log
 }
 
 /** The server built, bound and run until a signal stops it; the exit code. */
-async function serve(cfg: Config, prepared: Prepared, log: Logger): Promise<number> {
+async function serve(cfg: Config, prepared: Prepared, log: Logger, hostRoot: HostRoot): Promise<number> {
   const kernel = probeKernel();
   if (!kernel.fanotify) {
     log.error('this kernel has no usable fanotify (fanotify_init failed); is this root with CONFIG_FANOTIFY?', { kernel: kernel.release });
@@ -111,6 +132,10 @@ async function serve(cfg: Config, prepared: Prepared, log: Logger): Promise<numb
   }
   const sup = supervisionFromEnv(cfg, process.env, log);
   const { authorizer, pump, service, server, metrics, health, fdStore } = build(cfg, prepared, kernel, log, sup);
+  service.hostRoot = hostRoot;
+  // The runtime's metadata, asked in the background; events never wait for it.
+  const cri = cfg.criEndpoint ? new CriDirectory(cfg.criEndpoint, log) : undefined;
+  useContainerDirectory(cri);
   // Before any client can connect: the groups of the previous process are
   // answered and read again (their held opens waited in the kernel).
   if (fdStore) await restoreWatches(fdStore, sup, log);
@@ -131,6 +156,7 @@ async function serve(cfg: Config, prepared: Prepared, log: Logger): Promise<numb
       const handedOff = fdStore ? fdStore.handOff() : Promise.resolve(0);
       service.shutdown();
       closeListeners(running, server, () => {
+        cri?.close();
         void Promise.all([pump.close(), handedOff]).then(([, kept]) => {
           if (kept) log.info('watches left in the fd store', { watches: kept });
           log.info('stopped');

@@ -238,6 +238,25 @@ export function closeFds(fds: number[], n = fds.length): number {
   return calls;
 }
 
+// openat2(2) (Linux 5.6) has no glibc wrapper; its number is 437 on every
+// architecture (it came after the syscall tables were unified).
+const SYS_openat2 = 437;
+const syscall4 = libc.func('long syscall(long number, int dirfd, const char *path, const void *how, unsigned long size)');
+/** RESOLVE_* of linux/openat2.h: resolve as if dirfd were the root (".." and absolute links stay beneath it). */
+export const RESOLVE_IN_ROOT = 0x10;
+/** No /proc/PID/fd-style magic links on the way (they could lead out of the root). */
+export const RESOLVE_NO_MAGICLINKS = 0x02;
+export const O_NOFOLLOW = 0o400000;
+export const O_DIRECTORY = 0o200000;
+
+/** openat2(2) with struct open_how {flags, mode, resolve}; returns the new fd. */
+export function openat2(dirfd: number, path: string, flags: number, resolve: number): number {
+  const how = Buffer.alloc(24);
+  how.writeBigUInt64LE(BigInt(flags >>> 0), 0);
+  how.writeBigUInt64LE(BigInt(resolve >>> 0), 16);
+  return check(syscall4(SYS_openat2, dirfd, path, how, how.length), 'openat2', path);
+}
+
 /** open_by_handle_at(2); handle is a struct file_handle (header + f_handle). */
 export function openByHandleAt(mountFd: number, handle: Buffer, flags: number): number {
   return check(c.open_by_handle_at(mountFd, handle, flags), 'open_by_handle_at');

@@ -8,7 +8,7 @@
 import { lastName } from '../common/glob';
 import type { RateLimitedLog } from '../common/rate-limited-log';
 import type { RawEvent } from '../kernel/decoder';
-import { bareEvent, describeObject, describeThreadOnly, describeProcess, type FsEvent } from '../host/event';
+import { bareEvent, describeContainerPath, describeObject, describeThreadOnly, describeProcess, type FsEvent } from '../host/event';
 import type { HandleResolver } from '../host/handle-resolver';
 import { unknownProcess, type ProcessInfo } from '../host/process';
 import type { ProcessCache } from '../host/process-cache';
@@ -46,6 +46,7 @@ export class EventDescription implements MatchSubject {
   private dirText?: { dir: Buffer; text: string };
   private processRead = false;
   private objectRead = false;
+  private placed = false;
   private name?: string;
   private whole?: string;
 
@@ -58,6 +59,7 @@ export class EventDescription implements MatchSubject {
     this.current = undefined;
     this.processRead = false;
     this.objectRead = false;
+    this.placed = false;
     this.name = undefined;
     this.whole = undefined;
   }
@@ -84,6 +86,7 @@ export class EventDescription implements MatchSubject {
       } catch (err) {
         this.failed(err);
       }
+      if (this.objectRead) this.place();
     }
     return this.ev.process;
   }
@@ -171,8 +174,25 @@ export class EventDescription implements MatchSubject {
       } catch (err) {
         this.failed(err);
       }
+      if (this.processRead) this.place();
     }
     return this.ev.path;
+  }
+
+  /**
+   * The host's and the process's own path, once both the path and the
+   * process are read (whichever a filter asked for first): a process read
+   * for the pid alone (PROCESS_DETAILS_PID, no filter on it) is not read
+   * for this, and its events keep the path the kernel's fd gave.
+   */
+  private place(): void {
+    if (this.placed) return;
+    this.placed = true;
+    try {
+      describeContainerPath(this.ev, this.raw.fd >= 0);
+    } catch (err) {
+      this.failed(err);
+    }
   }
 
   /** Enrichment is best effort; the event itself (and its verdict) is not. */

@@ -9,6 +9,7 @@
 // an earlier check has not already failed, so a Match with event types
 // alone reads nothing, and a path-only filter never reads /proc.
 import { NameGlobSet, PathGlobSet, type PathText } from '../common/glob';
+import type { ContainerInfo } from '../host/container';
 import type { ProcessInfo } from '../host/process';
 import * as K from '../kernel/constants';
 import type { MatchSpec, RuleSpec, SelectionSpec } from './types';
@@ -33,6 +34,7 @@ class CompiledMatch {
   private readonly comms?: NameGlobSet;
   private readonly exes?: PathGlobSet;
   private readonly paths?: PathGlobSet;
+  private readonly workload?: WorkloadMatch;
   /** The match reads the process. */
   readonly needsProcess: boolean;
   readonly needsPath: boolean;
@@ -44,7 +46,8 @@ class CompiledMatch {
     if (m.comms.length) this.comms = new NameGlobSet(m.comms);
     if (m.exes.length) this.exes = new PathGlobSet(m.exes);
     if (m.paths.length) this.paths = new PathGlobSet(m.paths);
-    this.needsProcess = !!(this.uids || this.gids || this.comms || this.exes);
+    this.workload = workloadMatch(m);
+    this.needsProcess = !!(this.uids || this.gids || this.comms || this.exes || this.workload);
     this.needsPath = !!this.paths;
   }
 
@@ -61,8 +64,38 @@ class CompiledMatch {
     if (this.uids && !this.uids.includes(p.uid)) return false;
     if (this.gids && !this.gids.includes(p.gid)) return false;
     if (this.comms && !this.comms.test(p.comm)) return false;
-    return !this.exes || (p.exe !== '' && this.exes.testString(p.exe));
+    if (this.exes && (p.exe === '' || !this.exes.testString(p.exe))) return false;
+    return !this.workload || this.workload.test(p.container);
   }
+}
+
+/** Match.container_ids, pod_uids, pod_namespaces and host_only. */
+class WorkloadMatch {
+  constructor(
+    private readonly ids: readonly string[],
+    private readonly podUids: readonly string[],
+    private readonly namespaces: readonly string[],
+    private readonly hostOnly: boolean,
+  ) {}
+
+  test(c: ContainerInfo | undefined): boolean {
+    if (this.hostOnly && c) return false;
+    if (!this.ids.length && !this.podUids.length && !this.namespaces.length) return true;
+    if (!c) return false;
+    // A prefix of 12 or more digits, as docker ps and podman ps print ids.
+    if (this.ids.length && !this.ids.some((id) => c.id.startsWith(id))) return false;
+    if (this.podUids.length && !this.podUids.includes(c.podUid)) return false;
+    // Known only once the runtime has answered: until then, no match.
+    return !this.namespaces.length || (c.podNamespace !== undefined && this.namespaces.includes(c.podNamespace));
+  }
+}
+
+function workloadMatch(m: MatchSpec): WorkloadMatch | undefined {
+  const ids = m.containerIds ?? [];
+  const pods = m.podUids ?? [];
+  const namespaces = m.podNamespaces ?? [];
+  if (!ids.length && !pods.length && !namespaces.length && !m.hostOnly) return undefined;
+  return new WorkloadMatch(ids, pods, namespaces, m.hostOnly === true);
 }
 
 function anyOf(ms: readonly CompiledMatch[], s: MatchSubject): boolean {
@@ -110,7 +143,7 @@ export class Selection {
   readonly rules: readonly RuleSpec[];
   /** Nothing to check: every event goes to the client, and the reader builds no subject. */
   readonly empty: boolean;
-  /** Some check reads the process (uids, gids, comms or exes). */
+  /** Some check reads the process (uids, gids, comms, exes or the workload's fields). */
   readonly needsProcess: boolean;
 
   /** Throws GlobError (src/common/glob.ts) for the first glob that cannot be used, saying what to write. */
