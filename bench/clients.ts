@@ -506,8 +506,9 @@ function attachWire(): void {
       else if (num === WR_EVENTS) {
         eachEvent(b, s, e, (es, ee) => {
           events++;
+          // The daemon writes the sequence second, after the id: the rest of the event is not read.
           const ev = new WireReader(b, es, ee);
-          while (ev.pos < ev.end) {
+          for (let f = 0; f < 2 && ev.pos < ev.end; f++) {
             const [en, ewt, vs] = ev.field();
             if (en === EV_SEQUENCE && ewt === 0) maxSeq = Math.max(maxSeq, varintAt(b, vs));
           }

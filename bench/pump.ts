@@ -17,6 +17,12 @@
 // BENCH_COALESCE_MS=N coalesces with that window (the opens go round
 // 50,000 files, or BENCH_FILES, so with the default every event has a key
 // of its own: the worst case, the held map full and sending on the oldest).
+// BENCH_NAMED=1 makes it a named watch: every event numbered and kept in the
+// replay journal (64 MiB, or BENCH_JOURNAL_BYTES), read by one stream's cursor.
+// BENCH_CONTAINER_CGROUP=dir runs the load generator as a container's
+// process: moved into that cgroup (name it as a runtime does, e.g.
+// .../libpod-<64 hex>) and in a mount namespace of its own, to measure what
+// attributing events to a container costs (docs/performance.md).
 // In the permission case (no "notify"), BENCH_RULE=1 lets a rule on the
 // event type allow every open in the daemon instead of the in-process client.
 import { execFileSync, spawn } from 'node:child_process';
@@ -28,9 +34,9 @@ import { EventPump } from '../src/kernel/pump';
 import { silentLogger } from '../src/common/log';
 import { Watch } from '../src/watch/watch';
 import type { ReportMode } from '../src/kernel/group';
-import type { MatchSpec, SelectionSpec } from '../src/watch/types';
+import type { MatchSpec, SelectionSpec, SharedOptions, WatchEvent } from '../src/watch/types';
 import { HandleResolver } from '../src/host/handle-resolver';
-import { encodeEvent, eventBatch } from '../src/api/wire';
+import { encodeEvent, eventBatch, withSequence } from '../src/api/wire';
 import { tempDir } from '../test/fixtures/harness';
 
 const ROOT = path.resolve(__dirname, '..', '..');
@@ -58,6 +64,16 @@ async function startProfile(): Promise<() => Promise<object>> {
   return async () => (await post('Profiler.stop')).profile;
 }
 
+/** The load generator's command, as a container's process with BENCH_CONTAINER_CGROUP. */
+function loadCommand(cmd: string, argv: string[]): [string, string[]] {
+  const cg = process.env.BENCH_CONTAINER_CGROUP;
+  if (!cg) return [cmd, argv];
+  const join = ['sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cg, cmd, ...argv];
+  // BENCH_CONTAINER_MNTNS=0: in the cgroup only, so the paths need no translating.
+  if (process.env.BENCH_CONTAINER_MNTNS === '0') return [join[0], join.slice(1)];
+  return ['unshare', ['-m', '--propagation', 'private', ...join]];
+}
+
 const match = (m: Partial<MatchSpec>): MatchSpec => ({ paths: [], exes: [], comms: [], uids: [], gids: [], events: 0, ...m });
 
 /** BENCH_EXCLUDE's filter: every FAN_OPEN of the load generator left out, by what the name says. */
@@ -79,15 +95,19 @@ async function notify(): Promise<void> {
   const spec = { groupClass: 'notif' as const, reportMode: mode, marks: [{ path: dir, scope: 'inode' as const, mask: K.FAN_OPEN | K.FAN_EVENT_ON_CHILD, flags: 0 }] };
   const resolver = mode === 'dfid_name' ? await HandleResolver.open([dir]) : undefined;
   const stalled = process.env.BENCH_SINK === 'stalled';
-  const w = new Watch('bench', spec, { reportPidfd: process.env.BENCH_PIDFD !== '0', evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: stalled ? Number(process.env.BENCH_QUEUE ?? 16_384) : 1 << 20, selection: benchExclude(), coalesceMs: Number(process.env.BENCH_COALESCE_MS ?? 0) }, pump, silentLogger, resolver);
+  // The codec is filled in below, before the first event is read.
+  const shared: SharedOptions | undefined = process.env.BENCH_NAMED === '1' ? { lingerMs: 0, journalBytes: Number(process.env.BENCH_JOURNAL_BYTES ?? 64 * 2 ** 20), codec: { encode: encodeEvent } } : undefined;
+  const w = new Watch('bench', spec, { reportPidfd: process.env.BENCH_PIDFD !== '0', evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: stalled ? Number(process.env.BENCH_QUEUE ?? 16_384) : 1 << 20, selection: benchExclude(), coalesceMs: Number(process.env.BENCH_COALESCE_MS ?? 0), shared }, pump, silentLogger, resolver);
   let events = 0;
   let bytes = 0;
   let queuedWithPath = 0;
+  const encode = (it: WatchEvent) => {
+    if (it.ev.path) queuedWithPath++;
+    return encodeEvent(it);
+  };
+  if (shared) shared.codec = { encode, withSequence };
   w.attach({
-    encode: (it) => {
-      if (it.ev.path) queuedWithPath++;
-      return encodeEvent(it);
-    },
+    encode,
     sendEvents: (encoded, count) => {
       events += count;
       bytes += eventBatch(encoded).length;
@@ -97,7 +117,7 @@ async function notify(): Promise<void> {
   });
   const profile = process.env.BENCH_PROFILE ? await startProfile() : undefined;
   const cpu0 = process.cpuUsage();
-  const l = await run(path.join(BUILD, 'load'), [dir, String(files), String(ops), String(rate)]);
+  const l = await run(...loadCommand(path.join(BUILD, 'load'), [dir, String(files), String(ops), String(rate)]));
   await new Promise((r) => setTimeout(r, 500));
   const cpu = process.cpuUsage(cpu0);
   if (profile) fs.writeFileSync(process.env.BENCH_PROFILE!, JSON.stringify(await profile()));
@@ -111,7 +131,7 @@ async function notify(): Promise<void> {
   w.close('disconnect');
   await pump.close();
   fs.rmSync(dir, { recursive: true, force: true });
-  console.log(JSON.stringify({ mode, ops, rate: l.ops_per_s, events, read: stats.eventsRead, queued: stats.queued, heap_used_mb: heapUsedMb, array_buffers_mb: arrayBuffersMb, dropped: stats.notificationsDropped, filtered: stats.filtered, coalesced: stats.coalesced, cpu_us_per_event_read: (cpu.user + cpu.system) / stats.eventsRead, user_us_per_event_read: cpu.user / stats.eventsRead, sys_us_per_event_read: cpu.system / stats.eventsRead, events_per_wake: events / pump.wakeups, queued_with_path: queuedWithPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
+  console.log(JSON.stringify({ mode, named: shared !== undefined, ops, rate: l.ops_per_s, events, read: stats.eventsRead, queued: stats.queued, heap_used_mb: heapUsedMb, array_buffers_mb: arrayBuffersMb, dropped: stats.notificationsDropped, filtered: stats.filtered, coalesced: stats.coalesced, cpu_us_per_event_read: (cpu.user + cpu.system) / stats.eventsRead, user_us_per_event_read: cpu.user / stats.eventsRead, sys_us_per_event_read: cpu.system / stats.eventsRead, events_per_wake: events / pump.wakeups, queued_with_path: queuedWithPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
 }
 
 const idBytes = Buffer.alloc(4);

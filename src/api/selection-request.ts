@@ -25,7 +25,7 @@ export const SELECTION_LIMITS = {
   maxGlobs: 1024,
   /** One glob's length in bytes: PATH_MAX. */
   maxGlobBytes: 4096,
-  /** uids and gids of all those matches together. */
+  /** uids, gids, container ids, pod uids and pod namespaces of all those matches together. */
   maxIds: 1024,
   /** Subscribe.coalesce_ms: a minute; a longer window holds events back longer than anyone watching would wait. */
   maxCoalesceMs: 60_000,
@@ -86,10 +86,10 @@ function checkCounts(where: string, matches: Array<Match__Output | null | undefi
   let ids = 0;
   for (const m of matches) {
     globs += (m?.paths?.length ?? 0) + (m?.exes?.length ?? 0) + (m?.comms?.length ?? 0);
-    ids += (m?.uids?.length ?? 0) + (m?.gids?.length ?? 0);
+    ids += (m?.uids?.length ?? 0) + (m?.gids?.length ?? 0) + (m?.container_ids?.length ?? 0) + (m?.pod_uids?.length ?? 0) + (m?.pod_namespaces?.length ?? 0);
   }
   if (globs > L.maxGlobs) throw exhausted(`the matches of include, exclude and rules hold ${globs} globs (paths, exes and comms), over the limit of ${L.maxGlobs} per watch`);
-  if (ids > L.maxIds) throw exhausted(`the matches of include, exclude and rules hold ${ids} uids and gids, over the limit of ${L.maxIds} per watch`);
+  if (ids > L.maxIds) throw exhausted(`the matches of include, exclude and rules hold ${ids} ids (uids, gids, container ids, pod uids and namespaces), over the limit of ${L.maxIds} per watch`);
 }
 
 function parseRule(r: Rule__Output | null | undefined, field: string, ctx: SelectionContext): RuleSpec {
@@ -113,7 +113,7 @@ function parseMatch(m: Match__Output | null | undefined, field: string, inRule: 
     }
     events |= bit;
   });
-  return {
+  const spec: MatchSpec = {
     paths: (m?.paths ?? []).map((g, j) => checkGlob(g, `${field}.paths[${j}]`, true)),
     exes: (m?.exes ?? []).map((g, j) => checkGlob(g, `${field}.exes[${j}]`, true)),
     comms: (m?.comms ?? []).map((g, j) => checkGlob(g, `${field}.comms[${j}]`, false)),
@@ -121,6 +121,34 @@ function parseMatch(m: Match__Output | null | undefined, field: string, inRule: 
     gids: (m?.gids ?? []).map(Number),
     events,
   };
+  return { ...spec, ...parseWorkload(m, field) };
+}
+
+const CONTAINER_ID = /^[0-9a-f]{12,64}$/;
+/** An RFC 4122 uid as kubelet writes it (metadata.uid). */
+const POD_UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** A DNS-1123 label, which a namespace name is. */
+const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** Match's workload fields; only those set, so a Match without them reads as before. */
+function parseWorkload(m: Match__Output | null | undefined, field: string): Pick<MatchSpec, 'containerIds' | 'podUids' | 'podNamespaces' | 'hostOnly'> {
+  const out: Pick<MatchSpec, 'containerIds' | 'podUids' | 'podNamespaces' | 'hostOnly'> = {};
+  const list = (values: string[] | undefined, name: string, re: RegExp, what: string): string[] =>
+    (values ?? []).map((v, j) => {
+      if (typeof v !== 'string' || !re.test(v)) throw invalid(`${field}.${name}[${j}]: "${String(v)}" is not ${what}`);
+      return v;
+    });
+  const ids = list(m?.container_ids, 'container_ids', CONTAINER_ID, 'a container id: write 12 to 64 lowercase hex digits, the whole id or its start (as `podman ps` or `crictl ps` prints it)');
+  const pods = list(m?.pod_uids, 'pod_uids', POD_UID, 'a pod uid: write it as metadata.uid shows it (8-4-4-4-12 lowercase hex digits)');
+  const namespaces = list(m?.pod_namespaces, 'pod_namespaces', NAMESPACE, 'a namespace name (lowercase letters, digits and "-", at most 63)');
+  if (m?.host_only && (ids.length || pods.length || namespaces.length)) {
+    throw invalid(`${field}.host_only: a process in no container has no container id, pod uid or namespace; put host_only in a Match of its own`);
+  }
+  if (ids.length) out.containerIds = ids;
+  if (pods.length) out.podUids = pods;
+  if (namespaces.length) out.podNamespaces = namespaces;
+  if (m?.host_only) out.hostOnly = true;
+  return out;
 }
 
 /**

@@ -16,6 +16,7 @@ import type { GroupClass__Output } from './gen/fanotify/v1/GroupClass';
 import type { MarkScope__Output } from './gen/fanotify/v1/MarkScope';
 import type { Subscribe__Output } from './gen/fanotify/v1/Subscribe';
 import { clientIdentity, identityFields, type ClientIdentity } from './identity';
+import { SELECTION_LIMITS } from './selection-request';
 import { Authorizer } from './policy';
 import { WatchRegistry, type NamedWatch, type WatchSlot } from './registry';
 import { isUndecodable, undecodableError, type Incoming } from './service-definition';
@@ -57,6 +58,8 @@ export class FanotifyService {
   /** Where audit records go (--audit-file); none by default. */
   audit?: AuditSink;
   readonly bootId = readBootId();
+  /** The host root request paths are resolved beneath, and why it is that one (GetInfo). */
+  hostRoot: { path: string; note: string } = { path: '/', note: '' };
 
   constructor(
     factory: WatchFactory,
@@ -218,10 +221,18 @@ export class FanotifyService {
         max_watches_per_identity: l.maxWatchesPerIdentity,
         max_linger_ms: l.maxLingerMs,
         resume_buffer_bytes: l.resumeBufferBytes,
+        // What parseSelection enforces, so a client can size its filters before a Subscribe is refused.
+        max_matches: SELECTION_LIMITS.maxMatches,
+        max_globs: SELECTION_LIMITS.maxGlobs,
+        max_ids: SELECTION_LIMITS.maxIds,
+        max_coalesce_ms: SELECTION_LIMITS.maxCoalesceMs,
+        max_events_per_second: SELECTION_LIMITS.maxEventsPerSecond,
       },
       active_watches: this.registry.activeWatches,
       boot_id: this.bootId,
       named_watches: this.registry.namedWatches,
+      host_root: this.hostRoot.path,
+      host_root_note: this.hostRoot.note,
     };
   }
 }

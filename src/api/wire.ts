@@ -14,6 +14,7 @@
 import { isUtf8 } from 'node:buffer';
 import type { FileId } from '../kernel/decoder';
 import type { ProcessInfo } from '../host/process';
+import type { ContainerInfo } from '../host/container';
 import type { ResolvedEntry } from '../host/event';
 import { EVENT_TYPE_NUMBERS } from './event-types';
 import type { EncodedEvent, WatchEvent } from '../watch/watch';
@@ -166,9 +167,31 @@ function encodeProcess(p: ProcessInfo): Buffer {
   w.bool(9, p.verified);
   w.int(10, p.tid ?? 0);
   w.bool(11, p.cmdlineTruncated === true);
+  w.uint(12, p.cgroupId ?? 0);
+  w.string(13, p.cgroup ?? '');
+  if (p.container) container(w, 14, p.container);
   b = Buffer.from(w.buf.subarray(0, w.pos));
   processBytes.set(p, b);
   return b;
+}
+
+function container(w: Writer, field: number, c: ContainerInfo): void {
+  const at = w.begin(field);
+  w.string(1, c.id);
+  w.string(2, c.runtime);
+  w.string(3, c.podUid);
+  w.string(4, c.podName ?? '');
+  w.string(5, c.podNamespace ?? '');
+  w.string(6, c.name ?? '');
+  w.string(7, c.image ?? '');
+  // A map is a repeated entry message {1: key, 2: value}.
+  for (const [k, v] of Object.entries(c.labels ?? {})) {
+    const e = w.begin(8);
+    w.string(1, k);
+    w.string(2, v);
+    w.end(e);
+  }
+  w.end(at);
 }
 
 function entry(w: Writer, field: number, e: ResolvedEntry | undefined): void {
@@ -244,6 +267,7 @@ function event(w: Writer, it: WatchEvent): Buffer {
     w.uint(21, it.ruleDecision.decision === 'allow' ? DECISION_ALLOW : DECISION_DENY);
     w.uint(22, it.ruleDecision.index);
   }
+  if (ev.containerPath) w.utf8(24, ev.containerPath);
   // Field 8 last (protobuf takes fields in any order): the process's
   // message is not copied into each event but follows it, shared.
   const process = encodeProcess(ev.process);

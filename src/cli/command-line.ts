@@ -19,7 +19,17 @@ export interface Connection {
   tls?: TlsOptions;
 }
 
-export interface WatchInvocation {
+/** A named watch outlives its stream by its linger: fanctl re-attaches to it after a lost connection or a daemon restart. */
+export interface Resume {
+  /** Subscribe.name. */
+  name: string;
+  /** Subscribe.linger_ms. */
+  lingerMs: number;
+  /** --linger was not given: the default, within what each daemon allows (GetInfo's max_linger_ms). */
+  lingerDefault: boolean;
+}
+
+export interface WatchInvocation extends Resume {
   command: 'watch';
   connection: Connection;
   json: boolean;
@@ -28,7 +38,7 @@ export interface WatchInvocation {
   scope: MarkScope__Output;
 }
 
-export interface GuardInvocation {
+export interface GuardInvocation extends Resume {
   command: 'guard';
   connection: Connection;
   json: boolean;
@@ -105,6 +115,50 @@ function milliseconds(value: string): number {
   return Number(value);
 }
 
+/** What the daemon takes as a watch name (Subscribe.name). */
+const NAME = /^[A-Za-z0-9._-]{1,128}$/;
+
+function watchName(value: string): string {
+  if (!NAME.test(value)) throw new InvalidArgumentError('use 1-128 letters, digits, ".", "_" and "-"');
+  return value;
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000 };
+
+/** A duration with its unit (500ms, 30s, 2m), or 0, in milliseconds. */
+function duration(value: string): number {
+  const m = /^(\d+)(ms|s|m)?$/.exec(value);
+  if (!m || (m[2] === undefined && m[1] !== '0')) throw new InvalidArgumentError('give a duration with its unit: 500ms, 30s, 2m (or 0)');
+  const ms = Number(m[1]) * UNIT_MS[m[2] ?? 'ms'];
+  if (ms > 0xffffffff) throw new InvalidArgumentError('at most 4294967295ms');
+  return ms;
+}
+
+/**
+ * Unique on this host while fanctl runs (the daemon keeps names per client
+ * identity): a second fanctl gets a watch of its own unless it is given
+ * the same --name, and joins it then.
+ */
+const defaultName = (command: string) => `fanctl-${command}-${process.pid}`;
+const DEFAULT_LINGER = '30s';
+
+interface ResumeFlags {
+  name?: string;
+  linger?: number;
+}
+
+function withResume(cmd: Command, what: string): Command {
+  return cmd
+    .option('--name <name>', `names the watch, so that it outlives a lost connection or a daemon restart and fanctl resumes it; another fanctl ${what} with the same --name joins it (default: fanctl-COMMAND-PID)`, watchName)
+    .option('--linger <duration>', `how long the daemon keeps the watch once fanctl is gone (buffering its events for the resume); 0: it ends with fanctl (default: ${DEFAULT_LINGER}, or the daemon's maximum if lower)`, duration);
+}
+
+const resumeOf = (command: string, flags: ResumeFlags): Resume => ({
+  name: flags.name ?? defaultName(command),
+  lingerMs: flags.linger ?? duration(DEFAULT_LINGER),
+  lingerDefault: flags.linger === undefined,
+});
+
 const toEventTypes = (names: string[]) => names.map((n) => `EVENT_TYPE_${n.toUpperCase()}` as EventType__Output);
 const toScope = (s: string) => `MARK_SCOPE_${s.toUpperCase()}` as MarkScope__Output;
 
@@ -141,7 +195,11 @@ a directory's direct entries instead.
 
 Every command takes --target (repeatable) and the --tls-* options. With
 several targets, watch and guard merge the daemons' events, each line tagged
-with its target; a daemon that goes away is reconnected when it is back.
+with its target. Each watch is named (--name) and lingers on its daemon
+(--linger): a connection lost or a daemon restarted is resumed when the
+daemon is back, with no event lost or printed twice; if the daemon could
+not keep them all, a GAP line says how many were lost (with --json, also
+a {"gap": {...}} line among the events).
 
 Exit status: 0 done (or stopped by SIGINT/SIGTERM), 1 a call failed, 2 bad usage.`;
 
@@ -162,7 +220,10 @@ is modified, so no open waits for fanctl. With --ask, every open waits for
 fanctl's own answer instead (the globs matched in fanctl, one verdict per
 event): the shape of a policy engine that decides what rules cannot. When
 fanctl does not answer within --timeout-ms, or stops, the daemon answers
-with --on-timeout; once fanctl stops, nothing is guarded.`;
+with --on-timeout. A lost connection or a daemon restart is resumed (the
+daemon answers meanwhile, by its rules and --on-timeout); once fanctl
+stops, the watch lingers for --linger, its opens answered the same way or
+by another fanctl guard with the same --name, and then nothing is guarded.`;
 
 function addInfoCommands(program: Command, found: (i: Invocation) => void): void {
   withConnection(program.command('info').description("print what the daemon's kernel supports and the daemon's limits"))
@@ -175,18 +236,21 @@ function addInfoCommands(program: Command, found: (i: Invocation) => void): void
   });
 }
 
-interface MarkFlags extends ConnectionFlags {
+interface MarkFlags extends ConnectionFlags, ResumeFlags {
   events?: string[];
   scope: string;
   json?: boolean;
 }
 
 function addWatchCommand(program: Command, found: (i: Invocation) => void): void {
-  withConnection(
-    program
-      .command('watch')
-      .description('print file-access events fatrace-style, or as JSON lines')
-      .argument('<path...>', 'files or directories to mark (a directory: everything under it, or with --scope inode its direct entries)'),
+  withResume(
+    withConnection(
+      program
+        .command('watch')
+        .description('print file-access events fatrace-style, or as JSON lines')
+        .argument('<path...>', 'files or directories to mark (a directory: everything under it, or with --scope inode its direct entries)'),
+    ),
+    'watch',
   )
     .option('--events <list>', `comma-separated, of: ${NOTIFICATION_EVENTS.join(', ')} (default: ${DEFAULT_WATCH_EVENTS.join(',')})`, eventList(NOTIFICATION_EVENTS))
     .addOption(new Option('--scope <scope>', WATCH_SCOPE_HELP).choices(SCOPES).default('subtree'))
@@ -195,6 +259,7 @@ function addWatchCommand(program: Command, found: (i: Invocation) => void): void
       found({
         command: 'watch',
         connection: connectionOf(cmd, flags),
+        ...resumeOf('watch', flags),
         json: Boolean(flags.json),
         paths: resolvePaths(paths),
         events: toEventTypes(flags.events ?? DEFAULT_WATCH_EVENTS),
@@ -212,11 +277,14 @@ interface GuardFlags extends MarkFlags {
 }
 
 function addGuardCommand(program: Command, found: (i: Invocation) => void): void {
-  withConnection(
-    program
-      .command('guard')
-      .description('deny opens of paths matching globs, allow the rest, print each denial')
-      .argument('<path...>', 'files or directories to guard (a directory: everything under it, or with --scope inode its direct entries)'),
+  withResume(
+    withConnection(
+      program
+        .command('guard')
+        .description('deny opens of paths matching globs, allow the rest, print each denial')
+        .argument('<path...>', 'files or directories to guard (a directory: everything under it, or with --scope inode its direct entries)'),
+    ),
+    'guard (a second policy engine)',
   )
     .requiredOption('--deny <glob>', 'deny paths matching GLOB (repeatable; see below)', denyPattern)
     .option('--ask', 'answer every event from fanctl instead of by rules in the daemon (see below)')
@@ -231,6 +299,7 @@ function addGuardCommand(program: Command, found: (i: Invocation) => void): void
       found({
         command: 'guard',
         connection: connectionOf(cmd, flags),
+        ...resumeOf('guard', flags),
         json: Boolean(flags.json),
         paths: resolvePaths(paths),
         events: toEventTypes(flags.events ?? ['open_perm']),

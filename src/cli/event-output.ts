@@ -4,6 +4,7 @@
 // With --json, stdout carries events only; losses and reconnections go to
 // stderr, where they are seen without breaking a JSON-lines consumer.
 import type { Event__Output } from '../api/gen/fanotify/v1/Event';
+import type { Gap__Output } from '../api/gen/fanotify/v1/Gap';
 import type { CanonicalJson } from '../client';
 import { formatEvent } from './format';
 import type { Io } from './io';
@@ -29,6 +30,20 @@ export class EventOutput {
       return;
     }
     for (const i of which) this.io.out(`${this.tag(target)}${label}${formatEvent(batch[i])}`);
+  }
+
+  /**
+   * Events that will never come (Gap): a line for people, and with --json
+   * also a line on stdout, where the events are, in protobuf JSON
+   * ({"gap": Gap}, with several targets {"target", "gap"}), so a consumer
+   * of the JSON lines knows what it missed.
+   */
+  gap(target: string, g: Gap__Output): void {
+    const from = String(g.from_sequence);
+    const to = String(g.to_sequence);
+    const n = BigInt(to) - BigInt(from) + 1n;
+    if (this.json) this.io.out(JSON.stringify({ ...(this.fleet ? { target } : {}), gap: { fromSequence: from, toSequence: to } }));
+    this.notice(target, `GAP: ${n} events lost (sequences ${from}-${to}): the daemon no longer held them`);
   }
 
   /** Something the reader of the event stream must know (lost events, a gap): a line of its own, or stderr with --json. */

@@ -26,7 +26,7 @@ async function runWatch(clients: FanotifyClient[], inv: WatchInvocation | GuardI
     subscribe = guardSubscribe(inv);
     handler = answerEvents(new PathRules(inv.deny), output);
   }
-  const fleet = new FleetWatch(clients, subscribe, output, io, handler);
+  const fleet = new FleetWatch(clients, subscribe, output, io, handler, inv.lingerDefault);
   const stop = () => fleet.stop();
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);

@@ -1,13 +1,17 @@
-// One Watch per target, their events merged into one output. With several
-// targets, a stream that ends UNAVAILABLE (the daemon stopped, the network
-// went) is opened again on the same channel with waitForReady, so grpc-js's
-// own reconnect backoff decides when it is tried; the gap is reported when
-// the watch is back. With one target, any end of the stream ends fanctl.
-import * as grpc from '@grpc/grpc-js';
+// One watch per target, their events merged into one output. Each is a
+// resumable watch (src/client/resumable-watch.ts): named and lingering, so
+// a stream lost to the network or to a daemon restart is joined again
+// after grpc-js's reconnect backoff and resumes after the last event seen,
+// nothing lost or printed twice; where the daemon could not keep
+// everything, a gap line says which events. With several targets, one not
+// up yet is waited for too; with one, a first Subscribe that fails ends
+// fanctl (the daemon is not there, or said what to fix).
+import type * as grpc from '@grpc/grpc-js';
 import type { Event__Output } from '../api/gen/fanotify/v1/Event';
 import type { Subscribe } from '../api/gen/fanotify/v1/Subscribe';
 import type { WatchResponse__Output } from '../api/gen/fanotify/v1/WatchResponse';
-import type { FanotifyClient, Received, WatchStream } from '../client';
+import type { FanotifyClient, Received, ResumableWatch, ResumeHow, WatchStream } from '../client';
+import type { Subscribed__Output } from '../api/gen/fanotify/v1/Subscribed';
 import { monotonicClock } from '../common/clock';
 import type { EventOutput } from './event-output';
 import { describeStatus, formatOverflow } from './format';
@@ -15,20 +19,15 @@ import type { Io } from './io';
 
 export interface Source {
   target: string;
+  /** The stream the events came on: verdicts go back on it. */
   stream: WatchStream;
 }
 
-export type EventsHandler = (events: Event__Output[], response: Received<WatchResponse__Output>, from: Source) => void;
-
-/**
- * A daemon that is up but answers UNAVAILABLE (it is shutting down) would
- * be asked again at once and again: each re-open waits this long first.
- */
-const REOPEN_DELAY_MS = 250;
+/** `fresh`: the indices of the events not seen before (every one when absent). */
+export type EventsHandler = (events: Event__Output[], response: Received<WatchResponse__Output>, from: Source, fresh?: number[]) => void;
 
 export class FleetWatch {
-  private readonly streams = new Set<WatchStream>();
-  private readonly timers = new Set<NodeJS.Timeout>();
+  private readonly watches = new Set<ResumableWatch>();
   private stopping = false;
   private running: number;
   private failed = false;
@@ -42,63 +41,80 @@ export class FleetWatch {
     private readonly output: EventOutput,
     private readonly io: Io,
     private readonly onEvents: EventsHandler,
+    /** subscribe.linger_ms is fanctl's default: brought within each daemon's max_linger_ms, which a daemon may set lower. */
+    fitLinger = false,
   ) {
     this.running = clients.length;
-    for (const c of clients) this.open(c, false);
+    for (const c of clients) {
+      if (fitLinger && subscribe.linger_ms) void this.openWithinLimits(c);
+      else this.open(c, subscribe);
+    }
   }
 
-  /** Cancel every watch (the daemons apply timeout_decision to what is pending); done resolves 0 once all have ended. */
+  /** Asked of the daemon first; one that cannot be asked (not up yet) gets the default, as it would have. */
+  private async openWithinLimits(client: FanotifyClient): Promise<void> {
+    let max: number | undefined;
+    try {
+      max = Number((await client.getInfo({ timeoutMs: 5000 })).message.limits?.max_linger_ms ?? 0);
+    } catch {
+      max = undefined;
+    }
+    if (this.stopping) return void (--this.running === 0 && this.settle(0));
+    const linger = Number(this.subscribe.linger_ms);
+    this.open(client, max === undefined ? this.subscribe : { ...this.subscribe, linger_ms: Math.min(linger, max) });
+  }
+
+  /** Cancel every watch (a named one lingers on its daemon for its linger); done resolves 0 once all have ended. */
   stop(): void {
     if (this.stopping) return;
     this.stopping = true;
-    for (const t of this.timers) clearTimeout(t);
-    const ends = [...this.streams].map((s) => s.done);
-    for (const s of this.streams) s.cancel();
+    const ends = [...this.watches].map((w) => w.done);
+    for (const w of this.watches) w.cancel();
     void Promise.all(ends).then(() => this.settle(0));
   }
 
-  private get fleet(): boolean {
-    return this.clients.length > 1;
-  }
-
-  /** lostAt: when this target's previous watch was lost (monotonic ms), if it was. */
-  private open(client: FanotifyClient, waitForReady: boolean, lostAt?: number): void {
+  private open(client: FanotifyClient, subscribe: Subscribe): void {
     const target = client.target;
     const tag = this.output.tag(target);
-    const stream: WatchStream = client.watch(
-      this.subscribe,
+    /** When the stream was lost (monotonic ms), while it is being resumed. */
+    let lostAt: number | undefined;
+    const watch = client.resumableWatch(
+      subscribe,
       {
-        subscribed: (s) => {
-          if (lostAt === undefined) this.io.note(`${tag}watching (watch ${s.watch_id}, ${s.report_mode})`);
-          else this.output.notice(target, `RECONNECTED after ${((monotonicClock.now() - lostAt) / 1000).toFixed(1)} s; events in that gap were not seen`);
+        subscribed: (s, how) => {
+          this.resumed(target, s, how, lostAt);
+          lostAt = undefined;
         },
-        events: (events, response) => this.onEvents(events, response, { target, stream }),
+        events: (events, response, stream, fresh) => this.onEvents(events, response, { target, stream }, fresh),
         overflow: (o) => this.output.notice(target, formatOverflow(o)),
+        gap: (g) => this.output.gap(target, g),
+        lost: (status) => {
+          lostAt = monotonicClock.now();
+          this.io.note(`${tag}lost (${describeStatus(status)}); reconnecting`);
+        },
       },
-      { waitForReady },
+      { retryFirst: this.clients.length > 1 },
     );
-    this.streams.add(stream);
-    void stream.done.then((status) => {
-      this.streams.delete(stream);
-      if (!this.stopping) this.ended(client, status, stream.wasSubscribed, lostAt);
+    this.watches.add(watch);
+    void watch.done.then((status) => {
+      this.watches.delete(watch);
+      if (!this.stopping) this.ended(client, status);
     });
   }
 
-  private ended(client: FanotifyClient, status: grpc.StatusObject, wasActive: boolean, lostAt?: number): void {
-    const tag = this.output.tag(client.target);
-    if (this.fleet && status.code === grpc.status.UNAVAILABLE) {
-      // Reported once per loss, not once per attempt while the target stays away.
-      if (wasActive || lostAt === undefined) this.io.note(`${tag}lost (${describeStatus(status)}); reconnecting`);
-      const since = wasActive || lostAt === undefined ? monotonicClock.now() : lostAt;
-      const t = setTimeout(() => {
-        this.timers.delete(t);
-        this.open(client, true, since);
-      }, REOPEN_DELAY_MS);
-      this.timers.add(t);
-      return;
-    }
-    if (status.code !== grpc.status.OK) {
-      this.io.note(`${tag}${describeStatus(status)}`);
+  private resumed(target: string, s: Subscribed__Output, how: ResumeHow, lostAt?: number): void {
+    const tag = this.output.tag(target);
+    const after = lostAt === undefined ? '' : ` after ${((monotonicClock.now() - lostAt) / 1000).toFixed(1)} s`;
+    const name = s.name ? `, name ${s.name}` : '';
+    if (how === 'subscribed') this.io.note(`${tag}watching (watch ${s.watch_id}, ${s.report_mode}${name})`);
+    else if (how === 'attached' && lostAt === undefined) this.io.note(`${tag}joined the running watch ${s.name} (watch ${s.watch_id})`);
+    else if (how === 'attached') this.io.note(`${tag}resumed${after} (watch ${s.watch_id}${name})`);
+    else this.output.notice(target, `RECONNECTED${after}; the watch was gone and was opened again: events in that gap were not seen`);
+  }
+
+  private ended(client: FanotifyClient, status: grpc.StatusObject): void {
+    if (status.code !== 0) {
+      this.io.note(`${this.output.tag(client.target)}${describeStatus(status)}`);
       this.failed = true;
     }
     if (--this.running === 0) this.settle(this.failed ? 1 : 0);

@@ -38,6 +38,8 @@ export function guardSubscribe(inv: GuardInvocation): Subscribe {
     verdict_timeout_ms: inv.timeoutMs,
     timeout_decision: inv.onTimeout,
     marks: marksFor(inv.paths, inv.scope, inv.events),
+    name: inv.name,
+    linger_ms: inv.lingerMs,
     ...(inv.ask ? {} : { rules: denyRules(inv.deny) }),
   };
 }
@@ -49,12 +51,14 @@ export function guardSubscribe(inv: GuardInvocation): Subscribe {
  * them and sends every event), so the guard holds either way.
  */
 export function answerEvents(rules: PathRules, output: EventOutput): EventsHandler {
-  return (events, response, from) => {
+  return (events, response, from, fresh) => {
     const verdicts: Verdict[] = [];
     const denied: number[] = [];
+    const isFresh = fresh ? new Set(fresh) : undefined;
     events.forEach((ev, i) => {
       if (!ev.needs_verdict) {
-        if (ev.decision === 'DECISION_DENY') denied.push(i);
+        // A reported rule decision seen before a lost stream is not printed twice.
+        if (ev.decision === 'DECISION_DENY' && (!isFresh || isFresh.has(i))) denied.push(i);
         return;
       }
       const deny = rules.matches(ev.path);

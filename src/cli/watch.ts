@@ -6,9 +6,9 @@ import type { EventsHandler } from './fleet-watch';
 import { marksFor } from './marks';
 
 export function watchSubscribe(inv: WatchInvocation): Subscribe {
-  return { marks: marksFor(inv.paths, inv.scope, inv.events) };
+  return { marks: marksFor(inv.paths, inv.scope, inv.events), name: inv.name, linger_ms: inv.lingerMs };
 }
 
 export function printEvents(output: EventOutput): EventsHandler {
-  return (events, response, from) => output.events(from.target, events, response.bytes);
+  return (events, response, from, fresh) => output.events(from.target, events, response.bytes, fresh);
 }

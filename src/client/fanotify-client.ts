@@ -4,6 +4,7 @@
 // response kept with its bytes beside the decoded message.
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
+import type { Attach } from '../api/gen/fanotify/v1/Attach';
 import type { GetInfoRequest } from '../api/gen/fanotify/v1/GetInfoRequest';
 import type { GetInfoResponse__Output } from '../api/gen/fanotify/v1/GetInfoResponse';
 import type { Subscribe } from '../api/gen/fanotify/v1/Subscribe';
@@ -11,7 +12,8 @@ import type { WatchRequest } from '../api/gen/fanotify/v1/WatchRequest';
 import type { WatchResponse__Output } from '../api/gen/fanotify/v1/WatchResponse';
 import { fanotifyClientConstructor } from '../api/proto';
 import { transportFor, type TlsOptions } from './credentials';
-import { WatchStream, type Received, type WatchHandlers } from './watch-stream';
+import { ResumableWatch, type ResumableHandlers, type ResumeOptions } from './resumable-watch';
+import { WatchStream, type Received, type WatchHandlers, type WatchOpening } from './watch-stream';
 
 export type ServingStatus = 'UNKNOWN' | 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 
@@ -98,7 +100,25 @@ export class FanotifyClient {
 
   /** Open a Watch stream and send `subscribe` on it. No deadline unless options.timeoutMs. */
   watch(subscribe: Subscribe, handlers: WatchHandlers, options: CallOptions = {}): WatchStream {
-    return new WatchStream(this.raw.Watch(callOptions(options)), subscribe, handlers);
+    return this.open(subscribe, handlers, options);
+  }
+
+  /** Join a named watch (Attach) instead of opening one. */
+  attach(attach: Attach, handlers: WatchHandlers, options: CallOptions = {}): WatchStream {
+    return this.open({ attach }, handlers, options);
+  }
+
+  /**
+   * A watch that outlives its streams: named (subscribe.name) with a
+   * linger, re-attached after a lost stream, resuming after the last
+   * sequence seen (resumable-watch.ts).
+   */
+  resumableWatch(subscribe: Subscribe, handlers: ResumableHandlers, options: ResumeOptions = {}): ResumableWatch {
+    return new ResumableWatch((opening, h, waitForReady) => this.open(opening, h, { waitForReady }), subscribe, handlers, options);
+  }
+
+  private open(opening: WatchOpening, handlers: WatchHandlers, options: CallOptions): WatchStream {
+    return new WatchStream(this.raw.Watch(callOptions(options)), opening, handlers);
   }
 
   /** Close the channel; calls still open on it are cancelled. */

@@ -4,4 +4,6 @@ export { CanonicalJson } from './canonical-json';
 export { isUnixTarget, transportFor, type TlsOptions, type Transport } from './credentials';
 export { ClientConfigError } from './errors';
 export { FanotifyClient, type CallOptions, type ConnectOptions, type ServingStatus } from './fanotify-client';
-export { WatchStream, type Received, type WatchCall, type WatchHandlers, type WatchState } from './watch-stream';
+export { runPolicyEngine, type Answer, type Decide } from './policy-engine';
+export { ResumableWatch, type ResumableHandlers, type ResumeHow, type ResumeOptions, type StreamOpener } from './resumable-watch';
+export { WatchStream, type Received, type WatchCall, type WatchHandlers, type WatchOpening, type WatchState } from './watch-stream';

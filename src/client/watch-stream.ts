@@ -1,9 +1,11 @@
-// One Watch stream, typed: the Subscribe goes out as it opens, responses
+// One Watch stream, typed: the Subscribe (or Attach) goes out as it opens, responses
 // come back to the handlers by kind, and it ends exactly once, with the
 // call's status. Ending it is cancelling the call: a half-close leaves a
 // watch running on the daemon, so end() would not stop it.
 import * as grpc from '@grpc/grpc-js';
+import type { Attach } from '../api/gen/fanotify/v1/Attach';
 import type { Event__Output } from '../api/gen/fanotify/v1/Event';
+import type { Gap__Output } from '../api/gen/fanotify/v1/Gap';
 import type { MarkResult__Output } from '../api/gen/fanotify/v1/MarkResult';
 import type { Overflow__Output } from '../api/gen/fanotify/v1/Overflow';
 import type { ReplaceRules } from '../api/gen/fanotify/v1/ReplaceRules';
@@ -29,7 +31,12 @@ export interface WatchHandlers {
   markResult?(result: MarkResult__Output): void;
   /** Answers getStats, by request_id. */
   stats?(stats: WatchStats__Output): void;
+  /** Sequences this stream will never get (the resume buffer no longer held them). */
+  gap?(gap: Gap__Output): void;
 }
+
+/** What opens a stream: a new watch, or joining a named one. */
+export type WatchOpening = Subscribe | { attach: Attach };
 
 export type WatchCall = grpc.ClientDuplexStream<WatchRequest, Received<WatchResponse__Output>>;
 
@@ -44,7 +51,7 @@ export class WatchStream {
 
   constructor(
     private readonly call: WatchCall,
-    subscribe: Subscribe,
+    opening: WatchOpening,
     handlers: WatchHandlers,
   ) {
     call.on('data', (response: Received<WatchResponse__Output>) => this.dispatch(response, handlers));
@@ -56,7 +63,7 @@ export class WatchStream {
         resolve(status);
       }),
     );
-    call.write({ subscribe });
+    call.write('attach' in opening ? { attach: opening.attach } : { subscribe: opening });
   }
 
   get state(): WatchState {
@@ -112,6 +119,9 @@ export class WatchStream {
         break;
       case 'stats':
         handlers.stats?.(m.stats!);
+        break;
+      case 'gap':
+        handlers.gap?.(m.gap!);
         break;
     }
   }

@@ -48,6 +48,12 @@ export interface Config {
   metrics?: string;
   /** Append-only JSON-lines audit trail; off when unset. */
   auditFile?: string;
+  /** Where kept watches' definitions go; else $STATE_DIRECTORY. */
+  stateDir?: string;
+  /** The directory request paths are resolved beneath; unset: the default (src/host/host-root.ts). */
+  hostRoot?: string;
+  /** The container runtime's CRI socket (unix:///run/containerd/containerd.sock); unset: cgroup paths only. */
+  criEndpoint?: string;
 }
 
 export class ConfigError extends FanotifydError {
@@ -135,6 +141,7 @@ export const SETTINGS = {
   'socket-group': { schema: z.string().min(1), arg: 'GROUP', help: 'group (name or number) owning the unix sockets (mode 0660)' },
   metrics: { schema: metricsAddress, arg: 'HOST:PORT', help: 'serve Prometheus metrics at /metrics (loopback only; off by default)' },
   'audit-file': { schema: file(), arg: 'FILE', help: 'append a JSON line per watch opened/closed and per permission decision (off by default)' },
+  'state-dir': { schema: file(), arg: 'DIR', help: "where the definitions of watches kept in systemd's fd store go (default: $STATE_DIRECTORY)" },
   'idle-timeout-ms': { schema: millis(), arg: 'N', default: DEFAULTS.idleTimeoutMs, help: 'close connections that hold no stream this long' },
   'handshake-timeout-ms': { schema: millis(), arg: 'N', default: DEFAULTS.handshakeTimeoutMs, help: 'close connections that have not finished TLS or sent the HTTP/2 preface this long after connecting, or not closed their side this long after the daemon closed the connection' },
   'max-connections': { schema: count(), arg: 'N', default: DEFAULTS.maxConnections, help: 'open connections per listener; more are closed at once' },
@@ -150,6 +157,16 @@ export const SETTINGS = {
   'max-message-bytes': { schema: count(), arg: 'N', default: DEFAULTS.maxMessageBytes, help: 'largest gRPC message either way' },
   'max-linger-ms': { schema: millis(), arg: 'N', default: DEFAULTS.maxLingerMs, help: 'longest a named watch may stay without a stream (Subscribe.linger_ms); a lingering watch counts against --max-watches' },
   'resume-buffer-bytes': { schema: bytesSize(), arg: 'N', default: DEFAULTS.resumeBufferBytes, help: 'encoded events and notices each named watch keeps for streams to resume from (the oldest go first)' },
+  'host-root': {
+    schema: z.string().regex(/^\//, { error: 'give an absolute path (/proc/<a host pid>/root, or /)' }),
+    arg: 'DIR',
+    help: "resolve request paths beneath DIR, the host's root as the daemon sees it (default: /proc/1/root when the daemon's mount namespace is not PID 1's, else /)",
+  },
+  'cri-endpoint': {
+    schema: z.string().regex(/^unix:\/\/\//, { error: 'give the runtime\'s socket as unix:///PATH (unix:///run/containerd/containerd.sock, unix:///var/run/crio/crio.sock)' }),
+    arg: 'URL',
+    help: "the container runtime's CRI socket, for pod and container names, image and labels in events (off: ids from cgroup paths only)",
+  },
   'max-pending-per-watch': { schema: count(), arg: 'N', default: DEFAULTS.maxPendingPerWatch, help: 'permission events awaiting a verdict per watch; past it they get the timeout decision at once' },
 } as const satisfies Record<string, Setting>;
 
@@ -214,6 +231,9 @@ function toConfig(s: Settings): Config {
     maxConnections: s['max-connections'],
     metrics: s.metrics,
     auditFile: s['audit-file'],
+    stateDir: s['state-dir'],
+    hostRoot: s['host-root'],
+    criEndpoint: s['cri-endpoint'],
   };
 }
 

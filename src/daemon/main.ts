@@ -28,11 +28,16 @@ import { parsePolicy, PolicyError } from '../api/policy-file';
 import { fanotifyService } from '../api/proto';
 import { addHealth, addReflection } from '../api/reflection';
 import { ConfigError, parseConfig, USAGE, type Config } from './config';
+import { setUpHostRoot, type HostRoot } from '../host/host-root';
+import { useContainerDirectory } from '../host/attribution';
+import { CriDirectory } from '../host/cri';
 import { bindAll, type Listeners } from './listeners';
 import type { AuditTrail } from './audit';
 import { prepare, type Prepared } from './preflight';
 import { createLogger, type Logger } from '../common/log';
 import { createMetrics, serveMetrics, type Metrics } from './metrics';
+import { FdStore } from './fd-store';
+import { supervisionFromEnv, type Supervision } from './supervision';
 
 const VERSION: string = (JSON.parse(fs.readFileSync(path.resolve(__dirname, '..', '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
 
@@ -62,14 +67,16 @@ async function main(argv: string[]): Promise<number> {
   }
   const log = createLogger(cfg.logLevel, { service: 'fanotifyd' });
   let prepared: Prepared;
+  let hostRoot: HostRoot;
   try {
     prepared = prepare(cfg, log);
+    hostRoot = openHostRoot(cfg, log);
   } catch (err) {
     return configProblem(err);
   }
   openAudit = prepared.audit;
   try {
-    return await serve(cfg, prepared, log);
+    return await serve(cfg, prepared, log, hostRoot);
   } finally {
     // Every way out after the file was opened: a stop (its shutdown
     // decisions are queued by now) or a failed start.
@@ -77,11 +84,29 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * The host root (--host-root or the default), opened before any mark; a
+ * fallback is said in the log and in GetInfo.host_root_note.
+ */
+function openHostRoot(cfg: Config, log: Logger): HostRoot {
+  let root: HostRoot;
+  try {
+    root = setUpHostRoot(cfg.hostRoot);
+  } catch (err) {
+    throw new ConfigError(`--host-root ${cfg.hostRoot}: cannot be opened as a directory (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  if (root.note) log.warn('host root', { host_root: root.path, note: root.note });
+  else log.info('host root', { host_root: root.path });
+  return root;
+}
+
 /** The gRPC server and what it serves, nothing bound yet. */
-function build(cfg: Config, prepared: Prepared, kernel: KernelFeatures, log: Logger) {
+function build(cfg: Config, prepared: Prepared, kernel: KernelFeatures, log: Logger, sup: Supervision) {
   const authorizer = new Authorizer(prepared.policy);
   const pump = new EventPump();
   const service = new FanotifyService(kernelWatchFactory(pump, kernel, log), kernel, cfg, log, VERSION, authorizer);
+  const fdStore = sup.sd && sup.store ? new FdStore({ sd: sup.sd, store: sup.store, log, restoreWatch: (w) => service.restore(w) }) : undefined;
+  if (fdStore) service.registry.hooks = fdStore.hooks();
   const server = new grpc.Server({
     'grpc.max_receive_message_length': cfg.maxMessageBytes,
     'grpc.max_send_message_length': cfg.maxMessageBytes,
@@ -95,17 +120,25 @@ function build(cfg: Config, prepared: Prepared, kernel: KernelFeatures, log: Log
   if (metrics) service.onVerdictLatency = (ms) => metrics.verdictLatency.observe(ms / 1000);
   const health = addHealth(server);
   addReflection(server, ['fanotify.v1.Fanotify', 'grpc.health.v1.Health']);
-  return { authorizer, pump, service, server, metrics, health };
+  return { authorizer, pump, service, server, metrics, health, fdStore };
 }
 
 /** The server built, bound and run until a signal stops it; the exit code. */
-async function serve(cfg: Config, prepared: Prepared, log: Logger): Promise<number> {
+async function serve(cfg: Config, prepared: Prepared, log: Logger, hostRoot: HostRoot): Promise<number> {
   const kernel = probeKernel();
   if (!kernel.fanotify) {
     log.error('this kernel has no usable fanotify (fanotify_init failed); is this root with CONFIG_FANOTIFY?', { kernel: kernel.release });
     return 1;
   }
-  const { authorizer, pump, service, server, metrics, health } = build(cfg, prepared, kernel, log);
+  const sup = supervisionFromEnv(cfg, process.env, log);
+  const { authorizer, pump, service, server, metrics, health, fdStore } = build(cfg, prepared, kernel, log, sup);
+  service.hostRoot = hostRoot;
+  // The runtime's metadata, asked in the background; events never wait for it.
+  const cri = cfg.criEndpoint ? new CriDirectory(cfg.criEndpoint, log) : undefined;
+  useContainerDirectory(cri);
+  // Before any client can connect: the groups of the previous process are
+  // answered and read again (their held opens waited in the kernel).
+  if (fdStore) await restoreWatches(fdStore, sup, log);
 
   // Signal handlers go in before anything is announced: a supervisor may
   // send SIGTERM the moment it reads "serving".
@@ -115,12 +148,17 @@ async function serve(cfg: Config, prepared: Prepared, log: Logger): Promise<numb
       if (running.stopping) return;
       running.stopping = true;
       log.info('shutting down', { signal, watches: service.activeWatches });
+      sup.sd?.stopping();
       health.setStatus('', 'NOT_SERVING');
-      // Answer the kernel first: no process on the host may wait on a
-      // daemon that is going away.
+      // Watches kept in the store are left to the next process (or to
+      // systemd closing the store); every other is answered now: no
+      // process on the host may wait on a daemon that is going away.
+      const handedOff = fdStore ? fdStore.handOff() : Promise.resolve(0);
       service.shutdown();
       closeListeners(running, server, () => {
-        void pump.close().then(() => {
+        cri?.close();
+        void Promise.all([pump.close(), handedOff]).then(([, kept]) => {
+          if (kept) log.info('watches left in the fd store', { watches: kept });
           log.info('stopped');
           resolve(0);
         });
@@ -154,7 +192,20 @@ async function serve(cfg: Config, prepared: Prepared, log: Logger): Promise<numb
     classes: kernel.classes,
     kernel_limits: kernel.limits,
   });
+  sup.sd?.ready(`serving on ${running.listeners!.addresses.join(' ')}`);
+  const watchdogMs = sup.sd?.startWatchdog(process.env);
+  if (watchdogMs) log.info('watchdog pings', { every_ms: watchdogMs });
   return exited;
+}
+
+async function restoreWatches(fdStore: FdStore, sup: Supervision, log: Logger): Promise<void> {
+  try {
+    await sup.store!.init();
+    const restored = await fdStore.restore(sup.fds);
+    if (sup.fds.length) log.info('fd store taken back', { fds: sup.fds.length, watches: restored });
+  } catch (err) {
+    log.error('taking back the fd store failed', { error: err });
+  }
 }
 
 interface Running {

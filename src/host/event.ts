@@ -4,6 +4,7 @@
 // only /proc and handles, never a file under a user's mark.
 import * as K from '../kernel/constants';
 import type { FileId, RawEvent } from '../kernel/decoder';
+import { translatePath } from './container-path';
 import { fdPath } from './fd-path';
 import type { HandleResolver } from './handle-resolver';
 import type { ProcessCache } from './process-cache';
@@ -41,6 +42,8 @@ export interface FsEvent {
   target?: FileId;
   /** FAN_REPORT_FD_ERROR: the errno of the kernel's failed open. */
   fdError?: number;
+  /** The path as the process saw it (bytes), where its mount namespace shows it elsewhere. */
+  containerPath?: Buffer;
 }
 
 /** The event with nothing looked up: what is delivered when enrichment fails. */
@@ -83,6 +86,30 @@ export function describeThreadOnly(ev: FsEvent, raw: RawEvent): void {
   const tgid = threadGroupOf(raw.pid);
   ev.pid = tgid ?? raw.pid;
   ev.process = { ...unknownProcess(ev.pid), tid: raw.pid };
+}
+
+/**
+ * Host and container paths for a process of another mount namespace (a
+ * container), once both its path and its process are known; nothing for
+ * the host's processes. An event fd's link names the file as the opener
+ * saw it (the kernel opened it through the opener's mount, and that mount
+ * is not in the daemon's tree), so in fd mode the host's path is worked
+ * out from it; a resolved handle names it as the host sees it.
+ */
+export function describeContainerPath(ev: FsEvent, fromFd: boolean): void {
+  const ns = ev.process.mntns;
+  if (ns === undefined || !ev.path) return;
+  const p = ev.path;
+  if (fromFd) {
+    const host = translatePath(p, ev.process.pid, ns, true);
+    if (host === p) return;
+    // The host does not show it (a container's own tmpfs): its own path in both fields.
+    ev.containerPath = p;
+    if (host) ev.path = host;
+    return;
+  }
+  const seen = translatePath(p, ev.process.pid, ns, false);
+  if (seen && seen !== p) ev.containerPath = seen;
 }
 
 /** The object's path: the event fd's link in fd mode, the resolved directory handles and names in dfid_name mode. */

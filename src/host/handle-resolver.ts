@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import type { FileId } from '../kernel/decoder';
 import * as ffi from '../kernel/ffi';
+import { openMarkPath } from '../kernel/group';
 import { fdPath } from './fd-path';
 
 const openAsync = promisify(fs.open);
@@ -31,20 +32,28 @@ export class HandleResolver {
   }
 
   /** Make handles from path's filesystem resolvable. */
-  async add(p: string): Promise<void> {
-    const key = ffi.fsidOf(p).toString('hex');
-    if (this.mountFds.has(key)) return;
-    // Prefer the parent: an fd held on the marked directory itself would
-    // keep it alive after deletion, and its handle would never go stale.
-    // The parent serves only if it is on the same filesystem (not across a
-    // mount point).
-    const parent = path.dirname(p);
-    const st = await fs.promises.stat(p);
-    const target = parent !== p && ffi.fsidOf(parent).toString('hex') === key ? parent : st.isDirectory() ? p : parent;
-    // fs.open (not fs.promises.open): a raw fd, which no wrapper closes behind our back.
-    const fd = await openAsync(target, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NONBLOCK | ffi.O_CLOEXEC);
-    if (this.mountFds.has(key)) ffi.closeFd(fd);
-    else this.mountFds.set(key, fd);
+  async add(hostPath: string): Promise<void> {
+    // Under --host-root, the path and its parent are reached through fds beneath it (src/kernel/group.ts).
+    const p = openMarkPath(hostPath, 0);
+    const parentPath = path.dirname(hostPath);
+    const parent = openMarkPath(parentPath, 0);
+    try {
+      const key = ffi.fsidOf(p.at).toString('hex');
+      if (this.mountFds.has(key)) return;
+      // Prefer the parent: an fd held on the marked directory itself would
+      // keep it alive after deletion, and its handle would never go stale.
+      // The parent serves only if it is on the same filesystem (not across a
+      // mount point).
+      const st = await fs.promises.stat(p.at);
+      const target = parentPath !== hostPath && ffi.fsidOf(parent.at).toString('hex') === key ? parent.at : st.isDirectory() ? p.at : parent.at;
+      // fs.open (not fs.promises.open): a raw fd, which no wrapper closes behind our back.
+      const fd = await openAsync(target, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NONBLOCK | ffi.O_CLOEXEC);
+      if (this.mountFds.has(key)) ffi.closeFd(fd);
+      else this.mountFds.set(key, fd);
+    } finally {
+      p.close();
+      parent.close();
+    }
   }
 
   /**

@@ -40,9 +40,19 @@ export function parseMountInfo(text: string): MountEntry[] {
   return out;
 }
 
-/** The daemon's mount table now. */
+/**
+ * Whose mount table subtrees follow: the daemon's, or under a host root of
+ * /proc/PID/root that process's, whose mount points are then host paths.
+ */
+let mountTable = '/proc/self/mountinfo';
+
+export function useMountTable(pid: number): void {
+  mountTable = `/proc/${pid}/mountinfo`;
+}
+
+/** The mount table now (the daemon's, or the host root's process's). */
 export function readMountInfo(): MountEntry[] {
-  return parseMountInfo(fs.readFileSync('/proc/self/mountinfo', 'utf8'));
+  return parseMountInfo(fs.readFileSync(mountTable, 'utf8'));
 }
 
 /**
@@ -57,7 +67,7 @@ export class MountTableWatch {
 
   constructor(onChange: (err?: Error) => void) {
     // A /proc file: no permission mark can make this open wait (they are refused on procfs).
-    this.fd = fs.openSync('/proc/self/mountinfo', fs.constants.O_RDONLY | ffi.O_CLOEXEC);
+    this.fd = fs.openSync(mountTable, fs.constants.O_RDONLY | ffi.O_CLOEXEC);
     try {
       // Only POLLPRI: the file is always readable, so asking for POLLIN would wake the loop forever.
       this.poll = ffi.pollStart(
@@ -65,7 +75,7 @@ export class MountTableWatch {
         (status) => {
           if (status >= 0) return onChange();
           this.stop();
-          onChange(new ffi.SyscallError('poll', -status, '/proc/self/mountinfo'));
+          onChange(new ffi.SyscallError('poll', -status, mountTable));
         },
         ffi.UV_PRIORITIZED,
       );

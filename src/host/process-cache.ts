@@ -8,6 +8,7 @@
 // a monotonic clock, so a wall-clock step neither keeps an entry "fresh"
 // for hours nor empties the cache.
 import { monotonicClock, type Clock } from '../common/clock';
+import { currentContainer } from './attribution';
 import { pidfdInode, readProcess, readStartTime, unknownProcess, type ProcessInfo, type ProcessReadLevel } from './process';
 
 /** How long a description is reused: exec changes comm, exe and cmdline without changing pid or start time. */
@@ -77,6 +78,12 @@ export class ProcessCache {
     const hit = this.cache.get(pid);
     if (hit && now - hit.at < PROCESS_CACHE_TTL_MS && (inode !== undefined ? hit.pidfdInode === inode : hit.start === start)) {
       this.hits++;
+      // What the container runtime told since the description was read.
+      const c = hit.info.container;
+      if (c) {
+        const known = currentContainer(c);
+        if (known !== c) hit.info = { ...hit.info, container: known };
+      }
       return hit.info;
     }
     this.misses++;

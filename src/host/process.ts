@@ -2,6 +2,8 @@
 // synchronous: these reads run on the main thread while the event is
 // handled, and touch only procfs, never a file under a user's mark.
 import * as fs from 'node:fs';
+import { readAttribution } from './attribution';
+import type { ContainerInfo } from './container';
 
 export interface ProcessInfo {
   pid: number;
@@ -21,6 +23,14 @@ export interface ProcessInfo {
   cmdlineTruncated?: boolean;
   /** Clock ticks after boot (field 22 of /proc/PID/stat): with pid, names the process for the whole boot. */
   startTime?: number;
+  /** The kernel's id of its v2 cgroup (the directory's inode); 0 or unset when unknown. */
+  cgroupId?: number;
+  /** Its cgroup's path (src/host/cgroup.ts says which line of /proc/PID/cgroup). */
+  cgroup?: string;
+  /** The container it runs in; unset for a process in none. */
+  container?: ContainerInfo;
+  /** Its mount namespace's inode, set only when it is not the host's. */
+  mntns?: number;
 }
 
 /** Command-line bytes kept per process: an event stays small whatever a process's arguments (up to 2 MiB and more). */
@@ -60,6 +70,13 @@ export function readProcess(pid: number, pidfd?: number, level: ProcessReadLevel
     // Kernel threads and zombies have no exe.
   }
   if (level === 'full') info.cmdline = readCmdline(pid, info);
+  const attribution = readAttribution(pid);
+  if (attribution) {
+    info.cgroupId = attribution.cgroupId;
+    info.cgroup = attribution.cgroup;
+    if (attribution.container) info.container = attribution.container;
+    if (attribution.mntns !== undefined) info.mntns = attribution.mntns;
+  }
   // A pidfd pins the process the kernel meant. If it still refers to a live
   // process with this pid after the reads above, the pid was not reused in
   // between and the details are that process's.

@@ -20,6 +20,9 @@ const c = {
   close: libc.func('int close(int fd)'),
   open_by_handle_at: libc.func('int open_by_handle_at(int mount_fd, const void *handle, int flags)'),
   readlinkat: libc.func('long readlinkat(int dirfd, const char *path, _Out_ void *buf, unsigned long size)'),
+  fcntl: libc.func('int fcntl(int fd, int cmd, int arg)'),
+  getrlimit: libc.func('int getrlimit(int resource, _Out_ uint64_t *rlim)'),
+  setrlimit: libc.func('int setrlimit(int resource, const uint64_t *rlim)'),
 };
 
 /** A failed system call: errno, its symbolic name and the call that failed. */
@@ -163,6 +166,16 @@ export function readNonblock(fd: number, buf: Buffer): number {
   throw new SyscallError('read', errno);
 }
 
+/**
+ * write(2) that reports failure as its errno (0: written) instead of
+ * throwing: for loops where failure is the common answer (the restore
+ * sweep's ENOENT), where building an error per call cost 9-13 us against
+ * 1.6-2.2 us for the call itself.
+ */
+export function tryWrite(fd: number, buf: Buffer, len: number): number {
+  return Number(c.write(fd, buf, len)) < 0 ? koffi.errno() : 0;
+}
+
 export function writeAll(fd: number, buf: Buffer, len: number): void {
   const n = Number(c.write(fd, buf, len));
   if (n < 0) throw new SyscallError('write', koffi.errno());
@@ -225,6 +238,25 @@ export function closeFds(fds: number[], n = fds.length): number {
   return calls;
 }
 
+// openat2(2) (Linux 5.6) has no glibc wrapper; its number is 437 on every
+// architecture (it came after the syscall tables were unified).
+const SYS_openat2 = 437;
+const syscall4 = libc.func('long syscall(long number, int dirfd, const char *path, const void *how, unsigned long size)');
+/** RESOLVE_* of linux/openat2.h: resolve as if dirfd were the root (".." and absolute links stay beneath it). */
+export const RESOLVE_IN_ROOT = 0x10;
+/** No /proc/PID/fd-style magic links on the way (they could lead out of the root). */
+export const RESOLVE_NO_MAGICLINKS = 0x02;
+export const O_NOFOLLOW = 0o400000;
+export const O_DIRECTORY = 0o200000;
+
+/** openat2(2) with struct open_how {flags, mode, resolve}; returns the new fd. */
+export function openat2(dirfd: number, path: string, flags: number, resolve: number): number {
+  const how = Buffer.alloc(24);
+  how.writeBigUInt64LE(BigInt(flags >>> 0), 0);
+  how.writeBigUInt64LE(BigInt(resolve >>> 0), 16);
+  return check(syscall4(SYS_openat2, dirfd, path, how, how.length), 'openat2', path);
+}
+
 /** open_by_handle_at(2); handle is a struct file_handle (header + f_handle). */
 export function openByHandleAt(mountFd: number, handle: Buffer, flags: number): number {
   return check(c.open_by_handle_at(mountFd, handle, flags), 'open_by_handle_at');
@@ -267,4 +299,34 @@ export function fsidOf(path: string): Buffer {
   const buf = Buffer.alloc(STATFS_SIZE);
   check(statfsFn(path, buf), 'statfs', path);
   return buf.subarray(STATFS_OFF_FSID, STATFS_OFF_FSID + 8);
+}
+
+const F_GETFD = 1;
+const F_SETFD = 2;
+const FD_CLOEXEC = 1;
+
+/** Mark an inherited fd close-on-exec (sd_listen_fds does the same to the fds it hands over). */
+export function setCloexec(fd: number): void {
+  const flags = check(c.fcntl(fd, F_GETFD, 0), 'fcntl', `F_GETFD ${fd}`);
+  check(c.fcntl(fd, F_SETFD, flags | FD_CLOEXEC), 'fcntl', `F_SETFD ${fd}`);
+}
+
+/** Whether fd is open in this process. */
+export function fdIsOpen(fd: number): boolean {
+  return c.fcntl(fd, F_GETFD, 0) >= 0;
+}
+
+const RLIMIT_NOFILE = 7;
+
+/** RLIMIT_NOFILE: the kernel gives this process no fd number at or above `soft`. */
+export function fileLimit(): { soft: number; hard: number } {
+  const r = new BigUint64Array(2);
+  check(c.getrlimit(RLIMIT_NOFILE, r), 'getrlimit');
+  return { soft: Number(r[0]), hard: Number(r[1]) };
+}
+
+/** Lower (or raise, up to hard) the soft RLIMIT_NOFILE. */
+export function setFileLimit(soft: number): void {
+  const { hard } = fileLimit();
+  check(c.setrlimit(RLIMIT_NOFILE, new BigUint64Array([BigInt(Math.min(soft, hard)), BigInt(hard)])), 'setrlimit');
 }

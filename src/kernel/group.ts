@@ -135,18 +135,38 @@ export function initFlags(spec: GroupSpec, features: GroupFeatures): { flags: nu
 const O_LARGEFILE = process.arch === 'x64' ? 0o100000 : 0;
 export const EVENT_F_FLAGS = ffi.O_RDONLY | ffi.O_CLOEXEC | O_LARGEFILE;
 
-/** Create the group and place every mark; on any failure nothing stays open. */
-export function openGroup(spec: GroupSpec, features: GroupFeatures): { fd: number; flags: number; reportMode: ReportMode } {
+/**
+ * Create the group and place every mark (or `place`: the marks as the
+ * kernel is to hold them, where the watch narrows them; the flags still
+ * follow spec's); on any failure nothing stays open.
+ */
+export function openGroup(spec: GroupSpec, features: GroupFeatures, place: readonly MarkSpec[] = spec.marks): { fd: number; flags: number; reportMode: ReportMode } {
   checkSubtreeMarks(spec.marks);
   const { flags: asked, reportMode } = initFlags(spec, features);
   const { fd, flags } = spec.marks.some((m) => m.scope === 'subtree') ? initUnlimited(asked) : { fd: ffi.fanotifyInit(asked, EVENT_F_FLAGS), flags: asked };
   try {
-    for (const m of spec.marks) addMark(fd, m);
+    for (const m of place) addMark(fd, m);
   } catch (err) {
     ffi.closeFd(fd);
     throw err;
   }
   return { fd, flags, reportMode };
+}
+
+/**
+ * The fanotify_init flags of a group fd, as /proc/self/fdinfo shows them
+ * ("fanotify flags:87 event-flags:8002", hex); undefined when the fd is
+ * not a fanotify group.
+ */
+export function groupInfo(fd: number): { flags: number; eventFFlags: number } | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const m = /^fanotify flags:([0-9a-f]+) event-flags:([0-9a-f]+)$/m.exec(text);
+  return m ? { flags: parseInt(m[1], 16), eventFFlags: parseInt(m[2], 16) } : undefined;
 }
 
 /**
@@ -163,13 +183,61 @@ function initUnlimited(flags: number): { fd: number; flags: number } {
   }
 }
 
+/** A directory fd request paths are resolved beneath (--host-root); -1: the daemon's own root, as paths are. */
+let markRoot = -1;
+
+/** Resolve every mark's path beneath this directory fd from now on (src/host/host-root.ts decides which). */
+export function useMarkRoot(rootFd: number): void {
+  markRoot = rootFd;
+}
+
+/**
+ * Run fn with a path the daemon can hand to the kernel for `path`, a
+ * request's (host) path: itself without a mark root; else an O_PATH fd
+ * from openat2 beneath the root (RESOLVE_IN_ROOT: "..", absolute symlinks
+ * and the like stay beneath it), named by its /proc/self/fd link, and
+ * closed after. fanotify_mark with a NULL path takes only a real open fd
+ * (EBADF for O_PATH, measured here), and a real open of a marked file
+ * could wait on the daemon itself; the magic link reaches the same
+ * object, on the root's mounts, so a mount mark attaches to the host's
+ * mount and not to the daemon's namespace's copy of it. DONT_FOLLOW is
+ * then said to openat2 (O_NOFOLLOW), as the link itself must be followed.
+ */
+export function withMarkPath<T>(path: string, flags: number, fn: (at: string, flags: number) => T): T {
+  const p = openMarkPath(path, flags);
+  try {
+    return fn(p.at, p.flags);
+  } finally {
+    p.close();
+  }
+}
+
+/** withMarkPath's path and flags, held until close() (for a caller that awaits in between). */
+export function openMarkPath(path: string, flags: number): { at: string; flags: number; close(): void } {
+  if (markRoot < 0) return { at: path, flags, close: () => undefined };
+  const nofollow = (flags & K.FAN_MARK_DONT_FOLLOW) !== 0;
+  const fd = ffi.openat2(markRoot, path, ffi.O_PATH | ffi.O_CLOEXEC | (nofollow ? ffi.O_NOFOLLOW : 0), ffi.RESOLVE_IN_ROOT | ffi.RESOLVE_NO_MAGICLINKS);
+  return { at: `/proc/self/fd/${fd}`, flags: flags & ~K.FAN_MARK_DONT_FOLLOW, close: () => void ffi.closeFd(fd) };
+}
+
+/**
+ * A request path resolved (symlinks, "..") as the kernel will report it:
+ * realpath(3) without a mark root; beneath one, the fd's own path, which
+ * names the host's mount by the host's path.
+ */
+export function realMarkPath(path: string): string {
+  if (markRoot < 0) return fs.realpathSync(path);
+  return withMarkPath(path, 0, (at) => fs.readlinkSync(at));
+}
+
 export function addMark(fd: number, m: MarkSpec): void {
-  let flags = m.flags;
-  if (m.scope === 'subtree') return addSubtreeMount(fd, m.path, m.mask, flags | K.FAN_MARK_ONLYDIR);
-  // The kernel refuses an ignore mark on a directory (EISDIR) unless it
-  // survives modification, which for a directory changes nothing: add it.
-  if (flags & K.FAN_MARK_IGNORE && m.scope === 'inode' && isDirectory(m.path, flags)) flags |= K.FAN_MARK_IGNORED_SURV_MODIFY;
-  ffi.fanotifyMark(fd, K.FAN_MARK_ADD | SCOPE_FLAGS[m.scope] | flags, m.mask, m.path);
+  if (m.scope === 'subtree') return addSubtreeMount(fd, m.path, m.mask, m.flags | K.FAN_MARK_ONLYDIR);
+  withMarkPath(m.path, m.flags, (at, flags) => {
+    // The kernel refuses an ignore mark on a directory (EISDIR) unless it
+    // survives modification, which for a directory changes nothing: add it.
+    if (flags & K.FAN_MARK_IGNORE && m.scope === 'inode' && isDirectory(at, flags)) flags |= K.FAN_MARK_IGNORED_SURV_MODIFY;
+    ffi.fanotifyMark(fd, K.FAN_MARK_ADD | SCOPE_FLAGS[m.scope] | flags, m.mask, at);
+  });
 }
 
 function isDirectory(p: string, flags: number): boolean {
@@ -187,7 +255,7 @@ function isDirectory(p: string, flags: number): boolean {
  * mount mark: it covers every object reached through that mount.
  */
 export function addSubtreeMount(fd: number, path: string, mask: number, flags = 0): void {
-  ffi.fanotifyMark(fd, K.FAN_MARK_ADD | K.FAN_MARK_MOUNT | flags, mask & ~K.FAN_EVENT_ON_CHILD, path);
+  withMarkPath(path, flags, (at, f) => ffi.fanotifyMark(fd, K.FAN_MARK_ADD | K.FAN_MARK_MOUNT | f, mask & ~K.FAN_EVENT_ON_CHILD, at));
 }
 
 /**
@@ -229,13 +297,13 @@ export function checkSubtreeMark(m: MarkSpec): void {
  */
 export function addDirectoryIgnore(fd: number, dir: string, mask: number, children: boolean): void {
   const flags = K.FAN_MARK_ADD | K.FAN_MARK_IGNORE | K.FAN_MARK_IGNORED_SURV_MODIFY | K.FAN_MARK_EVICTABLE | K.FAN_MARK_ONLYDIR | K.FAN_MARK_DONT_FOLLOW;
-  ffi.fanotifyMark(fd, flags, mask | K.FAN_ONDIR | (children ? K.FAN_EVENT_ON_CHILD : 0), dir);
+  withMarkPath(dir, flags, (at, f) => ffi.fanotifyMark(fd, f, mask | K.FAN_ONDIR | (children ? K.FAN_EVENT_ON_CHILD : 0), at));
 }
 
 export function removeMark(fd: number, m: MarkSpec): void {
   // Only the flags that select which mark are meaningful on removal.
   const select = m.flags & (K.FAN_MARK_DONT_FOLLOW | K.FAN_MARK_ONLYDIR | K.FAN_MARK_IGNORE);
-  ffi.fanotifyMark(fd, K.FAN_MARK_REMOVE | SCOPE_FLAGS[m.scope] | select, m.mask, m.path);
+  withMarkPath(m.path, select, (at, flags) => ffi.fanotifyMark(fd, K.FAN_MARK_REMOVE | SCOPE_FLAGS[m.scope] | flags, m.mask, at));
 }
 
 export function flushMarks(fd: number, scope: MarkScope): void {
@@ -271,7 +339,7 @@ const SYSFS_MAGIC = 0x62656572;
 export function checkPermissionTarget(path: string): void {
   let type: number;
   try {
-    type = fs.statfsSync(path).type;
+    type = withMarkPath(path, 0, (at) => fs.statfsSync(at).type);
   } catch (err) {
     // Said as fanotify_mark's own failure is said (a SyscallError with the
     // errno name), so a missing path reads the same in every group class.

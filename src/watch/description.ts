@@ -8,7 +8,7 @@
 import { lastName } from '../common/glob';
 import type { RateLimitedLog } from '../common/rate-limited-log';
 import type { RawEvent } from '../kernel/decoder';
-import { bareEvent, describeObject, describeThreadOnly, describeProcess, type FsEvent } from '../host/event';
+import { bareEvent, describeContainerPath, describeObject, describeThreadOnly, describeProcess, type FsEvent } from '../host/event';
 import type { HandleResolver } from '../host/handle-resolver';
 import { unknownProcess, type ProcessInfo } from '../host/process';
 import type { ProcessCache } from '../host/process-cache';
@@ -25,6 +25,9 @@ export interface DescriptionParts {
   log: RateLimitedLog;
 }
 
+/** The kernel names the directory itself "." or not at all (joinEntry). */
+const isSelf = (name: Buffer) => name.length === 0 || (name.length === 1 && name[0] === 0x2e);
+
 /** Pid-only descriptions kept for reuse; the map is emptied when it reaches this. */
 const PID_ONLY_MAX = 4096;
 
@@ -36,9 +39,14 @@ export class EventDescription implements MatchSubject {
    */
   private readonly pidOnly = new Map<number, ProcessInfo>();
   private raw!: RawEvent;
-  private current!: FsEvent;
+  private timeMs = 0;
+  /** Made on first need: an event a filter leaves out by its path never needs it. */
+  private current?: FsEvent;
+  /** The last directory decoded to text, by its resolved bytes (the resolver hands equal handles of a read the same Buffer). */
+  private dirText?: { dir: Buffer; text: string };
   private processRead = false;
   private objectRead = false;
+  private placed = false;
   private name?: string;
   private whole?: string;
 
@@ -47,9 +55,11 @@ export class EventDescription implements MatchSubject {
   /** Describe `raw` from now on; nothing is looked up yet. */
   start(raw: RawEvent, timeMs: number): void {
     this.raw = raw;
-    this.current = bareEvent(raw, timeMs);
+    this.timeMs = timeMs;
+    this.current = undefined;
     this.processRead = false;
     this.objectRead = false;
+    this.placed = false;
     this.name = undefined;
     this.whole = undefined;
   }
@@ -60,7 +70,7 @@ export class EventDescription implements MatchSubject {
 
   /** The event as described so far (enough to answer it; a client gets finish()'s). */
   get ev(): FsEvent {
-    return this.current;
+    return (this.current ??= bareEvent(this.raw, this.timeMs));
   }
 
   /**
@@ -72,15 +82,21 @@ export class EventDescription implements MatchSubject {
     if (!this.processRead) {
       this.processRead = true;
       try {
-        describeProcess(this.current, this.raw, this.p.procs, this.p.reportTid);
+        describeProcess(this.ev, this.raw, this.p.procs, this.p.reportTid);
       } catch (err) {
         this.failed(err);
       }
+      if (this.objectRead) this.place();
     }
-    return this.current.process;
+    return this.ev.process;
   }
 
   pathName(): string {
+    if (this.name === undefined && this.whole === undefined && this.entryText() !== undefined) {
+      const name = this.raw.dfid!.name;
+      this.name = name && !isSelf(name) ? name.toString('utf8') : lastName(this.whole!);
+    }
+    if (this.name === undefined && this.whole !== undefined) this.name = this.whole === '' ? '' : lastName(this.whole);
     if (this.name === undefined) {
       const path = this.path();
       if (!path) this.name = '';
@@ -91,12 +107,31 @@ export class EventDescription implements MatchSubject {
   }
 
   pathWhole(): string {
-    return (this.whole ??= this.path()?.toString('utf8') ?? '');
+    return (this.whole ??= this.entryText() ?? this.path()?.toString('utf8') ?? '');
+  }
+
+  /**
+   * The path as text straight from a directory handle and a name, for a
+   * filter: no event object, no joined Buffer, the directory decoded once
+   * for a run of events in it. The same text as joinEntry's bytes decoded,
+   * as the two parts are split at an ASCII slash. Undefined where that does
+   * not apply (an fd, several handles, a directory that cannot be resolved).
+   */
+  private entryText(): string | undefined {
+    const raw = this.raw;
+    if (this.objectRead || raw.fd >= 0 || !this.p.resolver || !raw.dfid || raw.oldDfid || raw.newDfid) return undefined;
+    const dir = this.p.resolver.resolve(raw.dfid);
+    if (!dir) return undefined;
+    if (this.dirText?.dir !== dir) this.dirText = { dir, text: dir.toString('utf8') };
+    const d = this.dirText.text;
+    const name = raw.dfid.name;
+    if (!name || isSelf(name)) return (this.whole = d);
+    return (this.whole = d === '/' ? `/${name.toString('utf8')}` : `${d}/${name.toString('utf8')}`);
   }
 
   /** The event complete for its client: its path, and its process to the detail asked for. */
   finish(): FsEvent {
-    const ev = this.current;
+    const ev = this.ev;
     this.path();
     if (this.p.details !== 'pid') {
       this.process();
@@ -135,12 +170,29 @@ export class EventDescription implements MatchSubject {
     if (!this.objectRead) {
       this.objectRead = true;
       try {
-        describeObject(this.current, this.raw, this.p.resolver);
+        describeObject(this.ev, this.raw, this.p.resolver);
       } catch (err) {
         this.failed(err);
       }
+      if (this.processRead) this.place();
     }
-    return this.current.path;
+    return this.ev.path;
+  }
+
+  /**
+   * The host's and the process's own path, once both the path and the
+   * process are read (whichever a filter asked for first): a process read
+   * for the pid alone (PROCESS_DETAILS_PID, no filter on it) is not read
+   * for this, and its events keep the path the kernel's fd gave.
+   */
+  private place(): void {
+    if (this.placed) return;
+    this.placed = true;
+    try {
+      describeContainerPath(this.ev, this.raw.fd >= 0);
+    } catch (err) {
+      this.failed(err);
+    }
   }
 
   /** Enrichment is best effort; the event itself (and its verdict) is not. */

@@ -9,7 +9,9 @@
 // an earlier check has not already failed, so a Match with event types
 // alone reads nothing, and a path-only filter never reads /proc.
 import { NameGlobSet, PathGlobSet, type PathText } from '../common/glob';
+import type { ContainerInfo } from '../host/container';
 import type { ProcessInfo } from '../host/process';
+import * as K from '../kernel/constants';
 import type { MatchSpec, RuleSpec, SelectionSpec } from './types';
 
 /** What a Match looks at, each part produced on first request and kept for the event's other checks. */
@@ -32,6 +34,7 @@ class CompiledMatch {
   private readonly comms?: NameGlobSet;
   private readonly exes?: PathGlobSet;
   private readonly paths?: PathGlobSet;
+  private readonly workload?: WorkloadMatch;
   /** The match reads the process. */
   readonly needsProcess: boolean;
   readonly needsPath: boolean;
@@ -43,7 +46,8 @@ class CompiledMatch {
     if (m.comms.length) this.comms = new NameGlobSet(m.comms);
     if (m.exes.length) this.exes = new PathGlobSet(m.exes);
     if (m.paths.length) this.paths = new PathGlobSet(m.paths);
-    this.needsProcess = !!(this.uids || this.gids || this.comms || this.exes);
+    this.workload = workloadMatch(m);
+    this.needsProcess = !!(this.uids || this.gids || this.comms || this.exes || this.workload);
     this.needsPath = !!this.paths;
   }
 
@@ -60,13 +64,76 @@ class CompiledMatch {
     if (this.uids && !this.uids.includes(p.uid)) return false;
     if (this.gids && !this.gids.includes(p.gid)) return false;
     if (this.comms && !this.comms.test(p.comm)) return false;
-    return !this.exes || (p.exe !== '' && this.exes.testString(p.exe));
+    if (this.exes && (p.exe === '' || !this.exes.testString(p.exe))) return false;
+    return !this.workload || this.workload.test(p.container);
   }
+}
+
+/** Match.container_ids, pod_uids, pod_namespaces and host_only. */
+class WorkloadMatch {
+  constructor(
+    private readonly ids: readonly string[],
+    private readonly podUids: readonly string[],
+    private readonly namespaces: readonly string[],
+    private readonly hostOnly: boolean,
+  ) {}
+
+  test(c: ContainerInfo | undefined): boolean {
+    if (this.hostOnly && c) return false;
+    if (!this.ids.length && !this.podUids.length && !this.namespaces.length) return true;
+    if (!c) return false;
+    // A prefix of 12 or more digits, as docker ps and podman ps print ids.
+    if (this.ids.length && !this.ids.some((id) => c.id.startsWith(id))) return false;
+    if (this.podUids.length && !this.podUids.includes(c.podUid)) return false;
+    // Known only once the runtime has answered: until then, no match.
+    return !this.namespaces.length || (c.podNamespace !== undefined && this.namespaces.includes(c.podNamespace));
+  }
+}
+
+function workloadMatch(m: MatchSpec): WorkloadMatch | undefined {
+  const ids = m.containerIds ?? [];
+  const pods = m.podUids ?? [];
+  const namespaces = m.podNamespaces ?? [];
+  if (!ids.length && !pods.length && !namespaces.length && !m.hostOnly) return undefined;
+  return new WorkloadMatch(ids, pods, namespaces, m.hostOnly === true);
 }
 
 function anyOf(ms: readonly CompiledMatch[], s: MatchSubject): boolean {
   for (const m of ms) if (m.test(s)) return true;
   return false;
+}
+
+/** Every event bit of a mark's mask: all but the flags FAN_ONDIR and FAN_EVENT_ON_CHILD. */
+const EVENT_BITS = ~(K.FAN_ONDIR | K.FAN_EVENT_ON_CHILD);
+
+/**
+ * A Match that names event types and nothing else. Checked over every
+ * field but events, whatever fields MatchSpec gains: a Match with any other
+ * field set may leave some of its types' events in, so the kernel must
+ * still report them.
+ */
+function onlyEvents(m: MatchSpec): boolean {
+  return Object.entries(m).every(([k, v]) => k === 'events' || (Array.isArray(v) ? v.length === 0 : !v));
+}
+
+/**
+ * The event types include and exclude leave out whatever else an event
+ * is: those of an exclude Match that names types alone (every type for an
+ * empty one), and, when there is an include, those no include Match can
+ * match. The kernel need not report them at all: the watch leaves them out
+ * of its marks (placed-marks.ts), so such an event costs the daemon
+ * nothing, where reading one and dropping it cost 4-5 us. A permission
+ * event left out this way is one the daemon would have allowed at once.
+ */
+export function filteredOutTypes(spec: SelectionSpec): number {
+  let out = 0;
+  for (const m of spec.exclude) if (onlyEvents(m)) out |= m.events === 0 ? EVENT_BITS : m.events;
+  if (spec.include.length) {
+    let possible = 0;
+    for (const m of spec.include) possible |= m.events === 0 ? EVENT_BITS : m.events;
+    out |= EVENT_BITS & ~possible;
+  }
+  return out & EVENT_BITS;
 }
 
 export class Selection {
@@ -76,7 +143,7 @@ export class Selection {
   readonly rules: readonly RuleSpec[];
   /** Nothing to check: every event goes to the client, and the reader builds no subject. */
   readonly empty: boolean;
-  /** Some check reads the process (uids, gids, comms or exes). */
+  /** Some check reads the process (uids, gids, comms, exes or the workload's fields). */
   readonly needsProcess: boolean;
 
   /** Throws GlobError (src/common/glob.ts) for the first glob that cannot be used, saying what to write. */

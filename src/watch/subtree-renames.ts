@@ -11,6 +11,7 @@ import type { RateLimitedLog } from '../common/rate-limited-log';
 import * as K from '../kernel/constants';
 import { decodeEvents, FidInterner, type RawEvent } from '../kernel/decoder';
 import * as ffi from '../kernel/ffi';
+import { withMarkPath } from '../kernel/group';
 import type { EventPump, PumpClient } from '../kernel/pump';
 import { joinEntry } from '../host/event';
 import { HandleResolver } from '../host/handle-resolver';
@@ -62,7 +63,7 @@ export class RenameWatch implements PumpClient {
 
   private mark(path: string): void {
     // Files need no watching: their ignore marks are on directories, which a moved file leaves behind.
-    ffi.fanotifyMark(this.fd, K.FAN_MARK_ADD | K.FAN_MARK_FILESYSTEM, K.FAN_MOVED_TO | K.FAN_ONDIR, path);
+    withMarkPath(path, 0, (at) => ffi.fanotifyMark(this.fd, K.FAN_MARK_ADD | K.FAN_MARK_FILESYSTEM, K.FAN_MOVED_TO | K.FAN_ONDIR, at));
   }
 
   /**

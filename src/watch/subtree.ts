@@ -14,7 +14,7 @@ import type { RateLimitedLog } from '../common/rate-limited-log';
 import * as K from '../kernel/constants';
 import type { RawEvent } from '../kernel/decoder';
 import * as ffi from '../kernel/ffi';
-import { addDirectoryIgnore, addSubtreeMount, flushMarks, type GroupClass, type MarkSpec } from '../kernel/group';
+import { addDirectoryIgnore, addSubtreeMount, flushMarks, realMarkPath, type GroupClass, type MarkSpec } from '../kernel/group';
 import type { EventPump } from '../kernel/pump';
 import type { HandleResolver } from '../host/handle-resolver';
 import { MountTableWatch, readMountInfo, type MountEntry } from '../host/mounts';
@@ -93,7 +93,7 @@ export class SubtreeScope {
 
   private addRoot(m: MarkSpec): void {
     // The kernel gives events' paths resolved, so the roots are compared resolved too. realpath opens nothing.
-    const path = fs.realpathSync(m.path);
+    const path = realMarkPath(m.path);
     this.roots.push({ path, bytes: Buffer.from(path), mask: m.mask });
     this.ignoreMask |= m.mask & ~(K.FAN_EVENT_ON_CHILD | K.FAN_ONDIR);
   }
@@ -215,7 +215,7 @@ export class SubtreeScope {
   /** AddMark's awaited part: moves on the new subtree's filesystem can be resolved. */
   async prepare(m: MarkSpec): Promise<void> {
     try {
-      await this.renames?.add(fs.realpathSync(m.path));
+      await this.renames?.add(realMarkPath(m.path));
     } catch (err) {
       // A filesystem without file handles: moves into the new subtree cannot be seen, so nothing may be ignored.
       this.stopIgnoring('subtree: moves on the filesystem of the added subtree cannot be watched; ignore marks flushed and no longer placed', err as Error);

@@ -24,6 +24,12 @@ export interface MatchSpec {
   gids: number[];
   /** FAN_* event bits; 0 matches any. */
   events: number;
+  /** Container ids, whole or a prefix of at least 12 hex digits; unset or empty matches any. */
+  containerIds?: string[];
+  podUids?: string[];
+  podNamespaces?: string[];
+  /** Only processes in no container. */
+  hostOnly?: boolean;
 }
 
 export interface RuleSpec {

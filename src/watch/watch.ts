@@ -16,7 +16,7 @@ import type { Logger } from '../common/log';
 import { RateLimitedLog } from '../common/rate-limited-log';
 import * as K from '../kernel/constants';
 import * as ffi from '../kernel/ffi';
-import { addIgnoreForFd, addMark, checkSubtreeMark, flushMarks, GroupSpecError, initFlags, openGroup, removeMark, type GroupClass, type GroupFeatures, type GroupSpec, type MarkScope, type MarkSpec, type ReportMode } from '../kernel/group';
+import { addIgnoreForFd, checkSubtreeMark, flushMarks, GroupSpecError, initFlags, openGroup, type GroupClass, type GroupFeatures, type GroupSpec, type MarkScope, type MarkSpec, type ReportMode } from '../kernel/group';
 import type { EventPump, PumpClient } from '../kernel/pump';
 import { responseWord } from '../kernel/response';
 import type { HandleResolver } from '../host/handle-resolver';
@@ -30,7 +30,8 @@ import { ReleasedFds } from './released-fds';
 import { Responder } from './responder';
 import { Sequence } from './sequence';
 import { SubtreeScope } from './subtree';
-import { Selection } from './selection';
+import { PlacedMarks } from './placed-marks';
+import { filteredOutTypes, Selection } from './selection';
 import type { AttachFrom, Attachment, Decision, EncodedEvent, SelectionSpec, VerdictOptions, WatchEvent, WatchOptions, WatchSink, WatchStats } from './types';
 import { emptyStats } from './types';
 export { emptyStats };
@@ -70,6 +71,8 @@ export class Watch implements PumpClient {
   /** With MARK_SCOPE_SUBTREE marks (then the watch holds no others). */
   private readonly subtree?: SubtreeScope;
   private readonly coalescer?: Coalescer;
+  /** The marks as asked and as the kernel holds them, less the types the filters leave out. */
+  private readonly marks: PlacedMarks;
   private closed = false;
 
   constructor(
@@ -85,7 +88,9 @@ export class Watch implements PumpClient {
   ) {
     // Compiled before the group is opened: a bad glob throws with nothing to undo.
     const selection = new Selection(options.selection);
-    const group = options.adoptFd === undefined ? openGroup(spec, features) : adoptGroup(options.adoptFd, spec, features);
+    // A subtree's marks stay as asked: its mounts and ignore marks follow them (subtree.ts).
+    this.marks = new PlacedMarks(this.isSubtree(spec) ? 0 : options.selection ? filteredOutTypes(options.selection) : 0);
+    const group = this.openMarked(spec, features, options.adoptFd);
     this.groupClass = spec.groupClass;
     this.audit = spec.audit === true;
     this.fd = group.fd;
@@ -157,8 +162,24 @@ export class Watch implements PumpClient {
     return new Fanout({ limits: options, stats: this.stats, seq: this.seq, codec: shared.codec, journalBytes: shared.journalBytes, orphan: (item) => this.orphan(item) });
   }
 
+  /**
+   * The group with the marks narrowed to the filters. An adopted group
+   * holds its marks already, as the process before placed them (narrowed
+   * or not, by its version): recorded as asked, then narrowed.
+   */
+  private openMarked(spec: GroupSpec, features: GroupFeatures, adoptFd?: number): { fd: number; flags: number; reportMode: ReportMode } {
+    const group = adoptFd === undefined ? openGroup(spec, features, this.marks.initial(spec.marks)) : adoptGroup(adoptFd, spec, features, this.marks);
+    this.marks.bind(group.fd);
+    this.marks.settleInitial();
+    return group;
+  }
+
+  private isSubtree(spec: GroupSpec): boolean {
+    return spec.marks.some((m) => m.scope === 'subtree');
+  }
+
   private openSubtree(spec: GroupSpec, pump: EventPump, resolver?: HandleResolver): SubtreeScope | undefined {
-    if (!spec.marks.some((m) => m.scope === 'subtree')) return undefined;
+    if (!this.isSubtree(spec)) return undefined;
     return new SubtreeScope({
       groupFd: this.fd,
       groupClass: this.groupClass,
@@ -178,7 +199,12 @@ export class Watch implements PumpClient {
    * verdict). Throws GlobError, and changes nothing, for a glob that cannot be used.
    */
   replaceSelection(spec: SelectionSpec): void {
-    this.reader.selection = new Selection(spec);
+    const next = new Selection(spec);
+    // The kernel reports the types the new filters take in before they
+    // apply, and stops reporting those they leave out after.
+    const narrow = this.marks.refilter(this.subtree ? 0 : filteredOutTypes(spec));
+    this.reader.selection = next;
+    narrow();
   }
 
   /** A coalesced event's window ended: it is queued as any notification, within the rate limit and the queue's room. */
@@ -316,20 +342,23 @@ export class Watch implements PumpClient {
     if (this.resolver) await this.resolver.add(m.path);
     await this.subtree?.prepare(m);
     if (this.closed) throw new WatchClosedError();
-    addMark(this.fd, m);
+    this.marks.add(m);
     this.subtree?.add(m);
   }
 
   removeMark(m: MarkSpec): void {
     this.checkMark(m);
     if (this.subtree) throw new GroupSpecError('MARK_SCOPE_SUBTREE marks stay for the life of their watch: close the watch to remove them');
-    removeMark(this.fd, m);
+    this.marks.remove(m);
   }
 
   flushMarks(scope: MarkScope): void {
     if (!this.subtree) {
       // A subtree mark is a mount mark to the kernel; this watch has none to flush.
-      if (scope !== 'subtree') flushMarks(this.fd, scope);
+      if (scope !== 'subtree') {
+        flushMarks(this.fd, scope);
+        this.marks.forget(scope);
+      }
       return;
     }
     // The inode marks of a subtree watch are its ignore marks and cached verdicts: dropping them is always safe.
@@ -359,9 +388,13 @@ export class Watch implements PumpClient {
   /**
    * Answer everything pending (the timeout decision when the client went
    * away, ALLOW when the daemon shuts down), then close the group.
+   * 'handoff': the group lives on in systemd's fd store for the next
+   * process, which answers what was read and not answered (by fd number)
+   * and reads the rest; nothing is answered or read here.
    */
-  close(reason: 'disconnect' | 'shutdown'): void {
+  close(reason: 'disconnect' | 'shutdown' | 'handoff'): void {
     if (this.closed) return;
+    if (reason === 'handoff') return this.handOff();
     this.closed = true;
     clearTimeout(this.lingerTimer);
     this.lingerTimer = undefined;
@@ -382,6 +415,26 @@ export class Watch implements PumpClient {
     this.onClose?.(this);
   }
 
+  private handOff(): void {
+    this.closed = true;
+    clearTimeout(this.lingerTimer);
+    this.lingerTimer = undefined;
+    this.pump.remove(this.fd);
+    const fds: number[] = [];
+    for (const [, item] of this.pending.takeAll()) {
+      fds.push(item.ev.fd);
+      if (item.pidfd !== undefined) fds.push(item.pidfd);
+    }
+    ffi.closeFds(fds);
+    this.subtree?.close();
+    ffi.closeFd(this.fd);
+    this.resolver?.close();
+    this.coalescer?.close();
+    this.outbox.close();
+    this.eventLog.flush();
+    this.onClose?.(this);
+  }
+
   get isClosed(): boolean {
     return this.closed;
   }
@@ -390,6 +443,10 @@ export class Watch implements PumpClient {
 
   onData(buf: Buffer, length: number): void {
     this.reader.read(buf, length);
+    // A wake may read 16 times 256 KiB: the journal's streams get each read
+    // at once, so a journal of a few MiB never drops what a stream keeping
+    // up has not yet been sent.
+    this.fanout?.flush();
   }
 
   onDrained(): void {
@@ -411,6 +468,7 @@ export class Watch implements PumpClient {
   snapshot(): WatchStats {
     this.stats.pending = this.pending.size;
     this.stats.queued = this.outbox.length;
+    this.stats.consumers = this.consumers;
     return { ...this.stats, decisions: { ...this.stats.decisions } };
   }
 
@@ -424,7 +482,8 @@ export class Watch implements PumpClient {
  * by systemd's fd store): its marks are in the kernel already, its flags
  * are what the same spec asks for.
  */
-function adoptGroup(fd: number, spec: GroupSpec, features: GroupFeatures): { fd: number; flags: number; reportMode: ReportMode } {
+function adoptGroup(fd: number, spec: GroupSpec, features: GroupFeatures, marks: PlacedMarks): { fd: number; flags: number; reportMode: ReportMode } {
+  marks.adopted(spec.marks);
   const { flags, reportMode } = initFlags(spec, features);
   return { fd, flags, reportMode };
 }

@@ -352,6 +352,25 @@ describe('e2e: filters and rules', function () {
       expect((await run('cat x.key', 10_000)).stderr).to.match(/Operation not permitted/);
     });
 
+    it('keeps event types the filters leave out away from the daemon, re-marked by ReplaceRules; Subscribed and the stats still say what was asked', async () => {
+      files('a', 'b', 'c');
+      const s = guard({ marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN_PERM', 'EVENT_TYPE_ACCESS_PERM'] }], exclude: [{ events: ['EVENT_TYPE_OPEN_PERM'] }] });
+      await s.subscribed();
+      // cat opens and reads: only the read is reported; the open is never read by the daemon.
+      expect((await run('cat a', 10_000)).code).to.equal(0);
+      await s.until(() => s.events.length >= 1, 5000, 'the ACCESS_PERM');
+      expect(s.events.flatMap((e) => e.types)).to.not.include('EVENT_TYPE_OPEN_PERM');
+      expect(await getStats(s)).to.deep.include({ filtered: '0', decided_by_daemon: '0' });
+      const read = Number((await getStats(s)).read);
+      expect(await replaceRules(s, 11, { include: [{ events: ['EVENT_TYPE_OPEN_PERM'] }] })).to.deep.include({ code: 0 });
+      expect((await run('cat b', 10_000)).code).to.equal(0);
+      await s.until(() => s.events.some((e) => base(e.path) === 'b'), 5000, 'the OPEN_PERM of b');
+      expect(s.events.filter((e) => base(e.path) === 'b').flatMap((e) => e.types)).to.deep.equal(['EVENT_TYPE_OPEN_PERM']);
+      const st = await getStats(s);
+      expect(st).to.deep.include({ filtered: '0' });
+      expect(Number(st.read) - read, 'the read of b left out of the marks, not read and dropped').to.equal(1);
+    });
+
     it('refuses rules for a notification watch in a failed MarkResult', async () => {
       const s = notifications({});
       await s.subscribed();

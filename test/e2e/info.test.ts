@@ -36,6 +36,26 @@ describe('e2e: GetInfo matches the kernel', function () {
     expect(info.init_flags).to.include('FAN_CLASS_CONTENT');
   });
 
+  it('reports the bounds on filters and rules, and a Subscribe past one is refused', async () => {
+    const l = info.limits;
+    expect({ m: l.max_matches, g: l.max_globs, i: l.max_ids, c: l.max_coalesce_ms, e: l.max_events_per_second }).to.deep.equal({ m: 256, g: 1024, i: 1024, c: 60_000, e: 1_000_000 });
+    // The reported bound is the enforced one: one Match past max_matches is refused, max_matches itself is not.
+    const subscribe = async (n: number) => {
+      const s = new WatchStream(client, { group_class: 'GROUP_CLASS_NOTIF', marks: [{ path: dir, scope: 'MARK_SCOPE_INODE', events: ['EVENT_TYPE_OPEN'] }], exclude: Array.from({ length: n }, () => ({ uids: [12345] })) });
+      try {
+        return await Promise.race([s.subscribed(), s.ended()]).catch((e: Error) => e.message);
+      } finally {
+        s.cancel();
+      }
+    };
+    expect(await subscribe(l.max_matches)).to.have.property('watch_id');
+    expect(String(await subscribe(l.max_matches + 1))).to.match(/over the limit of 256/);
+    const coalesce = new WatchStream(client, { group_class: 'GROUP_CLASS_NOTIF', marks: [{ path: dir, scope: 'MARK_SCOPE_INODE', events: ['EVENT_TYPE_OPEN'] }], coalesce_ms: l.max_coalesce_ms + 1 });
+    const refused = await Promise.race([coalesce.subscribed(), coalesce.ended()]).catch((e: Error) => e.message);
+    coalesce.cancel();
+    expect(String(refused)).to.match(/over the daemon's maximum of 60000/);
+  });
+
   it('every listed event type can be subscribed for real', async () => {
     const types: string[] = info.event_types.filter((t: string) => t !== 'EVENT_TYPE_Q_OVERFLOW');
     expect(types.length).to.be.greaterThan(10);

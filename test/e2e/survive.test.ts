@@ -5,6 +5,7 @@
 // their own pace; two policy engines share a permission watch and one
 // takes over the other's events when it goes. Every permission mark is on
 // a directory the test made; every opener is a child with a time limit.
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -28,6 +29,27 @@ function attach(client: Client, attachMsg: any): WatchStream {
 }
 
 const seqOf = (ev: any) => Number(ev.sequence);
+
+const ENGINE = path.resolve(__dirname, '..', 'fixtures', 'engine.js');
+
+/** test/fixtures/engine.ts as a child: it holds every event it is sent; `lines` grows as it says what it got. */
+function engineChild(address: string, first: object) {
+  const proc = spawn(process.execPath, [ENGINE, address, JSON.stringify(first)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const lines: any[] = [];
+  let buf = '';
+  proc.stdout!.on('data', (d: Buffer) => {
+    buf += d.toString();
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      lines.push(JSON.parse(buf.slice(0, nl)));
+      buf = buf.slice(nl + 1);
+    }
+  });
+  // A test that fails before its kill must not leave the engine behind.
+  const limit = setTimeout(() => proc.kill('SIGKILL'), 60_000);
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => proc.on('close', (_code, signal) => (clearTimeout(limit), resolve(signal))));
+  return { proc, lines, exited };
+}
 
 /**
  * A child that opens `count` files of dir (f0..f999, round robin), then
@@ -128,7 +150,8 @@ describe('e2e: named watches: resume, fan-out, shared permission watches', funct
       expect(sub).to.include({ name: 'collector', attached: false, linger_ms: 30_000 });
       expect(sub.boot_id).to.match(/^[0-9a-f-]{36}$/);
       // Runs until stopped: the kernel merges opens of a file still queued, so the count of events is not the count of opens.
-      const load = opener(dir, 10_000_000);
+      // Paced (20 ms per 1,000 opens) so this collector, which decodes every event in this process, stays within the buffer.
+      const load = opener(dir, 10_000_000, 20);
       await first.until(() => first.events.length >= 20_000, 60_000, '20,000 events');
       first.cancel();
       const had = told(first);
@@ -247,7 +270,7 @@ describe('e2e: named watches: resume, fan-out, shared permission watches', funct
       expect(await daemon?.stop()).to.equal(0);
     });
 
-    it('moves the events of an engine that goes away to the other engine, whose verdicts answer every opener', async () => {
+    it('moves the events of an engine killed with SIGKILL to the other engine, whose verdicts answer every opener', async () => {
       const files = Array.from({ length: 8 }, (_, i) => path.join(dir, `p${i}`));
       for (const f of files) fs.writeFileSync(f, 'x');
       const guard = {
@@ -258,24 +281,26 @@ describe('e2e: named watches: resume, fan-out, shared permission watches', funct
         name: 'guard',
         linger_ms: 30_000,
       };
-      const one = track(new WatchStream(client(daemon), guard));
-      await one.subscribed();
+      // The first engine, a process of its own, opens the watch and never answers.
+      const one = engineChild(daemon.address, { subscribe: guard });
+      await waitFor(() => one.lines.some((l) => l.subscribed === 'guard'), 20_000, 'the first engine subscribed');
       const two = track(attach(client(daemon), { name: 'guard' }));
       await two.subscribed();
+      const heldByOne = () => one.lines.filter((l) => l.id !== undefined).map((l) => l.id);
       const openers = files.map((f) => runChild('/bin/cat', [f], 60_000));
-      await waitFor(() => one.events.length + two.events.length >= files.length, 20_000, 'every open delivered to one engine or the other');
-      expect(one.events.length, 'the first engine holds some').to.be.above(0);
+      await waitFor(() => heldByOne().length + two.events.length >= files.length, 20_000, 'every open delivered to one engine or the other');
+      const held = heldByOne();
+      expect(held.length, 'the first engine holds some').to.be.above(0);
       expect(two.events.length, 'the second engine holds some').to.be.above(0);
-      const held = one.events.map((e) => e.id);
       // The second engine was not sent these: its verdict is refused and the opener stays blocked.
       two.verdict(held[0], 'DECISION_ALLOW');
       two.call.write({ get_stats: { request_id: '1' } });
       const stats = await two.until(() => two.responses.find((r) => r.stats)?.stats, 10_000, 'stats');
       expect(Number(stats.verdicts_refused)).to.equal(1);
       expect(stats.consumers).to.equal(2);
-      // The engine holding events goes away.
-      one.cancel();
-      await two.until(() => held.every((id) => two.events.some((e) => e.id === id)), 20_000, 'the first engine\'s events resent to the second');
+      one.proc.kill('SIGKILL');
+      expect(await one.exited).to.equal('SIGKILL');
+      await two.until(() => held.every((id) => two.events.some((e) => e.id === id)), 20_000, "the first engine's events resent to the second");
       for (const e of two.events) two.verdict(e.id, 'DECISION_ALLOW');
       const results = await Promise.all(openers.map((o) => o.done));
       for (const res of results) expect(res.code, res.stderr).to.equal(0);
@@ -290,6 +315,8 @@ describe('e2e: named watches: resume, fan-out, shared permission watches', funct
       const file = path.join(dir, 'held');
       fs.writeFileSync(file, 'x');
       const c = client(daemon);
+      // The watch of the test before may still linger (30 s): count from here.
+      const before = (await getInfo(c)).named_watches;
       const s = track(
         new WatchStream(c, {
           group_class: 'GROUP_CLASS_CONTENT',
@@ -301,13 +328,13 @@ describe('e2e: named watches: resume, fan-out, shared permission watches', funct
         }),
       );
       await s.subscribed();
-      expect((await getInfo(c)).named_watches).to.equal(1);
+      expect((await getInfo(c)).named_watches).to.equal(before + 1);
       s.cancel();
       // Whether the open comes before or after the daemon sees the stream end, no stream is left to answer it.
       const denied = await runChild('/bin/cat', [file], 15_000).done;
       expect(denied.code).to.equal(1);
       expect(denied.stderr).to.match(/Operation not permitted|Permission denied/);
-      await waitFor(async () => (await getInfo(c)).named_watches === 0, 20_000, 'the linger to end');
+      await waitFor(async () => (await getInfo(c)).named_watches === before, 20_000, 'the linger to end');
       const late = track(attach(c, { name: 'brief' }));
       expect((await late.ended()).code).to.equal(grpc.status.NOT_FOUND);
       const after = await runChild('/bin/cat', [file], 15_000).done;

@@ -9,7 +9,7 @@ import * as K from '../../src/kernel/constants';
 import { EventPump } from '../../src/kernel/pump';
 import { probeKernel } from '../../src/kernel/probe';
 import { silentLogger } from '../../src/common/log';
-import type { GroupClass } from '../../src/kernel/group';
+import { openGroup, type GroupClass } from '../../src/kernel/group';
 import { Watch, type OverflowNotice, type WatchEvent, type WatchOptions } from '../../src/watch/watch';
 import type { MatchSpec, RuleSpec } from '../../src/watch/types';
 import { objectSink, runChild, sh, tempDir } from '../fixtures/harness';
@@ -181,5 +181,80 @@ describe('integration: filters and rules', function () {
     expect(notices.every((n) => n.source === 'rate_limit')).to.equal(true);
     expect(notices.reduce((n, x) => n + x.dropped, 0)).to.equal(st.droppedRateLimit);
     expect(notices[notices.length - 1].total).to.equal(st.droppedRateLimit);
+  });
+
+  describe('event types the filters leave out stay out of the kernel marks', () => {
+    const touch = async (file: string) => (await runChild('sh', ['-c', `cat ${path.join(dir, file)} >/dev/null; echo x >> ${path.join(dir, file)}`], 10_000).done).code;
+    const notif = () => open(K.FAN_OPEN | K.FAN_CLOSE_WRITE, { selection: { include: [], exclude: [match({ events: K.FAN_OPEN })], rules: [] } }, 'notif');
+
+    it('never reads an excluded type: the kernel does not report it', async () => {
+      const { w, events } = notif();
+      expect(await touch('b.txt')).to.equal(0);
+      await waitFor(() => events.length >= 1, 5000, 'the CLOSE_WRITE');
+      expect(await touch('c.log')).to.equal(0);
+      await waitFor(() => events.length >= 2, 5000, 'the second CLOSE_WRITE');
+      // With the type in the mark, each touch was 2 events read and 1 filtered.
+      expect(w.snapshot()).to.deep.include({ eventsRead: 2, filtered: 0 });
+      expect(events.every((e) => e.ev.mask === K.FAN_CLOSE_WRITE)).to.equal(true);
+    });
+
+    it('re-marks on replaceSelection: a type let back in is reported again, one left out stops', async () => {
+      const { w, events } = notif();
+      w.replaceSelection({ include: [], exclude: [], rules: [] });
+      expect(await touch('b.txt')).to.equal(0);
+      await waitFor(() => events.some((e) => e.ev.mask & K.FAN_CLOSE_WRITE), 5000, 'OPEN and CLOSE_WRITE');
+      // (The kernel may merge the append's OPEN and CLOSE_WRITE into one event.)
+      expect(events.reduce((m, e) => m | e.ev.mask, 0) & (K.FAN_OPEN | K.FAN_CLOSE_WRITE)).to.equal(K.FAN_OPEN | K.FAN_CLOSE_WRITE);
+      w.replaceSelection({ include: [match({ events: K.FAN_OPEN })], exclude: [], rules: [] });
+      const [read, seen] = [w.snapshot().eventsRead, events.length];
+      // One open each, no write: a CLOSE_WRITE would be read if the kernel still reported it.
+      expect(await touch('c.log')).to.equal(0);
+      await waitFor(() => events.length >= seen + 1, 5000, 'the OPEN');
+      expect(await touch('a.key')).to.equal(0);
+      await waitFor(() => events.length >= seen + 2, 5000, 'the second OPEN');
+      const after = events.slice(seen);
+      expect(after.every((e) => (e.ev.mask & K.FAN_CLOSE_WRITE) === 0), JSON.stringify(after.map((e) => e.ev.mask))).to.equal(true);
+      expect(w.snapshot().filtered).to.equal(0);
+      expect(w.snapshot().eventsRead - read).to.equal(after.length);
+    });
+
+    it('narrows the marks of a group taken over from an earlier process to its filters', async () => {
+      const spec = { groupClass: 'notif' as const, marks: [{ path: dir, scope: 'inode' as const, mask: K.FAN_OPEN | K.FAN_CLOSE_WRITE | K.FAN_EVENT_ON_CHILD, flags: 0 }] };
+      // As a daemon that did not narrow them left them: every type asked for in the kernel.
+      const { fd } = openGroup(spec, { reportPidfd: true, evictable: true });
+      const events: WatchEvent[] = [];
+      const w = new Watch('t', spec, { reportPidfd: true, evictable: true }, { ...OPTIONS, adoptFd: fd, selection: { include: [], exclude: [match({ events: K.FAN_OPEN })], rules: [] } }, pump, silentLogger);
+      watches.push(w);
+      w.attach(objectSink((batch) => (events.push(...batch), true)));
+      expect(await touch('b.txt')).to.equal(0);
+      await waitFor(() => events.length >= 1, 5000, 'the CLOSE_WRITE');
+      expect(w.snapshot()).to.deep.include({ eventsRead: 1, filtered: 0 });
+    });
+
+    it('allows a permission type left out without reading it, and removes and re-adds marks as asked', async () => {
+      const { w, events } = open(K.FAN_OPEN_PERM, { selection: { include: [], exclude: [match({ events: K.FAN_OPEN_PERM })], rules: [] } });
+      expect(await cat('a.key')).to.equal(0);
+      expect(w.snapshot()).to.deep.include({ eventsRead: 0 });
+      // A mark added on the live watch is narrowed as well, and still checked by the kernel.
+      const sub = path.join(dir, 'sub');
+      fs.mkdirSync(sub);
+      fs.writeFileSync(path.join(sub, 'f'), '');
+      await w.addMark({ path: sub, scope: 'inode', mask: K.FAN_OPEN_PERM | K.FAN_EVENT_ON_CHILD, flags: 0 });
+      let refused: unknown;
+      await w.addMark({ path: path.join(dir, 'missing'), scope: 'inode', mask: K.FAN_OPEN_PERM, flags: 0 }).catch((e) => (refused = e));
+      expect(String(refused)).to.match(/ENOENT/);
+      expect((await runChild('cat', [path.join(sub, 'f')], 10_000).done).code).to.equal(0);
+      expect(w.snapshot().eventsRead).to.equal(0);
+      w.replaceSelection({ include: [], exclude: [], rules: [] });
+      expect((await runChild('cat', [path.join(sub, 'f')], 10_000).done).code).to.equal(0);
+      await waitFor(() => events.length >= 1, 5000, 'the OPEN_PERM under sub');
+      w.removeMark({ path: sub, scope: 'inode', mask: K.FAN_OPEN_PERM | K.FAN_EVENT_ON_CHILD, flags: 0 });
+      expect(await cat('a.key')).to.equal(0);
+      await waitFor(() => events.length >= 2, 5000, 'the OPEN_PERM of a.key');
+      expect((await runChild('cat', [path.join(sub, 'f')], 10_000).done).code).to.equal(0);
+      expect(await cat('b.txt')).to.equal(0);
+      await waitFor(() => events.length >= 3, 5000, 'the OPEN_PERM of b.txt');
+      expect(events.map((e) => path.basename(e.ev.path!.toString()))).to.deep.equal(['f', 'a.key', 'b.txt']);
+    });
   });
 });

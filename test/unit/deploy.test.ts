@@ -61,6 +61,17 @@ describe('unit: deploy files', () => {
     expect(unit).to.match(/^RestartPreventExitStatus=2$/m);
   });
 
+  it('the systemd unit is Type=notify with a watchdog, a file descriptor store and a state directory', () => {
+    const unit = fs.readFileSync(path.join(DEPLOY, 'fanotifyd.service'), 'utf8');
+    expect(unit).to.match(/^Type=notify$/m);
+    expect(unit).to.match(/^NotifyAccess=main$/m);
+    expect(Number(/^FileDescriptorStoreMax=(\d+)$/m.exec(unit)?.[1])).to.be.above(0);
+    expect(Number(/^WatchdogSec=(\d+)$/m.exec(unit)?.[1])).to.be.above(0);
+    expect(unit).to.match(/^StateDirectory=fanotifyd$/m);
+    // systemctl stop must release the held opens: the store may not outlive the unit.
+    expect(unit).to.not.match(/^FileDescriptorStorePreserve=yes$/m);
+  });
+
   it('the systemd unit passes systemd-analyze verify', function () {
     const analyze = spawnSync('systemd-analyze', ['verify', path.join(DEPLOY, 'fanotifyd.service')], { encoding: 'utf8' });
     if (analyze.error) {

@@ -37,7 +37,20 @@ describe('unit: fanctl arguments', () => {
     expect(plain).to.deep.include({ events: ['EVENT_TYPE_OPEN', 'EVENT_TYPE_CLOSE_WRITE', 'EVENT_TYPE_CLOSE_NOWRITE'], scope: 'MARK_SCOPE_MOUNT' });
     expect(watchSubscribe(plain as Invocation & { command: 'watch' })).to.deep.equal({
       marks: [{ path: '/d', scope: 'MARK_SCOPE_MOUNT', events: ['EVENT_TYPE_OPEN', 'EVENT_TYPE_CLOSE_WRITE', 'EVENT_TYPE_CLOSE_NOWRITE'], on_child: true }],
+      name: `fanctl-watch-${process.pid}`,
+      linger_ms: 30_000,
     });
+  });
+
+  it('watch and guard name their watch and linger: --name, --linger with its unit, defaults unique per fanctl and 30 s', () => {
+    expect(invocation('watch', '/d')).to.deep.include({ name: `fanctl-watch-${process.pid}`, lingerMs: 30_000 });
+    expect(invocation('guard', '/d', '--deny', 'x')).to.deep.include({ name: `fanctl-guard-${process.pid}`, lingerMs: 30_000 });
+    for (const [arg, ms] of [['0', 0], ['500ms', 500], ['45s', 45_000], ['2m', 120_000]] as const) {
+      expect(invocation('watch', '/d', '--linger', arg), arg).to.deep.include({ lingerMs: ms });
+    }
+    const inv = invocation('guard', '/d', '--deny', 'x', '--name', 'engine.a_1', '--linger', '5s') as GuardInvocation;
+    expect(guardSubscribe(inv)).to.deep.include({ name: 'engine.a_1', linger_ms: 5000 });
+    for (const bad of [['--linger', '30'], ['--linger', '1h'], ['--name', 'has space'], ['--name', 'x'.repeat(129)]]) usageError('watch', '/d', ...bad);
   });
 
   it('watch marks the subtree by default, without on_child; --scope inode keeps on_child for a directory\'s entries', () => {

@@ -176,7 +176,7 @@ describe('unit: filters and rules in Subscribe and ReplaceRules', () => {
       /^Subscribe: the matches of include, exclude and rules hold 1025 globs \(paths, exes and comms\), over the limit of 1024 per watch$/,
     );
     const ids = Array.from({ length: 600 }, (_, i) => i);
-    refused(() => subscribe({ include: [{ uids: ids }], exclude: [{ gids: ids }] }), grpc.status.RESOURCE_EXHAUSTED, /hold 1200 uids and gids, over the limit of 1024 per watch$/);
+    refused(() => subscribe({ include: [{ uids: ids }], exclude: [{ gids: ids }] }), grpc.status.RESOURCE_EXHAUSTED, /hold 1200 ids \(uids, gids, container ids, pod uids and namespaces\), over the limit of 1024 per watch$/);
   });
 
   it('bounds coalesce_ms and max_events_per_second, and says the bound', () => {

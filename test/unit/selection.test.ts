@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import * as K from '../../src/kernel/constants';
 import { unknownProcess, type ProcessInfo } from '../../src/host/process';
-import { DELIVER, FILTERED, Selection, type MatchSubject } from '../../src/watch/selection';
+import { DELIVER, filteredOutTypes, FILTERED, Selection, type MatchSubject } from '../../src/watch/selection';
 import type { MatchSpec, RuleSpec, SelectionSpec } from '../../src/watch/types';
 
 const match = (m: Partial<MatchSpec>): MatchSpec => ({ paths: [], exes: [], comms: [], uids: [], gids: [], events: 0, ...m });
@@ -133,5 +133,43 @@ describe('unit: selection (filters and rules)', () => {
     const sel = new Selection(spec);
     spec.rules[0].decision = 'allow';
     expect(sel.rules[0].decision).to.equal('deny');
+  });
+
+  describe('the event types include and exclude leave out whatever else an event is (kept out of the kernel marks)', () => {
+    const out = (s: Partial<SelectionSpec>) => filteredOutTypes({ include: [], exclude: [], rules: [], ...s });
+    const EVENT_BITS = ~(K.FAN_ONDIR | K.FAN_EVENT_ON_CHILD);
+
+    it('leaves out the types of an exclude that names types alone, and every type for an empty exclude', () => {
+      expect(out({ exclude: [match({ events: K.FAN_OPEN | K.FAN_ACCESS })] })).to.equal(K.FAN_OPEN | K.FAN_ACCESS);
+      expect(out({ exclude: [match({})] })).to.equal(EVENT_BITS);
+    });
+
+    it('leaves out nothing for an exclude with any other field set: some of its events may still be delivered', () => {
+      for (const m of [{ paths: ['*.o'] }, { exes: ['/bin/x'] }, { comms: ['cc'] }, { uids: [0] }, { gids: [0] }]) {
+        expect(out({ exclude: [match({ events: K.FAN_OPEN, ...m })] }), JSON.stringify(m)).to.equal(0);
+      }
+      // A field MatchSpec gains later counts as set too.
+      expect(out({ exclude: [{ ...match({ events: K.FAN_OPEN }), container_ids: ['c1'] } as MatchSpec] })).to.equal(0);
+    });
+
+    it('leaves out the types no include can match, whatever else the includes name', () => {
+      expect(out({ include: [match({ events: K.FAN_OPEN, paths: ['*.c'] }), match({ events: K.FAN_CLOSE_WRITE, uids: [0] })] })).to.equal(EVENT_BITS & ~(K.FAN_OPEN | K.FAN_CLOSE_WRITE));
+      expect(out({ include: [match({ events: K.FAN_OPEN }), match({ paths: ['*.c'] })] })).to.equal(0);
+      expect(out({ include: [match({ events: K.FAN_OPEN })], exclude: [match({ events: K.FAN_ACCESS })] })).to.equal(EVENT_BITS & ~K.FAN_OPEN);
+    });
+
+    it('agrees with decide(): every event of a type left out is FILTERED', () => {
+      const spec = { include: [match({ events: K.FAN_OPEN | K.FAN_CLOSE_WRITE, paths: ['*.c'] })], exclude: [match({ events: K.FAN_CLOSE_WRITE })], rules: [] };
+      const o = filteredOutTypes(spec);
+      const sel = new Selection(spec);
+      for (const bit of [K.FAN_OPEN, K.FAN_CLOSE_WRITE, K.FAN_ACCESS, K.FAN_MODIFY]) {
+        if (o & bit) expect(decide(sel, { mask: bit, path: '/x/a.c' }), `type ${bit}`).to.equal(FILTERED);
+      }
+      expect(o & K.FAN_OPEN).to.equal(0);
+    });
+
+    it('never leaves out types for rules alone (a rule decides by more than the type)', () => {
+      expect(out({ rules: [rule({ events: K.FAN_OPEN_PERM })] })).to.equal(0);
+    });
   });
 });
