@@ -74,7 +74,7 @@ export const SETTINGS = {
   subscribe: { schema: file(), arg: 'FILE', help: 'the watch to export: a fanotify.v1.Subscribe in protobuf JSON (marks, filters, rules); required' },
   watch: { schema: z.string().min(1).max(128), arg: 'NAME', default: 'export', help: "the watch's name on the daemon, in every Nats-Msg-Id" },
   'linger-ms': { schema: int(1, MAX_TIMER_MS), arg: 'N', default: 300_000, help: 'how long the daemon keeps the watch (and buffers its events) while the exporter is away' },
-  node: { schema: token('node name'), arg: 'NAME', default: os.hostname().split('.')[0].replace(/[^A-Za-z0-9_-]/g, '_'), help: "this host's name in subjects, headers and ids (default: the short host name)" },
+  node: { schema: token('node name'), arg: 'NAME', default: os.hostname().split('.')[0].replace(/[^A-Za-z0-9_-]/g, '_'), help: "this host's name in subjects, headers and ids; the short host name by default" },
   nats: { schema: z.array(natsUrl).min(1), arg: 'URL', multiple: true, default: ['nats://127.0.0.1:4222'], help: 'a NATS server; repeatable (a cluster)' },
   'nats-creds': { schema: file(), arg: 'FILE', help: 'NATS credentials file (JWT and NKey seed)' },
   'nats-tls-ca': { schema: file(), arg: 'FILE', help: "CA (PEM) of the NATS servers' certificates" },

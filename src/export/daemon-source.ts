@@ -106,7 +106,7 @@ export class DaemonSource implements Source {
     if (this.closed || call !== this.call) return;
     this.call = undefined;
     if (mode === 'attach' && s.code === grpc.status.NOT_FOUND) {
-      this.o.log.info('no such watch on the daemon; subscribing', { watch: this.o.watch, detail: s.details });
+      this.o.log.info('no such watch on the daemon; subscribing', { detail: s.details });
       this.open('subscribe');
       return;
     }
@@ -151,7 +151,7 @@ export class DaemonSource implements Source {
       const s = m.subscribed!;
       this.backoffMs = RECONNECT_MIN_MS;
       const last = BigInt(s.last_sequence);
-      this.o.log.info(mode === 'attach' ? 'attached' : 'subscribed', { watch: this.o.watch, watch_id: s.watch_id, first_sequence: s.first_sequence, last_sequence: s.last_sequence, after: this.delivered.toString() });
+      this.o.log.info(mode === 'attach' ? 'attached' : 'subscribed', { watch_id: s.watch_id, first_sequence: s.first_sequence, last_sequence: s.last_sequence, after: this.delivered.toString() });
       this.handlers!.session({ watch: this.o.watch, bootId: s.boot_id, lastSequence: last });
       // A new watch where the exporter had a place in an old one: what the old one read after it is gone, and numbering starts over.
       if (mode === 'subscribe' && this.delivered > 0n) {

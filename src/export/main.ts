@@ -63,7 +63,7 @@ async function run(cfg: ExportConfig, log: Logger): Promise<number> {
     counters,
   });
   await exporter.start();
-  log.info('exporting', { node: cfg.node, watch: cfg.watch, stream: cfg.stream, window: cfg.window });
+  log.info('exporting', { stream: cfg.stream, window: cfg.window });
   const stopped = new Promise<number>((resolve) => {
     const stop = () => resolve(0);
     process.once('SIGTERM', stop);
