@@ -11,7 +11,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { connect, DAEMON, getInfo, runChild, tempDir, WatchStream, type Client } from '../fixtures/harness';
+import { connect, DAEMON, followDaemon, getInfo, runChild, tempDir, WatchStream, type Client } from '../fixtures/harness';
 import { PODMAN_RUN, podmanUnusable } from '../fixtures/podman';
 
 describe('e2e: the daemon in a container, as the DaemonSet runs it', function () {
@@ -53,24 +53,11 @@ describe('e2e: the daemon in a container, as the DaemonSet runs it', function ()
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
-    const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
-    let stderr = '';
-    proc.stderr!.on('data', (d) => (stderr += d));
+    const d = followDaemon(proc, 120_000, 'the container');
+    const exited = d.exited;
     let client: Client | undefined;
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`the daemon did not start in 120 s:\n${stderr}`)), 120_000);
-        proc.stderr!.on('data', () => {
-          if (stderr.includes('"msg":"serving"')) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-        void exited.then((code) => {
-          clearTimeout(timer);
-          reject(new Error(`the container exited with ${code} before serving:\n${stderr}`));
-        });
-      });
+      await d.serving;
       client = connect(`unix:${path.join(run, 'fanotifyd.sock')}`);
       const info = await getInfo(client);
       expect(info.group_classes).to.include('GROUP_CLASS_CONTENT');
@@ -91,7 +78,7 @@ describe('e2e: the daemon in a container, as the DaemonSet runs it', function ()
       client.close();
       client = undefined;
       proc.kill('SIGTERM');
-      expect(await exited, stderr).to.equal(0);
+      expect(await exited, d.stderr()).to.equal(0);
     } finally {
       client?.close();
       if (proc.exitCode === null && proc.signalCode === null) {

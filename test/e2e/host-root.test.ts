@@ -11,7 +11,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { connect, DAEMON, getInfo, runChild, tempDir, waitForLog, WatchStream, withDaemon, type Client } from '../fixtures/harness';
+import { connect, DAEMON, followDaemon, getInfo, runChild, tempDir, waitForLog, WatchStream, withDaemon, type Client } from '../fixtures/harness';
 
 const SETUP = `
 set -eu
@@ -36,23 +36,9 @@ async function startInNamespace(sockDir: string, sock: string, extra: string[]) 
   const proc: ChildProcess = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', SETUP, 'sh', sockDir, process.execPath, DAEMON, '--listen', `unix:${sock}`, ...extra], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
-  const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
-  let stderr = '';
-  proc.stderr!.on('data', (d) => (stderr += d));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the daemon did not start in 20 s:\n${stderr}`)), 20_000);
-    proc.stderr!.on('data', () => {
-      if (stderr.includes('"msg":"serving"')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`the daemon exited with ${code} before serving:\n${stderr}`));
-    });
-  });
-  return { proc, exited, stderr: () => stderr };
+  const d = followDaemon(proc, 20_000);
+  await d.serving;
+  return { proc, exited: d.exited, stderr: d.stderr };
 }
 
 describe('e2e: host root from a mount namespace of its own', function () {

@@ -6,7 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { connect, DAEMON, getInfo, runChild, tempDir, WatchStream, type Client } from '../fixtures/harness';
+import { connect, DAEMON, followDaemon, getInfo, runChild, tempDir, WatchStream, type Client } from '../fixtures/harness';
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 
@@ -54,26 +54,13 @@ describe('e2e: read-only root', function () {
     const proc: ChildProcess = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', SETUP, 'sh', sockDir, process.execPath, DAEMON, '--listen', `unix:${sock}`], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
-    const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
-    let stderr = '';
-    proc.stderr!.on('data', (d) => (stderr += d));
+    const d = followDaemon(proc, 20_000);
+    const exited = d.exited;
     let client: Client | undefined;
     try {
       // unshare and sh exec, so this pid is the daemon's; its namespace is reached through /proc/PID/root.
       const inside = (p: string) => `/proc/${proc.pid}/root${p}`;
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`the daemon did not start in 20 s:\n${stderr}`)), 20_000);
-        proc.stderr!.on('data', () => {
-          if (stderr.includes('"msg":"serving"')) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-        void exited.then((code) => {
-          clearTimeout(timer);
-          reject(new Error(`the daemon exited with ${code} before serving:\n${stderr}`));
-        });
-      });
+      await d.serving;
       client = connect(`unix:${inside(sock)}`);
       const info = await getInfo(client);
       expect(info.group_classes).to.include('GROUP_CLASS_CONTENT');
@@ -90,7 +77,7 @@ describe('e2e: read-only root', function () {
       client.close();
       client = undefined;
       proc.kill('SIGTERM');
-      expect(await exited, stderr).to.equal(0);
+      expect(await exited, d.stderr()).to.equal(0);
     } finally {
       client?.close();
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
