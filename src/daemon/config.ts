@@ -5,13 +5,13 @@
 // Each setting is declared once, in SETTINGS: its flag (also its key in the
 // config file), its schema, its default and its help text. The flag parser,
 // the config file's keys, --help and docs/operations.md's table come from it.
-import * as fs from 'node:fs';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { DEFAULTS } from './defaults';
 import type { Level } from '../common/log';
 import { FanotifydError } from '../common/errors';
-import { firstIssue, plainIssue, shown } from '../common/schema-error';
+import { readSettings } from '../common/layered-settings';
+import { shown } from '../common/schema-error';
 
 export interface Config {
   listen: string[];
@@ -289,26 +289,6 @@ function usage(): string {
 export const USAGE = usage();
 
 type Raw = Record<string, unknown>;
-type Source = { kind: 'flag' } | { kind: 'file'; file: string } | { kind: 'default' };
-
-/** Where the problem is, as the user wrote it: `--metrics`, or `config FILE: listen[1]`. */
-function locate(path: ReadonlyArray<PropertyKey>, sources: Map<string, Source>): string {
-  const key = String(path[0] ?? '');
-  const source = sources.get(key);
-  if (source?.kind === 'file') return `config ${source.file}: ${key}${path.slice(1).map((p) => `[${String(p)}]`).join('')}`;
-  return `--${key}`;
-}
-
-function readConfigFile(name: string): Raw {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(fs.readFileSync(name, 'utf8'));
-  } catch (err) {
-    throw new ConfigError(`config ${name}: ${(err as Error).message}`);
-  }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config ${name}: expected a JSON object of flag names and values`);
-  return doc as Raw;
-}
 
 /** parseArgs's errors, as one line naming the flag. */
 function parseFlags(argv: string[]): Raw {
@@ -333,29 +313,5 @@ export function parseConfig(argv: string[]): Config | 'help' | 'version' {
   const flags = parseFlags(argv);
   if (flags.help) return 'help';
   if (flags.version) return 'version';
-  const sources = new Map<string, Source>();
-  const merged: Raw = {};
-  const take = (values: Raw, source: Source) => {
-    for (const [k, v] of Object.entries(values)) {
-      if (v === undefined || k in COMMANDS) continue;
-      merged[k] = v;
-      sources.set(k, source);
-    }
-  };
-  take(Object.fromEntries(Object.entries(SETTINGS).map(([k, s]) => [k, 'default' in s ? s.default : undefined])), { kind: 'default' });
-  if (typeof flags.config === 'string') {
-    const doc = readConfigFile(flags.config);
-    const unknown = Object.keys(doc).find((k) => !(k in SETTINGS));
-    if (unknown !== undefined) {
-      throw new ConfigError(`config ${flags.config}: ${unknown}: not a setting; the keys are the flags' names: ${Object.keys(SETTINGS).join(', ')}`);
-    }
-    take(doc, { kind: 'file', file: flags.config });
-  }
-  take(flags, { kind: 'flag' });
-  const parsed = settingsSchema.safeParse(merged, { error: plainIssue });
-  if (!parsed.success) {
-    const { path, message } = firstIssue(parsed.error);
-    throw new ConfigError(`${locate(path, sources)}: ${message}`);
-  }
-  return parsed.data;
+  return readSettings({ settings: SETTINGS, flags, commands: COMMANDS, schema: settingsSchema, fail: (m) => new ConfigError(m) });
 }

@@ -2,13 +2,13 @@
 // one zod schema, checked before anything connects; a problem is one line
 // naming the flag or the file's key (exit 2). The file's keys are the
 // flags' names, as for the daemon (deploy/fanotify-export.json).
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { FanotifydError } from '../common/errors';
 import type { Level } from '../common/log';
-import { firstIssue, plainIssue, shown } from '../common/schema-error';
+import { readSettings } from '../common/layered-settings';
+import { shown } from '../common/schema-error';
 import type { PayloadFormat } from './records';
 
 export class ExportConfigError extends FanotifydError {
@@ -170,33 +170,5 @@ function parseFlags(argv: string[]): Record<string, unknown> {
 export function parseExportConfig(argv: string[]): ExportConfig | 'help' {
   const flags = parseFlags(argv);
   if (flags.help) return 'help';
-  const fromFile = new Set<string>();
-  const merged: Record<string, unknown> = Object.fromEntries(Object.entries(SETTINGS).map(([k, s]) => [k, 'default' in s ? s.default : undefined]));
-  if (typeof flags.config === 'string') {
-    let doc: unknown;
-    try {
-      doc = JSON.parse(fs.readFileSync(flags.config, 'utf8'));
-    } catch (err) {
-      throw new ExportConfigError(`config ${flags.config}: ${(err as Error).message}`);
-    }
-    if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw new ExportConfigError(`config ${flags.config}: expected a JSON object of flag names and values`);
-    for (const [k, v] of Object.entries(doc)) {
-      if (!(k in SETTINGS)) throw new ExportConfigError(`config ${flags.config}: ${k}: not a setting; the keys are the flags' names`);
-      merged[k] = v;
-      fromFile.add(k);
-    }
-  }
-  for (const [k, v] of Object.entries(flags)) {
-    if (k === 'config' || k === 'help' || v === undefined) continue;
-    merged[k] = v;
-    fromFile.delete(k);
-  }
-  const parsed = schema.safeParse(merged, { error: plainIssue });
-  if (!parsed.success) {
-    const { path, message } = firstIssue(parsed.error);
-    const key = String(path[0] ?? '');
-    const where = fromFile.has(key) ? `config ${String(flags.config)}: ${key}${path.length > 1 ? `[${String(path[1])}]` : ''}` : `--${key}`;
-    throw new ExportConfigError(`${where}: ${message}`);
-  }
-  return parsed.data;
+  return readSettings({ settings: SETTINGS, flags, commands: { config: true, help: true }, schema, fail: (m) => new ExportConfigError(m) });
 }
