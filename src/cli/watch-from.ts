@@ -99,9 +99,10 @@ class RecordPrinter {
       this.output.notice(node, `GAP: ${lost} of watch ${watch} lost before export`);
       return;
     }
-    // Wrapped as the WatchResponse a live watch receives, so the live watch's printer takes it as it is.
+    // Wrapped as the WatchResponse a live watch receives, so the live watch's printer takes it as it is
+    // (a batch record is already the EventBatch a live watch gets).
     const field = record === 'overflow' ? 0x1a : 0x12;
-    const inner = record === 'overflow' ? bytes : Buffer.concat([Buffer.from([0x0a]), varint(bytes.length), bytes]);
+    const inner = record === 'overflow' || record === 'batch' ? bytes : Buffer.concat([Buffer.from([0x0a]), varint(bytes.length), bytes]);
     const response = Buffer.concat([Buffer.from([field]), varint(inner.length), inner]);
     const decoded = this.watch.responseDeserialize(response) as WatchResponse__Output;
     if (record === 'overflow') this.output.notice(node, formatOverflow(decoded.overflow!));
@@ -111,7 +112,7 @@ class RecordPrinter {
   /** The record's protobuf bytes: as stored, or from the JSON line an exporter with --format json wrote. */
   private binary(record: string, data: Uint8Array): Buffer {
     if (data[0] !== 0x7b) return Buffer.from(data); // '{' never starts these messages' protobuf encoding (field 15, wire type 3)
-    const type = { gap: 'fanotify.v1.Gap', overflow: 'fanotify.v1.Overflow' }[record] ?? 'fanotify.v1.Event';
+    const type = { gap: 'fanotify.v1.Gap', overflow: 'fanotify.v1.Overflow', batch: 'fanotify.v1.EventBatch' }[record] ?? 'fanotify.v1.Event';
     const schema = this.canonical.schema(type);
     return Buffer.from(toBinary(schema, fromJson(schema, JSON.parse(Buffer.from(data).toString('utf8')))));
   }

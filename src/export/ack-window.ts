@@ -2,12 +2,17 @@
 // the source delivered is stored. Acknowledgments come back in any order
 // (a retried publish lands after later ones), so entries are kept in the
 // order they were sent and the cursor moves only over an unbroken run of
-// acknowledged ones.
+// acknowledged ones. Each entry also keeps the broker's highest position
+// known when it was sent: the broker stores it past that, so the head
+// entry's is a position below everything stored and not yet behind the
+// cursor (what a restarted exporter must read back, see stored-ranges.ts).
 
 interface Entry {
   last: bigint;
   /** Set on the entry of a restart record: past it the cursor is in the new epoch. */
   epoch?: number;
+  /** The highest broker position known when it was sent. */
+  floor: number;
   acked: boolean;
 }
 
@@ -36,9 +41,14 @@ export class AckWindow {
     return this.entries.length - this.head;
   }
 
-  /** Record a send covering sequences up to `last`; the handle is given back to ack(). */
-  add(last: bigint, epoch?: number): Entry {
-    const e = { last, epoch, acked: false };
+  /** Below every message past the cursor: the head entry's floor, or `known` (the highest position now) when none is out. */
+  floor(known: number): number {
+    return this.head < this.entries.length ? this.entries[this.head].floor : known;
+  }
+
+  /** Record a send covering sequences up to `last`, `known` the highest broker position now; the handle is given back to ack(). */
+  add(last: bigint, known: number, epoch?: number): Entry {
+    const e = { last, epoch, floor: known, acked: false };
     this.entries.push(e);
     return e;
   }

@@ -35,6 +35,7 @@ export interface ExportConfig {
   duplicateWindowMs: number;
   format: PayloadFormat;
   window: number;
+  batch: number;
   ackTimeoutMs: number;
   cursorIntervalMs: number;
   cursorBucket?: string;
@@ -88,6 +89,12 @@ export const SETTINGS = {
   'duplicate-window-ms': { schema: int(100, Number.MAX_SAFE_INTEGER), arg: 'N', default: 600_000, help: 'a created stream drops a repeated Nats-Msg-Id within this time: longer than an exporter restart takes' },
   format: { schema: z.enum(['protobuf', 'json']), arg: 'FORMAT', default: 'protobuf', help: 'payload: protobuf (fanotify.v1.Event bytes) or json (one line of protobuf JSON)' },
   window: { schema: int(1, 65_536), arg: 'N', default: 256, help: 'publishes in flight at most' },
+  batch: {
+    schema: int(1, 4096),
+    arg: 'N',
+    default: 1,
+    help: 'events per message at most: 1 publishes each fanotify.v1.Event alone on PREFIX.NODE.TYPE; more publishes what waits for the window as one fanotify.v1.EventBatch on PREFIX.NODE.batch (for a broker slower than the daemon)',
+  },
   'ack-timeout-ms': { schema: int(1, MAX_TIMER_MS), arg: 'N', default: 5_000, help: 'a publish not acknowledged this long is sent again' },
   'cursor-interval-ms': { schema: int(10, MAX_TIMER_MS), arg: 'N', default: 1_000, help: 'how often the acknowledged cursor is written to the KV bucket' },
   'cursor-bucket': { schema: z.string().regex(/^[A-Za-z0-9_-]+$/), arg: 'NAME', help: 'KV bucket of the cursor (default fanotify-cursor-NODE)' },
@@ -127,6 +134,7 @@ function toConfig(s: Settings): ExportConfig {
     duplicateWindowMs: s['duplicate-window-ms'],
     format: s.format,
     window: s.window,
+    batch: s.batch,
     ackTimeoutMs: s['ack-timeout-ms'],
     cursorIntervalMs: s['cursor-interval-ms'],
     cursorBucket: s['cursor-bucket'],

@@ -152,7 +152,7 @@ export class DaemonSource implements Source {
       this.backoffMs = RECONNECT_MIN_MS;
       const last = BigInt(s.last_sequence);
       this.o.log.info(mode === 'attach' ? 'attached' : 'subscribed', { watch_id: s.watch_id, first_sequence: s.first_sequence, last_sequence: s.last_sequence, after: this.delivered.toString() });
-      this.handlers!.session({ watch: this.o.watch, bootId: s.boot_id, lastSequence: last });
+      this.handlers!.session({ bootId: s.boot_id, lastSequence: last });
       // A new watch where the exporter had a place in an old one: what the old one read after it is gone, and numbering starts over.
       if (mode === 'subscribe' && this.delivered > 0n) {
         this.handlers!.items([{ kind: 'restart', from: this.delivered + 1n }]);

@@ -9,6 +9,10 @@ export class ExporterCounters {
   published = 0;
   acknowledged = 0;
   duplicates = 0;
+  /** Items found already stored when the exporter started (read back), not sent again. */
+  skipped = 0;
+  /** Events sent by sendBatch (with --batch above 1), in messages of one or more. */
+  batched = 0;
   retries = 0;
   gaps = 0;
   /** Sequences covered by gap records. */
@@ -50,6 +54,8 @@ export function exporterRegistry(c: ExporterCounters): client.Registry {
   counter('fanotify_export_published_total', 'Messages sent to the broker (first attempts).', () => c.published);
   counter('fanotify_export_acknowledged_total', 'Messages the broker acknowledged as stored (duplicates included).', () => c.acknowledged);
   counter('fanotify_export_duplicates_total', 'Acknowledgments that said the message was already stored (repeats after a restart).', () => c.duplicates);
+  counter('fanotify_export_skipped_total', 'Items found already stored past the cursor when the exporter started, and not sent again.', () => c.skipped);
+  counter('fanotify_export_batched_events_total', 'Events sent in EventBatch messages (--batch above 1); divided by published, the events per message.', () => c.batched);
   counter('fanotify_export_retries_total', 'Publishes sent again because no acknowledgment came in time.', () => c.retries);
   counter('fanotify_export_gaps_total', 'Gap records published: ranges of sequences the daemon no longer held.', () => c.gaps);
   counter('fanotify_export_gap_sequences_total', 'Sequences covered by gap records.', () => c.gapSequences);

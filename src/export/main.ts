@@ -56,14 +56,16 @@ async function run(cfg: ExportConfig, log: Logger): Promise<number> {
     source,
     sink: new NatsSink(nc, cfg.stream, cfg.ackTimeoutMs),
     cursorStore,
-    records: { prefix: cfg.prefix, node: cfg.node, format: cfg.format, toJson: (type, bytes) => json.message(type, bytes) },
+    records: { prefix: cfg.prefix, node: cfg.node, watch: cfg.watch, format: cfg.format, toJson: (type, bytes) => json.message(type, bytes) },
     window: cfg.window,
+    batch: cfg.batch,
+    maxMessageBytes: nc.info?.max_payload,
     cursorIntervalMs: cfg.cursorIntervalMs,
     log,
     counters,
   });
   await exporter.start();
-  log.info('exporting', { stream: cfg.stream, window: cfg.window });
+  log.info('exporting', { stream: cfg.stream, window: cfg.window, batch: cfg.batch });
   const stopped = new Promise<number>((resolve) => {
     const stop = () => resolve(0);
     process.once('SIGTERM', stop);

@@ -25,11 +25,11 @@ export class NatsCursorStore implements CursorStore {
   async load(): Promise<Cursor | undefined> {
     const entry = await this.kv.get(this.key);
     if (!entry || entry.operation !== 'PUT' || entry.value.length === 0) return undefined;
-    const doc = entry.json<{ sequence: string; boot_id: string; epoch?: number }>();
-    return { sequence: BigInt(doc.sequence), bootId: doc.boot_id, epoch: doc.epoch ?? 0 };
+    const doc = entry.json<{ sequence: string; boot_id: string; epoch?: number; position?: number }>();
+    return { sequence: BigInt(doc.sequence), bootId: doc.boot_id, epoch: doc.epoch ?? 0, position: doc.position };
   }
 
   async save(c: Cursor): Promise<void> {
-    await this.kv.put(this.key, JSON.stringify({ sequence: c.sequence.toString(), boot_id: c.bootId, epoch: c.epoch, time: new Date().toISOString() }));
+    await this.kv.put(this.key, JSON.stringify({ sequence: c.sequence.toString(), boot_id: c.bootId, epoch: c.epoch, position: c.position, time: new Date().toISOString() }));
   }
 }

@@ -2,8 +2,8 @@
 // msgId as Nats-Msg-Id, stored once the PubAck comes; a repeat inside the
 // stream's duplicate window is acknowledged as a duplicate and not stored.
 import { headers, nanos, type NatsConnection } from '@nats-io/nats-core';
-import { jetstream, jetstreamManager, StorageType, type JetStreamClient, type StreamConfig } from '@nats-io/jetstream';
-import type { OutMessage, Sink, Stored } from './sink';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import type { OutMessage, Sink, Stored, StoredHeaders } from './sink';
 
 export interface StreamSettings {
   name: string;
@@ -38,9 +38,10 @@ export async function ensureStream(nc: NatsConnection, s: StreamSettings): Promi
 
 export class NatsSink implements Sink {
   private readonly js: JetStreamClient;
+  private jsm?: JetStreamManager;
 
   constructor(
-    nc: NatsConnection,
+    private readonly nc: NatsConnection,
     private readonly stream: string,
     private readonly ackTimeoutMs: number,
   ) {
@@ -52,7 +53,46 @@ export class NatsSink implements Sink {
     for (const [k, v] of m.headers) h.set(k, v);
     // expect.streamName: a subject that some other stream also captures must not count as stored here.
     const ack = await this.js.publish(m.subject, m.payload, { msgID: m.msgId, headers: h, timeout: this.ackTimeoutMs, expect: { streamName: this.stream }, retries: 0 });
-    return { duplicate: ack.duplicate };
+    return { duplicate: ack.duplicate, position: ack.seq };
+  }
+
+  async lastPosition(): Promise<number> {
+    this.jsm ??= await jetstreamManager(this.nc);
+    return (await this.jsm.streams.info(this.stream)).state.last_seq;
+  }
+
+  /**
+   * An ephemeral consumer from position + 1 on `filter` (a subject such as
+   * fanotify.host-1.>), headers only, read up to the count it had pending
+   * when made: what arrives later is not this exporter's (it has not begun).
+   */
+  async *readBack(position: number, filter: string): AsyncIterable<StoredHeaders> {
+    this.jsm ??= await jetstreamManager(this.nc);
+    const info = await this.jsm.consumers.add(this.stream, {
+      filter_subject: filter,
+      deliver_policy: DeliverPolicy.StartSequence,
+      opt_start_seq: position + 1,
+      headers_only: true,
+      ack_policy: AckPolicy.None,
+      inactive_threshold: nanos(60_000),
+    });
+    try {
+      let left = info.num_pending;
+      if (left === 0) return;
+      const messages = await (await this.js.consumers.get(this.stream, info.name)).consume({ max_messages: Math.min(left, 10_000) });
+      try {
+        for await (const m of messages) {
+          const h = new Map<string, string>();
+          for (const [k, v] of m.headers ?? []) h.set(k, v[0]);
+          yield h;
+          if (--left === 0) break;
+        }
+      } finally {
+        await messages.close();
+      }
+    } finally {
+      await this.jsm.consumers.delete(this.stream, info.name).catch(() => undefined);
+    }
   }
 
   async close(): Promise<void> {

@@ -15,11 +15,20 @@ export interface OutMessage {
 export interface Stored {
   /** The broker already held a message with this msgId (a repeat after a restart or retry). */
   duplicate: boolean;
+  /** Where the broker keeps it: the stream sequence (a Kafka offset). Increases in the order the broker stores. */
+  position: number;
 }
+
+/** What a message already in the broker says about itself: its headers (see records.ts HEADER). */
+export type StoredHeaders = ReadonlyMap<string, string>;
 
 export interface Sink {
   /** Resolves once the broker has stored the message durably; rejects when it did not say so in time. */
   publish(message: OutMessage): Promise<Stored>;
+  /** The position of the last message stored now (0 when none): anything published later is stored past it. */
+  lastPosition(): Promise<number>;
+  /** The headers of every message stored past `position` whose subject starts with `subjectPrefix`, in order. */
+  readBack(position: number, subjectPrefix: string): AsyncIterable<StoredHeaders>;
   close(): Promise<void>;
 }
 
@@ -30,6 +39,13 @@ export interface Cursor {
   bootId: string;
   /** How many times the watch was opened anew under the exporter (RestartItem). */
   epoch: number;
+  /**
+   * A broker position below every message of this watch that covers a
+   * sequence past `sequence` (undefined in a cursor written before it was
+   * kept): a restarted exporter reads back from there what was stored
+   * before the cursor caught up, and does not send it again.
+   */
+  position?: number;
 }
 
 export interface CursorStore {

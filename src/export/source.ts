@@ -6,8 +6,6 @@
 import type { ExportItem } from './items';
 
 export interface SourceSession {
-  /** The watch's name, as published in the Nats-Msg-Id and headers. */
-  watch: string;
   /** The daemon host's boot id. */
   bootId: string;
   /** The last sequence the daemon had given out when the session began (for the lag metric). */

@@ -3,40 +3,15 @@
 // Event.sequence, Gap): exactly once by sequence through an exporter
 // SIGKILL, a nats-server kill, and one gap record with the exact range when
 // the daemon's buffer overflowed while the exporter was away.
-import { spawn } from 'node:child_process';
-import * as path from 'node:path';
 import { expect } from 'chai';
 import { CanonicalJson } from '../../src/client';
 import { startExporter, subscribeFile, type ExporterProcess } from '../fixtures/exporter';
+import { fanctlLines } from '../fixtures/export-stream';
 import { FAKE_BOOT_ID, FakeWatchDaemon } from '../fixtures/fake-watch-daemon';
 import { natsServerMissing, readStream, startNats, streamCount, type NatsServer, type StoredMessage } from '../fixtures/nats';
 import { waitFor } from '../fixtures/wait';
 
 const STREAM = 'FANOTIFY';
-const FANCTL = path.resolve(__dirname, '..', '..', 'src', 'cli', 'fanctl.js');
-
-/** fanctl with `args` until it has printed `lines` lines on stdout, then SIGINT; its lines and exit code. */
-function fanctlLines(args: string[], lines: number): Promise<{ out: string[]; code: number | null; err: string }> {
-  const proc = spawn(process.execPath, [FANCTL, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const out: string[] = [];
-  let err = '';
-  let buffered = '';
-  const timer = setTimeout(() => proc.kill('SIGKILL'), 60_000);
-  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
-  proc.stdout!.on('data', (d: Buffer) => {
-    buffered += d.toString();
-    const parts = buffered.split('\n');
-    buffered = parts.pop()!;
-    out.push(...parts);
-    if (out.length >= lines) proc.kill('SIGINT');
-  });
-  return new Promise((resolve) =>
-    proc.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ out, code, err });
-    }),
-  );
-}
 
 /** Sequences of the event records, with how often each was stored; the gap records apart. */
 function bySequence(messages: StoredMessage[]): { counts: Map<string, number>; gaps: string[] } {

@@ -50,7 +50,7 @@ describe('unit: export wire reader', () => {
 describe('unit: export ack window', () => {
   it('moves the cursor only over an unbroken run of acknowledged sends', () => {
     const w = new AckWindow(10n);
-    const [a, b, c] = [w.add(11n), w.add(15n), w.add(16n)];
+    const [a, b, c] = [w.add(11n, 0), w.add(15n, 0), w.add(16n, 0)];
     expect(w.ack(b)).to.equal(false);
     expect(w.cursor).to.equal(10n);
     expect(w.ack(a)).to.equal(true);
@@ -61,11 +61,21 @@ describe('unit: export ack window', () => {
 
   it('keeps order across its compaction', () => {
     const w = new AckWindow(0n);
-    const entries = Array.from({ length: 5000 }, (_, i) => w.add(BigInt(i + 1)));
+    const entries = Array.from({ length: 5000 }, (_, i) => w.add(BigInt(i + 1), i));
     for (let i = 1; i < 5000; i++) w.ack(entries[i]);
     expect(w.cursor).to.equal(0n);
     w.ack(entries[0]);
     expect(w.cursor).to.equal(5000n);
+  });
+
+  it("gives the first unacknowledged send's floor, or the position known when none is out", () => {
+    const w = new AckWindow(0n);
+    const [a, b] = [w.add(1n, 7), w.add(2n, 9)];
+    expect(w.floor(12)).to.equal(7);
+    w.ack(b);
+    expect(w.floor(12)).to.equal(7);
+    w.ack(a);
+    expect(w.floor(12)).to.equal(12);
   });
 });
 
