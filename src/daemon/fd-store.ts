@@ -25,7 +25,7 @@ import type { StoredWatch } from '../api/service';
 import type { WatchHandle } from '../api/watch-factory';
 import type { ListenFd } from './listen-fds';
 import type { SdNotify } from './sd-notify';
-import { DEFINITION_VERSION, storeName, type WatchDefinition, type WatchStore } from './watch-store';
+import { DEFINITION_VERSION, restoredSequence, storeName, type WatchDefinition, type WatchStore } from './watch-store';
 
 /**
  * The soft RLIMIT_NOFILE the daemon keeps while it uses the store: the
@@ -38,7 +38,8 @@ export const FD_LIMIT_WITH_STORE = 65_536;
  * Sequence numbers reserved ahead in a definition: the next process starts
  * past them. Rewritten when a watch has used half of its block, checked
  * every SEQUENCE_CHECK_MS: 8 million numbers of headroom, 8 s at a million
- * events a second.
+ * events a second. Only after a crash does the next process start past
+ * the block; a handoff writes the exact next number (writeExactSequence).
  */
 export const SEQUENCE_BLOCK = 16_777_216;
 const SEQUENCE_CHECK_MS = 1_000;
@@ -154,9 +155,26 @@ export class FdStore {
     for (const k of all) {
       k.handedOff = true;
       k.watch.close('handoff');
+      this.writeExactSequence(k);
     }
     await Promise.all(all.map((k) => k.io));
     return all.length;
+  }
+
+  /**
+   * A watch handed off has sealed its sequence (it can give no number
+   * past it now): the next process starts there, not past the block.
+   * Written after the seal, never before, so a crash at any point leaves
+   * either this or the block in the file, and neither names a number
+   * given already; a failed write leaves the block.
+   */
+  private writeExactSequence(k: Kept): void {
+    const next = k.watch.handedOffSequence;
+    if (next === undefined) return;
+    const def = (k.def = { ...k.def, exactNextSequence: String(next) });
+    k.io = k.io
+      .then(() => this.p.store.write(def))
+      .catch((err: unknown) => this.p.log.warn('writing the exact next sequence failed; the restored watch numbers past its reserved block', { watch: k.watch.id, error: err }));
   }
 
   /**
@@ -217,8 +235,12 @@ export class FdStore {
     const started = process.hrtime.bigint();
     const swept = def.groupClass === 'notif' ? { answered: 0, errors: 0 } : sweepPending(fd, def.fdLimit, responseWord(def.timeoutDecision === 'allow'));
     const sweepMs = Number(process.hrtime.bigint() - started) / 1e6;
+    const { first: firstSequence, exact } = restoredSequence(def);
+    // The file names firstSequence until it is rewritten: the block is
+    // reserved before the watch reads anything, or a crash before the
+    // write lands would have the next process give this one's numbers again.
+    await this.p.store.write({ ...def, nextSequence: String(firstSequence + SEQUENCE_BLOCK), exactNextSequence: undefined, fdLimit: ffi.fileLimit().soft, pid: process.pid });
     this.restoring = def.fdName;
-    const firstSequence = Number(def.nextSequence);
     const watch = await this.p.restoreWatch({ name: def.name, identity: def.identity, subscribe: def.subscribe, fd, firstSequence });
     this.p.log.info('watch taken back from the fd store', {
       watch: watch.id,
@@ -228,6 +250,7 @@ export class FdStore {
       sweep_errors: swept.errors,
       sweep_ms: Math.round(sweepMs * 10) / 10,
       first_sequence: firstSequence,
+      sequence_exact: exact,
       linger_ms: def.lingerMs,
       previous_pid: def.pid,
     });

@@ -40,6 +40,14 @@ export interface WatchDefinition {
    */
   nextSequence: string;
   /**
+   * The first sequence number the writer never gave, written only once its
+   * watch had stopped numbering for good (the handoff on SIGTERM); the
+   * restored watch starts here rather than past the block, so a stream
+   * that had everything is told no Gap. Absent (a crash, an older
+   * writer, a write that failed): nextSequence.
+   */
+  exactNextSequence?: string;
+  /**
    * The writer's RLIMIT_NOFILE: the kernel gave it no fd number at or above
    * this, so its unanswered events have numbers below (the restore sweep's bound).
    */
@@ -58,9 +66,16 @@ const definitionSchema = z.object({
   timeoutDecision: z.enum(['allow', 'deny']),
   groupFlags: z.number().int().min(0),
   nextSequence: z.string().regex(/^\d+$/),
+  exactNextSequence: z.string().regex(/^\d+$/).optional(),
   fdLimit: z.number().int().positive(),
   pid: z.number().int(),
 });
+
+/** Where a watch restored from `def` starts numbering, and whether that is exactly after its last number. */
+export function restoredSequence(def: WatchDefinition): { first: number; exact: boolean } {
+  if (def.exactNextSequence !== undefined) return { first: Number(def.exactNextSequence), exact: true };
+  return { first: Number(def.nextSequence), exact: false };
+}
 
 /**
  * The FDNAME of a named watch: its name, escaped to what systemd takes,

@@ -431,8 +431,19 @@ export class Watch implements PumpClient {
     this.resolver?.close();
     this.coalescer?.close();
     this.outbox.close();
+    // Nothing reads or numbers for this group here any more: where the
+    // next process may start numbering is known exactly (handedOffSequence).
+    this.seq.seal();
     this.eventLog.flush();
     this.onClose?.(this);
+  }
+
+  /**
+   * After close('handoff'): the first sequence this watch never gave,
+   * fixed for good (a later number would throw); undefined before.
+   */
+  get handedOffSequence(): number | undefined {
+    return this.seq.sealed;
   }
 
   get isClosed(): boolean {

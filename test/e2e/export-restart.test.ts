@@ -3,15 +3,16 @@
 // lingering notification watch of a directory this test made, opens of
 // its files before and after the daemon is restarted (SIGTERM with the
 // store kept, or kill -9) while the exporter keeps running. Every open is
-// in the stream exactly once (counted by file name: the restored watch
-// numbers from a reserved block, so sequences jump), nothing is stored
-// twice by (node, watch, sequence), and any gap record is logged with its
-// range. Openers are children with a time limit; teardown always stops
+// in the stream exactly once (counted by file name), nothing is stored
+// twice by (node, watch, sequence), and the numbers go on: after SIGTERM
+// from the exact next one, with no gap record; after kill -9 past the
+// reserved block, with one gap record over the rest of it. Openers are children with a time limit; teardown always stops
 // the exporter, the harness (daemon and stored fds) and nats-server.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
 import { CanonicalJson } from '../../src/client';
+import { SEQUENCE_BLOCK } from '../../src/daemon/fd-store';
 import { runChild, tempDir } from '../fixtures/harness';
 import { startExporter, subscribeFile, type ExporterProcess } from '../fixtures/exporter';
 import { natsServerMissing, readStream, startNats, streamCount, type NatsServer, type StoredMessage } from '../fixtures/nats';
@@ -79,7 +80,8 @@ describe('e2e: fanotify-export across a daemon restart under systemd (fd store)'
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  async function exportsExactlyOnceAcross(restart: (h: SystemdHarness) => Promise<void>): Promise<void> {
+  /** The last sequence before the restart, the first after it, and the gap records' ranges. */
+  async function exportsExactlyOnceAcross(restart: (h: SystemdHarness) => Promise<void>): Promise<{ lastBefore: number; firstAfter: number; gaps: number[][] }> {
     nats = await startNats();
     const url = nats.url;
     const h = (sd = new SystemdHarness());
@@ -120,21 +122,26 @@ describe('e2e: fanotify-export across a daemon restart under systemd (fd store)'
       const to = g.toSequence === undefined || g.toSequence === '0' ? Infinity : Number(g.toSequence);
       expect(s.events.filter((e) => e.sequence >= from && e.sequence <= to).map((e) => e.sequence).slice(0, 5), `events inside gap ${JSON.stringify(g)}`).to.deep.equal([]);
     }
+    return { lastBefore, firstAfter: Math.min(...after), gaps: s.gaps.map((g) => [Number(g.fromSequence ?? 0), Number(g.toSequence ?? 0)]) };
   }
 
-  it('SIGTERM with the store kept: every open exported exactly once across the restart', async () => {
-    await exportsExactlyOnceAcross(async (h) => {
+  it('SIGTERM with the store kept: every open exported exactly once across the restart, numbered on without a gap record', async () => {
+    const r = await exportsExactlyOnceAcross(async (h) => {
       expect(await h.kill('SIGTERM')).to.equal(0);
       expect(h.storedFds).to.equal(1);
       await h.start();
     });
+    // The old process wrote down the exact next number, and the exporter had everything before it.
+    expect(r).to.deep.include({ firstAfter: r.lastBefore + 1, gaps: [] });
   });
 
-  it('kill -9: every open exported exactly once across the restart', async () => {
-    await exportsExactlyOnceAcross(async (h) => {
+  it('kill -9: every open exported exactly once across the restart; one gap record over the rest of the reserved block', async () => {
+    const r = await exportsExactlyOnceAcross(async (h) => {
       await h.kill('SIGKILL');
       expect(h.storedFds).to.equal(1);
       await h.start();
     });
+    // The killed process could write nothing: the restored watch starts past its block.
+    expect(r).to.deep.include({ firstAfter: SEQUENCE_BLOCK + 1, gaps: [[r.lastBefore + 1, SEQUENCE_BLOCK]] });
   });
 });

@@ -7,6 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
+import { SEQUENCE_BLOCK } from '../../src/daemon/fd-store';
 import { connect, runChild, tempDir, WatchStream, type ChildResult, type Client } from '../fixtures/harness';
 import { SystemdHarness } from '../fixtures/systemd-harness';
 
@@ -61,7 +62,7 @@ describe('e2e: restart under systemd (fd store)', function () {
    * sequence it saw: it is sent only later events, and its verdicts
    * decide (it allows the file "ok", denies the rest).
    */
-  async function engineReattaches(after: number): Promise<void> {
+  async function engineReattaches(after: number): Promise<WatchStream> {
     const client = connect(sd.address);
     clients.push(client);
     const engine = new WatchStream(client);
@@ -73,7 +74,10 @@ describe('e2e: restart under systemd (fd store)', function () {
     expect(allowed.code, allowed.stderr).to.equal(0);
     expect(engine.events.length).to.be.at.least(1);
     for (const ev of engine.events) expect(Number(ev.sequence)).to.be.above(after);
+    return engine;
   }
+
+  const gaps = (s: WatchStream) => s.responses.filter((r) => r.gap).map((r) => [Number(r.gap.from_sequence), Number(r.gap.to_sequence)]);
 
   const lastSequence = (s: WatchStream) => Math.max(...s.events.map((ev) => Number(ev.sequence)));
 
@@ -115,8 +119,104 @@ describe('e2e: restart under systemd (fd store)', function () {
     expect(settled).to.equal(false);
     await sd.start();
     for (const r of await Promise.all(openers.map((o) => o.done))) expect(denied(r), `opener: ${r.code} ${r.stderr}`).to.equal(true);
-    expect((await sd.until(restoredLine, 'the restore log line')).pending_answered).to.equal(OPENERS);
-    await engineReattaches(seen);
+    const restored = await sd.until(restoredLine, 'the restore log line');
+    expect(restored).to.include({ pending_answered: OPENERS, first_sequence: seen + 1, sequence_exact: true });
+    // It had every number the old process gave: nothing to call lost.
+    const engine = await engineReattaches(seen);
+    expect(gaps(engine)).to.deep.equal([]);
+  });
+
+  /** A named notification watch of the opens in `dir`, its group in the store. */
+  async function filesWatch(): Promise<WatchStream> {
+    const client = connect(sd.address);
+    clients.push(client);
+    const s = new WatchStream(client, { group_class: 'GROUP_CLASS_NOTIF', name: 'files', linger_ms: 60_000, marks: [{ path: dir, on_child: true, events: ['EVENT_TYPE_OPEN'] }] });
+    await s.subscribed();
+    await sd.until(() => sd.storedFds === 1, 'FDSTORE of the watch');
+    return s;
+  }
+
+  async function attachFiles(after: number): Promise<WatchStream> {
+    const client = connect(sd.address);
+    clients.push(client);
+    const a = new WatchStream(client);
+    a.call.write({ attach: { name: 'files', after_sequence: String(after) } });
+    expect(await a.subscribed()).to.include({ name: 'files', attached: true });
+    return a;
+  }
+
+  /** Opens each file (a child each), waits until `s` has all their events, and gives the last sequence it has. */
+  async function opensSeen(s: WatchStream, names: string[]): Promise<number> {
+    for (const n of names) {
+      const r = await runChild('cat', [path.join(dir, n)], 30_000).done;
+      expect(r.code, r.stderr).to.equal(0);
+    }
+    await s.until(() => names.every((n) => s.events.some((ev) => ev.path.endsWith(`/${n}`))), 10_000, `the opens of ${names.join(', ')}`);
+    return lastSequence(s);
+  }
+
+  /** What each stream was told up to the event of the next open (of "ok"): the Gaps, and that event's sequence. */
+  async function toldUpToNextOpen(streams: WatchStream[]): Promise<Array<{ gaps: number[][]; next: number }>> {
+    const r = await runChild('cat', [path.join(dir, 'ok')], 30_000).done;
+    expect(r.code, r.stderr).to.equal(0);
+    const ok = (a: WatchStream) => a.until(() => a.events.find((ev) => ev.path.endsWith('/ok')), 10_000, 'the open of ok');
+    return Promise.all(streams.map(async (a) => ({ next: Number((await ok(a)).sequence), gaps: gaps(a) })));
+  }
+
+  /**
+   * Three opens numbered and seen, a restart, then two streams attach:
+   * one after the last number seen, one after the last but two.
+   */
+  async function attachedAfterRestart(restart: () => Promise<unknown>) {
+    harness();
+    await sd.start();
+    const seen = await opensSeen(await filesWatch(), ['f0', 'f1', 'f2']);
+    expect(seen).to.equal(3);
+    await restart();
+    await sd.start();
+    const [whole, behind] = await toldUpToNextOpen([await attachFiles(seen), await attachFiles(seen - 2)]);
+    return { seen, whole, behind };
+  }
+
+  it('SIGTERM with the store kept: numbering goes on from the exact next number; a Gap only for numbers given and not received', async () => {
+    const { seen, whole, behind } = await attachedAfterRestart(async () => {
+      expect(await sd.kill('SIGTERM')).to.equal(0);
+      expect(sd.storedFds).to.equal(1);
+    });
+    expect(whole).to.deep.equal({ gaps: [], next: seen + 1 });
+    expect(behind).to.deep.equal({ gaps: [[seen - 1, seen]], next: seen + 1 });
+  });
+
+  it('kill -9: numbering goes on past the reserved block, told as a Gap over the rest of it', async () => {
+    const { seen, whole, behind } = await attachedAfterRestart(() => sd.kill('SIGKILL'));
+    expect(whole).to.deep.equal({ gaps: [[seen + 1, SEQUENCE_BLOCK]], next: SEQUENCE_BLOCK + 1 });
+    expect(behind).to.deep.equal({ gaps: [[seen - 1, SEQUENCE_BLOCK]], next: SEQUENCE_BLOCK + 1 });
+  });
+
+  it('SIGTERM whose write of the exact number fails: numbering goes on past the reserved block, as after kill -9', async () => {
+    const { seen, whole } = await attachedAfterRestart(async () => {
+      const { FDNAME } = sd.notices.find((n) => n.FDSTORE === '1')!;
+      // Where the stopping process writes the definition before its rename: a directory there fails the write.
+      fs.mkdirSync(path.join(sd.stateDir, 'watches', `${FDNAME}.json.${sd.proc!.pid}.tmp`));
+      expect(await sd.kill('SIGTERM')).to.equal(0);
+      expect(sd.logs.some((l) => l.includes('writing the exact next sequence failed'))).to.equal(true);
+    });
+    expect(whole).to.deep.equal({ gaps: [[seen + 1, SEQUENCE_BLOCK]], next: SEQUENCE_BLOCK + 1 });
+  });
+
+  it('SIGTERM, then kill -9: what the watch numbered after the graceful restart is never numbered again', async () => {
+    harness();
+    await sd.start();
+    const seen = await opensSeen(await filesWatch(), ['f0', 'f1', 'f2']);
+    expect(await sd.kill('SIGTERM')).to.equal(0);
+    await sd.start();
+    const given = await opensSeen(await attachFiles(seen), ['f3']);
+    expect(given).to.equal(seen + 1);
+    await sd.kill('SIGKILL');
+    await sd.start();
+    // The restored watch reserved its block from its exact start (seen + 1) before it read anything.
+    const [told] = await toldUpToNextOpen([await attachFiles(given)]);
+    expect(told).to.deep.equal({ gaps: [[given + 1, seen + SEQUENCE_BLOCK]], next: seen + 1 + SEQUENCE_BLOCK });
   });
 
   it('stop (SIGTERM, then the store closed) releases every blocked opener', async () => {

@@ -9,7 +9,7 @@ import * as ffi from '../../src/kernel/ffi';
 import { bindUnix, dgramSocket, parseRights, recvWithFds } from '../../src/kernel/unix-dgram';
 import { listenFds } from '../../src/daemon/listen-fds';
 import { fdName, SdNotify } from '../../src/daemon/sd-notify';
-import { storeName, WatchStore, type WatchDefinition } from '../../src/daemon/watch-store';
+import { restoredSequence, storeName, WatchStore, type WatchDefinition } from '../../src/daemon/watch-store';
 import { tempDir } from '../fixtures/harness';
 
 describe('unit: sd_notify, the fd store and watch definitions', () => {
@@ -90,29 +90,32 @@ describe('unit: sd_notify, the fd store and watch definitions', () => {
     expect(parseRights(c, 24)).to.deep.equal([]);
   });
 
+  /** A stored DENY watch of `dir`, its block reserved up to 65,537. */
+  const definition = (): WatchDefinition => ({
+    version: 1,
+    fdName: 'guard.0123456789ab',
+    name: 'guard',
+    identity: { kind: 'local', names: [] },
+    lingerMs: 1000,
+    subscribe: {
+      group_class: 'GROUP_CLASS_CONTENT',
+      marks: [{ path: dir, scope: 'MARK_SCOPE_INODE', events: ['EVENT_TYPE_OPEN_PERM'], on_child: true }],
+      timeout_decision: 'DECISION_DENY',
+      name: 'guard',
+      linger_ms: 1000,
+    } as unknown as WatchDefinition['subscribe'],
+    groupClass: 'content',
+    timeoutDecision: 'deny',
+    groupFlags: 0x87,
+    nextSequence: '65537',
+    fdLimit: 65536,
+    pid: 1,
+  });
+
   it('writes definitions whole, and reads a bad one as an error for that watch alone', async () => {
     const store = new WatchStore(dir);
     await store.init();
-    const def: WatchDefinition = {
-      version: 1,
-      fdName: 'guard.0123456789ab',
-      name: 'guard',
-      identity: { kind: 'local', names: [] },
-      lingerMs: 1000,
-      subscribe: {
-        group_class: 'GROUP_CLASS_CONTENT',
-        marks: [{ path: dir, scope: 'MARK_SCOPE_INODE', events: ['EVENT_TYPE_OPEN_PERM'], on_child: true }],
-        timeout_decision: 'DECISION_DENY',
-        name: 'guard',
-        linger_ms: 1000,
-      } as unknown as WatchDefinition['subscribe'],
-      groupClass: 'content',
-      timeoutDecision: 'deny',
-      groupFlags: 0x87,
-      nextSequence: '65537',
-      fdLimit: 65536,
-      pid: 1,
-    };
+    const def = definition();
     await store.write(def);
     fs.writeFileSync(path.join(store.dir, 'bad.json'), '{"version":1,');
     fs.writeFileSync(path.join(store.dir, 'other.json'), JSON.stringify({ ...def, fdName: 'someone-else' }));
@@ -125,5 +128,26 @@ describe('unit: sd_notify, the fd store and watch definitions', () => {
     expect(all[1].def).to.deep.equal(def);
     await store.remove(def.fdName);
     expect(fs.readdirSync(store.dir).sort()).to.deep.equal(['bad.json', 'other.json']);
+  });
+
+  it('a definition with the exact next sequence restores there; one without (a crash, an older writer) past its block', async () => {
+    const store = new WatchStore(dir);
+    await store.init();
+    const blockOnly = definition();
+    await store.write(blockOnly);
+    const [read] = await store.readAll();
+    expect(read.def).to.not.have.property('exactNextSequence');
+    expect(restoredSequence(read.def!)).to.deep.equal({ first: 65537, exact: false });
+
+    const handedOff = { ...definition(), exactNextSequence: '2002' };
+    await store.write(handedOff);
+    const [again] = await store.readAll();
+    expect(again.def).to.deep.equal(handedOff);
+    expect(restoredSequence(again.def!)).to.deep.equal({ first: 2002, exact: true });
+
+    fs.writeFileSync(path.join(store.dir, `${handedOff.fdName}.json`), JSON.stringify({ ...handedOff, exactNextSequence: 2002 }));
+    const [bad] = await store.readAll();
+    expect(bad.def).to.equal(undefined);
+    expect(bad.error).to.match(/exactNextSequence/);
   });
 });
