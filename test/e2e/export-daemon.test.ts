@@ -1,7 +1,8 @@
 // fanotify-export beside the real daemon (a child on a unix socket) and a
 // real nats-server: opens of files in a directory this test made, under a
 // notification mark only, arrive in the stream exactly once by sequence,
-// with path and process; through an exporter SIGKILL and a nats-server
+// with path, process and the node, watch and boot id headers; through an
+// exporter SIGKILL (repeats dropped by Nats-Msg-Id) and a nats-server
 // SIGKILL and restart on its store; with one gap record of the exact range
 // when the daemon's resume buffer overflowed while the exporter was
 // stopped; and from two daemons with different node names into one
@@ -135,7 +136,7 @@ describe('e2e: fanotify-export with the daemon', function () {
   const stored = () => streamCount(nats.url, STREAM);
   const markerStored = async (tag: string) => (await readStream(nats.url, STREAM)).some((m) => m.headers['Fanotify-Record'] === 'event' && decode([m]).events[0].path.endsWith(`/marker${tag}`));
 
-  it('100,000 opens arrive in the stream exactly once each, with path and process', async () => {
+  it('100,000 opens arrive in the stream exactly once each, with path, process, node, watch and boot id', async () => {
     makeFiles(100_000);
     daemon = await startDaemon();
     // A kernel queue that holds every open: on a loaded machine the daemon may fall behind the opener for a while,
@@ -146,7 +147,12 @@ describe('e2e: fanotify-export with the daemon', function () {
     expect(result.code, result.stderr).to.equal(0);
     await waitFor(async () => (await stored()) >= 100_001, 180_000, '100,001 events in the stream', 250);
     expect(await e.stop()).to.equal(0);
-    const s = decode(await readStream(nats.url, STREAM));
+    const messages = await readStream(nats.url, STREAM);
+    const m = messages[4711];
+    expect(m.subject).to.equal('fanotify.host-1.open');
+    const bootId = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    expect(m.headers).to.include({ 'Fanotify-Node': 'host-1', 'Fanotify-Watch': 'opens', 'Fanotify-Boot-Id': bootId, 'Nats-Msg-Id': `host-1/opens/${m.headers['Fanotify-Sequence']}` });
+    const s = decode(messages);
     expect(s.gaps).to.deep.equal([]);
     expect(expectCovered(s)).to.equal(100_001);
     const paths = new Set(s.events.map((x) => x.path));
@@ -167,6 +173,9 @@ describe('e2e: fanotify-export with the daemon', function () {
     await waitFor(async () => (await stored()) >= 40_001, 120_000, '40,001 events in the stream', 250);
     expect(second.logs.find((l) => l.msg === 'attached'), 'the restarted exporter attached to the lingering watch').to.not.equal(undefined);
     expect(await second.stop()).to.equal(0);
+    // The restart sent again what was acknowledged after the last cursor write (every 2 s), and the broker dropped
+    // those repeats by Nats-Msg-Id: without it they would have been stored twice.
+    expect(Number(second.logs.find((l) => l.msg === 'stopped')!.duplicates)).to.be.greaterThan(0);
     const s = decode(await readStream(nats.url, STREAM));
     expect(s.gaps).to.deep.equal([]);
     expect(expectCovered(s)).to.equal(40_001);
@@ -209,8 +218,12 @@ describe('e2e: fanotify-export with the daemon', function () {
     const second = await exporter();
     await waitFor(() => markerStored('2'), 60_000, 'the second marker stored', 250);
     expect(await second.stop()).to.equal(0);
-    const s = decode(await readStream(nats.url, STREAM));
+    const messages = await readStream(nats.url, STREAM);
+    const s = decode(messages);
     expect(s.gaps.length).to.equal(1);
+    const gap = messages.find((m) => m.headers['Fanotify-Record'] === 'gap')!;
+    expect(gap.subject).to.equal('fanotify.host-1.gap');
+    expect(gap.headers['Nats-Msg-Id']).to.equal(`host-1/opens/gap/${s.gaps[0].from}-${s.gaps[0].to}`);
     // Exact: it starts right after what was exported and ends right before the first event the daemon still held.
     expect(s.gaps[0].from).to.equal(cursor + 1);
     const after = s.events.filter((x) => x.sequence > cursor).map((x) => x.sequence);
