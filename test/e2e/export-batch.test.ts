@@ -7,19 +7,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { runChild, startDaemon, tempDir, withKernelQueue, type Daemon } from '../fixtures/harness';
+import { startDaemon, tempDir, withKernelQueue, type Daemon } from '../fixtures/harness';
 import { startExporter, subscribeFile, type ExporterProcess } from '../fixtures/exporter';
-import { decodeStored, expectCovered, fanctlLines, lastStoredSequence } from '../fixtures/export-stream';
-import { natsServerMissing, readStream, startNats, type NatsServer } from '../fixtures/nats';
+import { decodeStored, expectCovered, fanctlLines, lastStoredSequence, openFiles as opener } from '../fixtures/export-stream';
+import { skipWithoutNats, readStream, startNats, type NatsServer } from '../fixtures/nats';
 import { waitFor } from '../fixtures/wait';
 
 const STREAM = 'FANOTIFY';
-
-/** A child that opens dir/f<from>..f<to-1> once each. */
-function opener(dir: string, from: number, to: number) {
-  const script = `const fs=require('fs');for(let i=${from};i<${to};i++)fs.closeSync(fs.openSync(${JSON.stringify(dir)}+'/f'+i,'r'))`;
-  return runChild(process.execPath, ['-e', script], 120_000);
-}
 
 describe('e2e: fanotify-export --batch with the daemon', function () {
   this.timeout(300_000);
@@ -29,11 +23,7 @@ describe('e2e: fanotify-export --batch with the daemon', function () {
   const exporters: ExporterProcess[] = [];
 
   before(function () {
-    const missing = natsServerMissing();
-    if (missing) {
-      console.log(`      skipped: ${missing}`);
-      this.skip();
-    }
+    skipWithoutNats(this);
   });
 
   beforeEach(async () => {

@@ -15,7 +15,7 @@ import { CanonicalJson } from '../../src/client';
 import { SEQUENCE_BLOCK } from '../../src/daemon/fd-store';
 import { runChild, tempDir } from '../fixtures/harness';
 import { startExporter, subscribeFile, type ExporterProcess } from '../fixtures/exporter';
-import { natsServerMissing, readStream, startNats, streamCount, type NatsServer, type StoredMessage } from '../fixtures/nats';
+import { skipWithoutNats, readStream, startNats, streamCount, type NatsServer, type StoredMessage } from '../fixtures/nats';
 import { SystemdHarness } from '../fixtures/systemd-harness';
 import { waitFor } from '../fixtures/wait';
 
@@ -57,11 +57,7 @@ describe('e2e: fanotify-export across a daemon restart under systemd (fd store)'
   let dir: string;
 
   before(function () {
-    const missing = natsServerMissing();
-    if (missing) {
-      console.log(`      skipped: ${missing}`);
-      this.skip();
-    }
+    skipWithoutNats(this);
   });
 
   beforeEach(() => {

@@ -8,18 +8,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { connect, runChild, startDaemon, tempDir, WatchStream, withKernelQueue, type Client, type Daemon } from '../fixtures/harness';
+import { connect, startDaemon, tempDir, WatchStream, withKernelQueue, type Client, type Daemon } from '../fixtures/harness';
 import { startExporter, subscribeFile, type ExporterProcess } from '../fixtures/exporter';
-import { decodeStored, expectCovered, lastStoredSequence } from '../fixtures/export-stream';
-import { natsServerMissing, readStream, startNats, type NatsServer } from '../fixtures/nats';
+import { decodeStored, expectCovered, lastStoredSequence, openFiles as opener } from '../fixtures/export-stream';
+import { skipWithoutNats, readStream, startNats, type NatsServer } from '../fixtures/nats';
 import { waitFor } from '../fixtures/wait';
 
 const STREAM = 'FANOTIFY';
-
-function opener(dir: string, from: number, to: number) {
-  const script = `const fs=require('fs');for(let i=${from};i<${to};i++)fs.closeSync(fs.openSync(${JSON.stringify(dir)}+'/f'+i,'r'))`;
-  return runChild(process.execPath, ['-e', script], 120_000);
-}
 
 describe('e2e: fanotify-export when JetStream stalls', function () {
   this.timeout(300_000);
@@ -31,11 +26,7 @@ describe('e2e: fanotify-export when JetStream stalls', function () {
   let dir: string;
 
   before(function () {
-    const missing = natsServerMissing();
-    if (missing) {
-      console.log(`      skipped: ${missing}`);
-      this.skip();
-    }
+    skipWithoutNats(this);
   });
 
   afterEach(async () => {
