@@ -1,8 +1,8 @@
 // fanctl watch --from nats://...: the fleet's events as fanotify-export
 // stored them in JetStream, replayed and followed through an ephemeral
 // ordered consumer, printed as a live watch prints them (each line tagged
-// with its node; --json as {"target": node, "event": ...}). Gap and
-// overflow records are printed where they are in the stream.
+// with its node; --json as {"target": node, "event": ...}), each watch's
+// records (events, gap and overflow records) in its sequence order.
 import * as fs from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { credsAuthenticator, type NatsConnection } from '@nats-io/nats-core';
@@ -11,11 +11,15 @@ import { DeliverPolicy, jetstream, type JsMsg, type OrderedConsumerOptions } fro
 import { fromJson, toBinary } from '@bufbuild/protobuf';
 import type { WatchResponse__Output } from '../api/gen/fanotify/v1/WatchResponse';
 import { fanotifyService } from '../api/proto';
-import { CanonicalJson } from '../client';
+import { CanonicalJson, EXPORT_HEADER, parseSequenceRange } from '../client';
 import { EXIT_USAGE } from './command-line';
 import { EventOutput } from './event-output';
 import { formatOverflow } from './format';
 import type { Io } from './io';
+import { SequenceOrder } from './sequence-order';
+
+/** How long, and for how many records, a record ahead of its watch's next sequence waits for the ones before it. */
+const ORDER = { holdMs: 2_000, maxHeld: 10_000 };
 
 interface FromInvocation {
   servers: string[];
@@ -89,12 +93,12 @@ class RecordPrinter {
   constructor(private readonly output: EventOutput) {}
 
   print(m: JsMsg): void {
-    const node = m.headers?.get('Fanotify-Node') ?? m.subject.split('.')[1];
-    const record = m.headers?.get('Fanotify-Record') ?? 'event';
+    const node = m.headers?.get(EXPORT_HEADER.node) ?? m.subject.split('.')[1];
+    const record = m.headers?.get(EXPORT_HEADER.record) ?? 'event';
     const bytes = this.binary(record, m.data);
     if (record === 'gap') {
       const g = this.canonical.message('fanotify.v1.Gap', bytes) as { fromSequence?: string; toSequence?: string };
-      const watch = m.headers?.get('Fanotify-Watch');
+      const watch = m.headers?.get(EXPORT_HEADER.watch);
       const lost = g.toSequence ? `sequences ${g.fromSequence}..${g.toSequence}` : `everything from sequence ${g.fromSequence} on (the watch closed and was opened anew)`;
       this.output.notice(node, `GAP: ${lost} of watch ${watch} lost before export`);
       return;
@@ -136,12 +140,17 @@ async function follow(nc: NatsConnection, inv: FromInvocation, io: Io): Promise<
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
   const wanted = new Set(inv.nodes.map((n) => `${inv.prefix}.${n}.`));
+  // In each watch's sequence order: the stream is in publish order, which a retried publish breaks.
+  const order = new SequenceOrder<JsMsg>((m) => printer.print(m), ORDER);
   try {
     for await (const m of messages) {
       if (wanted.size > 1 && ![...wanted].some((p) => m.subject.startsWith(p))) continue;
-      printer.print(m);
+      const h = m.headers;
+      const key = `${h?.get(EXPORT_HEADER.node)}/${h?.get(EXPORT_HEADER.watch)}@${h?.get(EXPORT_HEADER.epoch) || 0}`;
+      order.push(key, parseSequenceRange(h?.get(EXPORT_HEADER.sequence)), m);
     }
   } finally {
+    order.close();
     process.off('SIGINT', stop);
     process.off('SIGTERM', stop);
   }

@@ -7,3 +7,4 @@ export { FanotifyClient, type CallOptions, type ConnectOptions, type ServingStat
 export { runPolicyEngine, type Answer, type Decide } from './policy-engine';
 export { ResumableWatch, type ResumableHandlers, type ResumeHow, type ResumeOptions, type StreamOpener } from './resumable-watch';
 export { WatchStream, type Received, type WatchCall, type WatchHandlers, type WatchOpening, type WatchState } from './watch-stream';
+export { EXPORT_HEADER, parseSequenceRange, type SequenceRange } from './export-record';

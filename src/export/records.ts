@@ -2,22 +2,14 @@
 // payload. The msgId is the item's place in the watch's sequence, so the
 // same item sent again after a restart carries the same id and the broker
 // drops it.
+import { EXPORT_HEADER } from '../client';
 import type { EventItem, ExportItem } from './items';
 import type { OutMessage } from './sink';
 import { encodeGap } from './wire-response';
 
 export type PayloadFormat = 'protobuf' | 'json';
 
-export const HEADER = {
-  node: 'Fanotify-Node',
-  watch: 'Fanotify-Watch',
-  sequence: 'Fanotify-Sequence',
-  bootId: 'Fanotify-Boot-Id',
-  /** event, batch, overflow or gap: what the payload is (fanotify.v1.Event, EventBatch, Overflow or Gap). */
-  record: 'Fanotify-Record',
-  /** How many times the watch was opened anew; absent while 0. */
-  epoch: 'Fanotify-Epoch',
-} as const;
+export const HEADER = EXPORT_HEADER;
 
 export interface RecordContext {
   prefix: string;

@@ -8,22 +8,11 @@
 // back the headers of what its watch stored since the cursor's position
 // (sink.readBack) and skips those sequences; this is that set, as sorted,
 // merged, inclusive ranges, walked forward once as items arrive in order.
+import { parseSequenceRange, type SequenceRange } from '../client';
 import { HEADER } from './records';
 import type { StoredHeaders } from './sink';
 
-interface Range {
-  from: bigint;
-  to: bigint;
-}
-
-/** "5" or "5-9" (Fanotify-Sequence) as a range; a restart's gap "5-0" (no end) as undefined. */
-function parseSequence(text: string | undefined): Range | undefined {
-  const m = /^(\d+)(?:-(\d+))?$/.exec(text ?? '');
-  if (!m) return undefined;
-  const from = BigInt(m[1]);
-  const to = m[2] === undefined ? from : BigInt(m[2]);
-  return to >= from ? { from, to } : undefined;
-}
+type Range = SequenceRange;
 
 export class StoredRanges {
   private ranges: Range[] = [];
@@ -34,7 +23,7 @@ export class StoredRanges {
     const out = new StoredRanges();
     for await (const h of stored) {
       if (h.get(HEADER.watch) !== watch || Number(h.get(HEADER.epoch) ?? 0) !== epoch) continue;
-      const r = parseSequence(h.get(HEADER.sequence));
+      const r = parseSequenceRange(h.get(HEADER.sequence));
       if (r && r.to > cursor) out.ranges.push({ from: r.from > cursor ? r.from : cursor + 1n, to: r.to });
     }
     out.ranges.sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : 0));
