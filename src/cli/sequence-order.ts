@@ -9,6 +9,15 @@
 // given up on after holdMs or maxHeld records, and the rest printed in
 // order from there.
 import type { SequenceRange } from '../client';
+import { monotonicClock, type Clock } from '../common/clock';
+
+/** setTimeout and clearTimeout, or a test's hand (the shape of src/watch's Timers). */
+export interface OrderTimers {
+  set(fn: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+const nodeTimers: OrderTimers = { set: (fn, ms) => setTimeout(fn, ms), clear: (h) => clearTimeout(h as NodeJS.Timeout) };
 
 interface Held<T> {
   range: SequenceRange;
@@ -32,19 +41,20 @@ export interface SequenceOrderOptions {
 
 export class SequenceOrder<T> {
   private readonly lines = new Map<string, Line<T>>();
-  private timer?: NodeJS.Timeout;
+  private timer?: unknown;
 
   constructor(
     private readonly emit: (item: T) => void,
     private readonly o: SequenceOrderOptions,
-    private readonly now: () => number = () => performance.now(),
+    private readonly clock: Clock = monotonicClock,
+    private readonly timers: OrderTimers = nodeTimers,
   ) {}
 
   /** `item` of watch `key` covering `range` (undefined: emitted as it comes). */
   push(key: string, range: SequenceRange | undefined, item: T): void {
     if (!range) return this.emit(item);
     let line = this.lines.get(key);
-    if (!line) this.lines.set(key, (line = { next: range.from, held: [], since: this.now() }));
+    if (!line) this.lines.set(key, (line = { next: range.from, held: [], since: this.clock.now() }));
     if (range.from > line.next) {
       this.hold(line, { range, item });
       return;
@@ -53,14 +63,15 @@ export class SequenceOrder<T> {
     this.emit(item);
     if (range.to >= line.next) {
       line.next = range.to + 1n;
-      line.since = this.now();
+      line.since = this.clock.now();
       this.release(line);
     }
   }
 
   /** Everything held, in order (the reader is stopping). */
   close(): void {
-    clearTimeout(this.timer);
+    if (this.timer !== undefined) this.timers.clear(this.timer);
+    this.timer = undefined;
     for (const line of this.lines.values()) this.giveUp(line, Infinity);
   }
 
@@ -68,6 +79,8 @@ export class SequenceOrder<T> {
     let i = line.held.length;
     while (i > 0 && line.held[i - 1].range.from > h.range.from) i--;
     line.held.splice(i, 0, h);
+    // The wait is counted from when a record first waits, not from the last progress of a quiet watch.
+    if (line.held.length === 1) line.since = this.clock.now();
     if (line.held.length > this.o.maxHeld) this.giveUp(line, line.held.length - this.o.maxHeld);
     this.schedule();
   }
@@ -89,16 +102,16 @@ export class SequenceOrder<T> {
       if (h.range.to >= line.next) line.next = h.range.to + 1n;
       this.release(line);
     }
-    line.since = this.now();
+    line.since = this.clock.now();
   }
 
   private schedule(): void {
     if (this.timer) return;
-    this.timer = setTimeout(() => {
+    this.timer = this.timers.set(() => {
       this.timer = undefined;
       let waiting = false;
       for (const line of this.lines.values()) {
-        if (line.held.length > 0 && this.now() - line.since >= this.o.holdMs) this.giveUp(line, 1);
+        if (line.held.length > 0 && this.clock.now() - line.since >= this.o.holdMs) this.giveUp(line, 1);
         waiting ||= line.held.length > 0;
       }
       if (waiting) this.schedule();

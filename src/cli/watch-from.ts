@@ -141,7 +141,14 @@ async function follow(nc: NatsConnection, inv: FromInvocation, io: Io): Promise<
   process.once('SIGTERM', stop);
   const wanted = new Set(inv.nodes.map((n) => `${inv.prefix}.${n}.`));
   // In each watch's sequence order: the stream is in publish order, which a retried publish breaks.
-  const order = new SequenceOrder<JsMsg>((m) => printer.print(m), ORDER);
+  const order = new SequenceOrder<JsMsg>((m) => {
+    // Also called from the order's timer: a record that cannot be printed is named and skipped, the rest go on.
+    try {
+      printer.print(m);
+    } catch (err) {
+      io.note(`record ${m.seq} of stream ${inv.stream} not printed: ${(err as Error).message}`);
+    }
+  }, ORDER);
   try {
     for await (const m of messages) {
       if (wanted.size > 1 && ![...wanted].some((p) => m.subject.startsWith(p))) continue;

@@ -66,6 +66,8 @@ export class Exporter {
   private stored?: StoredRanges;
   /** The cursor's position at start, kept while `stored` is ahead of the cursor (those messages lie past it). */
   private storedFloor = 0;
+  /** The epoch `stored` belongs to: after a restart item, numbering starts over and it says nothing. */
+  private storedEpoch = 0;
   private readonly batch: number;
   private readonly maxBytes: number;
 
@@ -91,11 +93,12 @@ export class Exporter {
     this.counters.cursor = cursor;
     this.known = await this.o.sink.lastPosition();
     if (stored?.position !== undefined) await this.readBack(stored.position, cursor);
+    const start = this.acks.cursor;
     this.saved = stored?.position === undefined ? '' : this.savedKey();
     // Written before anything is sent, so a crash in this run is read back from here next time.
     await this.saveCursor();
-    this.o.log.info('starting', { after_sequence: cursor.toString(), epoch: this.epoch, boot_id: this.bootId });
-    this.o.source.start(cursor, {
+    this.o.log.info('starting', { after_sequence: start.toString(), epoch: this.epoch, boot_id: this.bootId });
+    this.o.source.start(start, {
       session: (s) => this.onSession(s),
       items: (items) => this.onItems(items),
       lost: (reason) => this.o.log.warn('watch session lost; attaching again', { reason, cursor: this.cursor.toString() }),
@@ -120,24 +123,32 @@ export class Exporter {
   private async readBack(position: number, cursor: bigint): Promise<void> {
     const started = performance.now();
     const filter = `${this.o.records.prefix}.${this.o.records.node}.>`;
-    let ranges: StoredRanges;
+    let found: Awaited<ReturnType<typeof StoredRanges.read>>;
     try {
-      ranges = await StoredRanges.read(this.o.sink.readBack(position, filter), this.o.records.watch, this.epoch, cursor);
+      found = await StoredRanges.read(this.o.sink.readBack(position, filter), this.o.records.watch, this.epoch, cursor);
     } catch (err) {
       // Exporting with repeats beats not exporting: single events are still dropped by id, batches may be stored twice.
       this.o.log.error('cannot read back what was stored past the cursor; what the last interval stored may be stored again', { err: (err as Error).message });
       return;
     }
-    if (ranges.last > cursor) {
+    const { ranges } = found;
+    if (found.epoch !== this.epoch) {
+      this.o.log.warn('the last run had opened the watch anew before its cursor said so; going on in its new epoch', { epoch: found.epoch });
+      this.epoch = found.epoch;
+      this.acks = new AckWindow(found.cursor, found.epoch);
+      this.counters.cursor = found.cursor;
+    }
+    if (ranges.last > found.cursor) {
       this.stored = ranges;
       this.storedFloor = position;
+      this.storedEpoch = found.epoch;
     }
     this.o.log.info('read back what was stored past the cursor', { from_position: position, sequences: ranges.count.toString(), ms: Math.round(performance.now() - started) });
   }
 
   /** A position below everything of this watch stored past the cursor. */
   private floor(): number {
-    if (this.stored && this.acks.cursor >= this.stored.last) this.stored = undefined;
+    if (this.stored && (this.acks.epoch !== this.storedEpoch || this.acks.cursor >= this.stored.last)) this.stored = undefined;
     return this.stored ? this.storedFloor : this.acks.floor(this.known);
   }
 
@@ -163,7 +174,7 @@ export class Exporter {
     // Closing: only what is in flight is finished; the rest is read again from the cursor next time.
     while (!this.closing && this.counters.inFlight < this.o.window && this.queueHead < this.queue.length) {
       const item = this.queue[this.queueHead];
-      if (this.stored && this.skipStored(item)) this.queueHead++;
+      if (this.storedNow() && this.skipStored(item)) this.queueHead++;
       else if (item.kind === 'event' && this.batch > 1) this.sendBatch();
       else this.send(this.queue[this.queueHead++]);
     }
@@ -190,7 +201,7 @@ export class Exporter {
    * what is not stored yet (it may be wider now). False: send it as usual.
    */
   private skipStored(item: ExportItem): boolean {
-    const stored = this.stored!;
+    const stored = this.storedNow()!;
     if (item.kind === 'restart') return false;
     if (item.kind === 'gap') {
       for (const [from, to] of stored.missing(item.from, item.to)) this.sendGap(from, to);
@@ -201,6 +212,11 @@ export class Exporter {
     this.acks.ack(this.acks.add(lastSequenceOf(item), this.known));
     this.counters.cursor = this.acks.cursor;
     return true;
+  }
+
+  /** The stored ranges while they apply: in the epoch they were read for. */
+  private storedNow(): StoredRanges | undefined {
+    return this.epoch === this.storedEpoch ? this.stored : undefined;
   }
 
   private sendGap(from: bigint, to: bigint): void {
@@ -221,19 +237,31 @@ export class Exporter {
     let bytes = 0;
     while (events.length < this.batch && this.queueHead < this.queue.length) {
       const item = this.queue[this.queueHead];
-      if (item.kind !== 'event' || (this.stored && this.stored.has(item.sequence))) break;
+      if (item.kind !== 'event' || this.storedNow()?.has(item.sequence)) break;
       const size = batchedSize(item);
       if (events.length > 0 && bytes + size > this.maxBytes) break;
       events.push(item);
       bytes += size;
       this.queueHead++;
     }
+    let message = events.length === 1 ? toMessage(this.context!, events[0]) : batchMessage(this.context!, events, bytes);
+    // With --format json the payload outgrows the protobuf bytes counted above: fewer events, the rest back in the queue.
+    while (message.payload.length > this.maxBytes && events.length > 1) {
+      const keep = Math.ceil(events.length / 2);
+      this.queueHead -= events.length - keep;
+      events.length = keep;
+      bytes = events.reduce((n, e) => n + batchedSize(e), 0);
+      message = keep === 1 ? toMessage(this.context!, events[0]) : batchMessage(this.context!, events, bytes);
+    }
     const entry = this.acks.add(events[events.length - 1].sequence, this.known);
     this.counters.batched += events.length;
-    this.launch(events.length === 1 ? toMessage(this.context!, events[0]) : batchMessage(this.context!, events, bytes), entry);
+    this.launch(message, entry);
   }
 
   private send(item: ExportItem): void {
+    // What the old watch stored after the cursor before a crash is not lost: the restart record begins past it.
+    const stored = item.kind === 'restart' ? this.storedNow() : undefined;
+    if (stored && item.kind === 'restart') item = { kind: 'restart', from: stored.through(item.from) + 1n };
     const message = toMessage(this.context!, item);
     let epoch: number | undefined;
     if (item.kind === 'restart') {

@@ -73,7 +73,7 @@ async function run(cfg: ExportConfig, log: Logger): Promise<number> {
   });
   const code = await Promise.race([stopped, source.failed.catch((err: Error) => (log.error('cannot export', { err: err.message }), EXIT_FAILED))]);
   await exporter.close();
-  log.info('stopped', { cursor: exporter.cursor.toString(), published: counters.published, acknowledged: counters.acknowledged, duplicates: counters.duplicates, retries: counters.retries, gaps: counters.gaps });
+  log.info('stopped', { cursor: exporter.cursor.toString(), published: counters.published, acknowledged: counters.acknowledged, duplicates: counters.duplicates, skipped: counters.skipped, retries: counters.retries, gaps: counters.gaps });
   metrics?.close();
   await nc.drain();
   return code;

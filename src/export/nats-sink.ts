@@ -5,6 +5,8 @@ import { headers, nanos, type NatsConnection } from '@nats-io/nats-core';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import type { OutMessage, Sink, Stored, StoredHeaders } from './sink';
 
+const READ_BACK_IDLE_MS = 5_000;
+
 export interface StreamSettings {
   name: string;
   /** Subjects of a stream created here: `<prefix>.>`. */
@@ -80,14 +82,19 @@ export class NatsSink implements Sink {
       let left = info.num_pending;
       if (left === 0) return;
       const messages = await (await this.js.consumers.get(this.stream, info.name)).consume({ max_messages: Math.min(left, 10_000) });
+      // Messages removed meanwhile (max_age, max_bytes, a purge) never come: a pause this long ends the read.
+      let idle = setTimeout(() => void messages.stop(), READ_BACK_IDLE_MS);
       try {
         for await (const m of messages) {
+          clearTimeout(idle);
+          idle = setTimeout(() => void messages.stop(), READ_BACK_IDLE_MS);
           const h = new Map<string, string>();
           for (const [k, v] of m.headers ?? []) h.set(k, v[0]);
           yield h;
-          if (--left === 0) break;
+          if (--left === 0 || m.info.pending === 0) break;
         }
       } finally {
+        clearTimeout(idle);
         await messages.close();
       }
     } finally {

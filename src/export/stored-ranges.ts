@@ -14,27 +14,46 @@ import type { StoredHeaders } from './sink';
 
 type Range = SequenceRange;
 
+function merge(ranges: Range[]): Range[] {
+  ranges.sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : 0));
+  const merged: Range[] = [];
+  for (const r of ranges) {
+    const last = merged[merged.length - 1];
+    if (last && r.from <= last.to + 1n) last.to = r.to > last.to ? r.to : last.to;
+    else merged.push({ ...r });
+  }
+  return merged;
+}
+
 export class StoredRanges {
   private ranges: Range[] = [];
   private next = 0;
 
-  /** The ranges of `watch` in `epoch` past `cursor` among `stored` (a read-back). */
-  static async read(stored: AsyncIterable<StoredHeaders>, watch: string, epoch: number, cursor: bigint): Promise<StoredRanges> {
-    const out = new StoredRanges();
+  /**
+   * The ranges of `watch` past `cursor` in `epoch` among `stored` (a
+   * read-back). A restart record of that epoch among them means the run
+   * that stored it had moved on to a new watch, numbered from 1 in the next
+   * epoch, before its cursor said so: the place is then the next epoch's
+   * start, and its ranges are the ones to skip.
+   */
+  static async read(stored: AsyncIterable<StoredHeaders>, watch: string, epoch: number, cursor: bigint): Promise<{ epoch: number; cursor: bigint; ranges: StoredRanges }> {
+    const byEpoch = new Map<number, Range[]>();
+    const restarted = new Set<number>();
     for await (const h of stored) {
-      if (h.get(HEADER.watch) !== watch || Number(h.get(HEADER.epoch) ?? 0) !== epoch) continue;
-      const r = parseSequenceRange(h.get(HEADER.sequence));
-      if (r && r.to > cursor) out.ranges.push({ from: r.from > cursor ? r.from : cursor + 1n, to: r.to });
+      if (h.get(HEADER.watch) !== watch) continue;
+      const e = Number(h.get(HEADER.epoch) ?? 0);
+      const text = h.get(HEADER.sequence);
+      if (h.get(HEADER.record) === 'gap' && /^\d+-0$/.test(text ?? '')) restarted.add(e);
+      const r = parseSequenceRange(text);
+      if (r) byEpoch.set(e, [...(byEpoch.get(e) ?? []), r]);
     }
-    out.ranges.sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : 0));
-    const merged: Range[] = [];
-    for (const r of out.ranges) {
-      const last = merged[merged.length - 1];
-      if (last && r.from <= last.to + 1n) last.to = r.to > last.to ? r.to : last.to;
-      else merged.push({ ...r });
+    while (restarted.has(epoch)) {
+      epoch++;
+      cursor = 0n;
     }
-    out.ranges = merged;
-    return out;
+    const out = new StoredRanges();
+    out.ranges = merge((byEpoch.get(epoch) ?? []).filter((r) => r.to > cursor).map((r) => ({ from: r.from > cursor ? r.from : cursor + 1n, to: r.to })));
+    return { epoch, cursor, ranges: out };
   }
 
   /** Sequences in the set (for the log). */
@@ -51,6 +70,11 @@ export class StoredRanges {
   has(seq: bigint): boolean {
     while (this.next < this.ranges.length && this.ranges[this.next].to < seq) this.next++;
     return this.next < this.ranges.length && this.ranges[this.next].from <= seq;
+  }
+
+  /** The last of the stored run that `seq` begins; seq - 1 when seq is not stored. */
+  through(seq: bigint): bigint {
+    return this.has(seq) ? this.ranges[this.next].to : seq - 1n;
   }
 
   /** The parts of from..to not stored, in order (a gap the daemon reports again, wider than before). */

@@ -5,7 +5,7 @@
 // messages, so only the read-back of what was stored past the cursor
 // keeps them exactly once.
 import { expect } from 'chai';
-import { Exporter } from '../../src/export/exporter';
+import { Exporter, type ExporterOptions } from '../../src/export/exporter';
 import { StoredRanges } from '../../src/export/stored-ranges';
 import type { ExportItem } from '../../src/export/items';
 import type { Cursor, CursorStore, OutMessage, Sink, Stored, StoredHeaders } from '../../src/export/sink';
@@ -39,11 +39,17 @@ class ListSource implements Source {
     private readonly gaps: Array<[number, number]> = [],
     /** Items per delivery: a replay after a restart comes in other chunks than the live events did. */
     private readonly chunk = 100,
+    /** The watch is gone (its linger ran out): a restart item, then a new watch's events from 1. */
+    private readonly anew = false,
   ) {}
 
   start(after: bigint, h: SourceHandlers): void {
     h.session({ bootId: 'boot', lastSequence: BigInt(this.last) });
     let next = Number(after) + 1;
+    if (this.anew) {
+      h.items([{ kind: 'restart', from: BigInt(next) }]);
+      next = 1;
+    }
     const step = () => {
       if (this.closed || next > this.last) return;
       if (this.paused) return void setTimeout(step, 1);
@@ -109,12 +115,12 @@ class MemoryBroker {
     };
   }
 
-  /** How many times each sequence is stored as an event. */
-  counts(): Map<number, number> {
+  /** How many times each sequence of `epoch` is stored as an event. */
+  counts(epoch = 0): Map<number, number> {
     const out = new Map<number, number>();
     for (const { msg, headers } of this.kept) {
       const record = headers.get('Fanotify-Record');
-      if (record === 'gap') continue;
+      if (record === 'gap' || Number(headers.get('Fanotify-Epoch') ?? 0) !== epoch) continue;
       const batch = record === 'batch' ? msg.payload : Uint8Array.from([0x0a, ...varint(msg.payload.length), ...msg.payload]);
       for (const e of wireEvents(Uint8Array.from([0x12, ...varint(batch.length), ...batch]))!) out.set(Number(e.sequence), (out.get(Number(e.sequence)) ?? 0) + 1);
     }
@@ -138,8 +144,8 @@ class MemoryCursor implements CursorStore {
   }
 }
 
-function exporter(source: Source, sink: Sink, cursorStore: CursorStore, batch: number): Exporter {
-  return new Exporter({ source, sink, cursorStore, records: { prefix: 'fanotify', node: 'n1', watch: 'w', format: 'protobuf' }, window: 8, batch, cursorIntervalMs: 10, log: quiet });
+function exporter(source: Source, sink: Sink, cursorStore: CursorStore, batch: number, more: Partial<ExporterOptions> = {}): Exporter {
+  return new Exporter({ source, sink, cursorStore, records: { prefix: 'fanotify', node: 'n1', watch: 'w', format: 'protobuf' }, window: 8, batch, cursorIntervalMs: 10, log: quiet, ...more });
 }
 
 function expectOnce(counts: Map<number, number>, last: number, except: Set<number> = new Set()): void {
@@ -152,7 +158,7 @@ function expectOnce(counts: Map<number, number>, last: number, except: Set<numbe
 }
 
 /** Exporter A stores some messages whose acknowledgments are lost, then crashes; B starts from the stored cursor. */
-async function crashAndRestart(batch: number, keepPosition: boolean, gaps: Array<[number, number]> = []): Promise<{ broker: MemoryBroker; b: Exporter }> {
+async function crashAndRestart(batch: number, keepPosition: boolean, gaps: Array<[number, number]> = [], anew = false): Promise<{ broker: MemoryBroker; b: Exporter }> {
   const broker = new MemoryBroker();
   const cursor = new MemoryCursor(keepPosition);
   const aSink = broker.client({ stallAfter: 40 });
@@ -163,9 +169,9 @@ async function crashAndRestart(batch: number, keepPosition: boolean, gaps: Array
   aSink.cut();
   await a.close(0);
   cursor.frozen = false;
-  const b = exporter(new ListSource(20_000, gaps, 37), broker.client(), cursor, batch);
+  const b = exporter(new ListSource(20_000, gaps, 37, anew), broker.client(), cursor, batch);
   await b.start();
-  await waitFor(() => b.cursor === 20_000n, 10_000, 'B to export everything');
+  await waitFor(() => b.cursor === 20_000n && (!anew || b.counters.gaps > 0), 10_000, 'B to export everything');
   await b.close();
   return { broker, b };
 }
@@ -177,13 +183,22 @@ describe('unit: stored ranges', () => {
   }
 
   it("keeps only the watch's own epoch past the cursor, merged, and walks it forward", async () => {
-    const r = await StoredRanges.read(of(headers('5-9'), headers('10'), headers('20-30'), headers('1-3'), headers('40', { 'Fanotify-Watch': 'x' }), headers('50', { 'Fanotify-Epoch': '1' }), headers('7-0')), 'w', 0, 6n);
+    const found = await StoredRanges.read(of(headers('5-9'), headers('10'), headers('20-30'), headers('1-3'), headers('40', { 'Fanotify-Watch': 'x' }), headers('50', { 'Fanotify-Epoch': '1' }), headers('7-0')), 'w', 0, 6n);
+    expect([found.epoch, found.cursor]).to.deep.equal([0, 6n]);
+    const r = found.ranges;
     expect([r.count, r.last]).to.deep.equal([15n, 30n]);
     expect([6n, 7n, 10n, 11n, 19n, 20n, 30n, 31n].map((q) => r.has(q))).to.deep.equal([false, true, true, false, false, true, true, false]);
   });
 
+  it("moves to the next epoch from its start when the run read back had published its watch's restart record", async () => {
+    const restart = (seq: string, epoch: string) => headers(seq, { 'Fanotify-Record': 'gap', 'Fanotify-Epoch': epoch });
+    const found = await StoredRanges.read(of(headers('7-9'), restart('10-0', '0'), headers('1-4', { 'Fanotify-Epoch': '1' }), headers('8', { 'Fanotify-Epoch': '1' })), 'w', 0, 6n);
+    expect([found.epoch, found.cursor, found.ranges.count]).to.deep.equal([1, 0n, 5n]);
+    expect([1n, 4n, 5n, 8n].map((q) => found.ranges.has(q))).to.deep.equal([true, true, false, true]);
+  });
+
   it('gives the parts of a wider gap not stored yet', async () => {
-    const r = await StoredRanges.read(of(headers('10-20'), headers('30-40')), 'w', 0, 0n);
+    const { ranges: r } = await StoredRanges.read(of(headers('10-20'), headers('30-40')), 'w', 0, 0n);
     expect(r.missing(5n, 50n)).to.deep.equal([[5n, 9n], [21n, 29n], [41n, 50n]]);
     expect(r.missing(12n, 18n)).to.deep.equal([]);
   });
@@ -205,6 +220,23 @@ describe('unit: exporter', () => {
     expect(batch.msg.msgId).to.equal(`n1/w/${batch.headers.get('Fanotify-Sequence')}`);
   });
 
+  it("with --format json, a batch whose JSON outgrows the broker's largest message is cut smaller, nothing left out", async () => {
+    const broker = new MemoryBroker();
+    // A JSON three times the protobuf bytes, and a broker that takes 2 KiB of payload: 64 events fit as protobuf, not as JSON.
+    const toJson = (_: string, bytes: Uint8Array) => ({ event: 'x'.repeat(bytes.length * 3) });
+    const records = { prefix: 'fanotify', node: 'n1', watch: 'w', format: 'json' as const, toJson };
+    const e = exporter(new ListSource(3_000), broker.client(), new MemoryCursor(), 64, { records, maxMessageBytes: 4096 + 2048 });
+    await e.start();
+    await waitFor(() => e.cursor === 3_000n, 5_000, 'everything exported');
+    await e.close();
+    expect(Math.max(...broker.kept.map((k) => k.msg.payload.length))).to.be.at.most(2048);
+    const ranges = broker.kept.map((k) => k.headers.get('Fanotify-Sequence')!.split('-').map(Number));
+    expect(ranges[0][0]).to.equal(1);
+    for (let i = 1; i < ranges.length; i++) expect(ranges[i][0]).to.equal(ranges[i - 1][ranges[i - 1].length - 1] + 1);
+    expect(ranges[ranges.length - 1].at(-1)).to.equal(3_000);
+    expect(ranges.some((x) => x.length === 2)).to.equal(true);
+  });
+
   it('batches: messages stored whose acknowledgments were lost in a crash are read back and not sent again', async () => {
     const { broker, b } = await crashAndRestart(64, true);
     expectOnce(broker.counts(), 20_000);
@@ -220,6 +252,14 @@ describe('unit: exporter', () => {
   it('one event per message: exactly once across the crash, repeats dropped by msgId or skipped', async () => {
     const { broker } = await crashAndRestart(1, true);
     expectOnce(broker.counts(), 20_000);
+  });
+
+  it('a watch opened anew after the crash: the new numbering is all sent, the restart record begins past what the old one stored', async () => {
+    const { broker } = await crashAndRestart(64, true, [], true);
+    const old = [...broker.counts(0).keys()];
+    expect(old.length).to.be.greaterThan(0);
+    expectOnce(broker.counts(1), 20_000);
+    expect(broker.gapRecords()).to.deep.equal([`${Math.max(...old) + 1}-0`]);
   });
 
   it('a gap the daemon reports again after the crash is published only for what was not stored', async () => {
