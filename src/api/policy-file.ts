@@ -20,6 +20,8 @@ export interface PolicyRule {
   maxWatches: number;
   /** May call GetInfo. */
   getInfo: boolean;
+  /** Globs over watch names this client may Attach to although another client created them. */
+  attach: string[];
 }
 
 export class PolicyError extends FanotifydError {
@@ -55,6 +57,18 @@ const rule = z
       .default(16)
       .describe('Concurrent watches of all clients this rule matches, together.'),
     getInfo: z.boolean().default(false).describe('May call GetInfo.'),
+    attach: z
+      .array(
+        z
+          .string()
+          .min(1)
+          // Watch names are letters, digits, ".", "_" and "-" (Subscribe.name): a glob with anything else would match none.
+          .regex(/^[A-Za-z0-9._*-]*$/, { error: (iss) => `${shown(iss.input)} can match no watch name (letters, digits, ".", "_", "-"; "*" for any run of them)` }),
+      )
+      .default([])
+      .describe(
+        'Globs over watch names (Subscribe.name; "*" matches any run of characters) this client may Attach to although another client created them. The watch must still pass this rule as a Subscribe from this client would (paths, scopes, permission); attaching counts against no watch limit. None: only a watch\'s creator may attach.',
+      ),
   })
   .describe('The first rule whose match fits one of the client\'s names applies to it.');
 
@@ -93,6 +107,7 @@ export function parsePolicy(file: string, text: string): PolicyRule[] {
     // "/srv/" and "/srv" are the same prefix; "/" stays.
     paths: r.paths.map((p) => (p.length > 1 ? p.replace(/\/+$/, '') || '/' : p)),
     scopes: [...r.scopes],
+    attach: [...r.attach],
   }));
 }
 

@@ -66,24 +66,79 @@ export class Authorizer {
   checkWatch(identity: ClientIdentity, groupClass: GroupClass, marks: readonly MarkSpec[]): RuleMatch | undefined {
     const r = this.require(identity);
     if (!r) return undefined;
-    if (groupClass !== 'notif' && !r.rule.permission) {
-      throw new ApiError(grpc.status.PERMISSION_DENIED, `${r.name} does not allow permission events (group_class ${groupClass.toUpperCase()})`);
-    }
-    for (const m of marks) {
-      if (!r.rule.scopes.includes(m.scope)) {
-        throw new ApiError(grpc.status.PERMISSION_DENIED, `${r.name} does not allow ${m.scope} marks (allowed: ${r.rule.scopes.join(', ')})`);
-      }
-      // Resolve symlinks and "..": /allowed/../etc is /etc. realpath opens nothing.
-      let real: string;
-      try {
-        real = m.scope === 'mount_namespace' ? m.path : fs.realpathSync(m.path);
-      } catch {
-        real = m.path; // fanotify_mark will report the path's own error
-      }
-      if (!r.rule.paths.some((p) => under(real, p))) {
-        throw new ApiError(grpc.status.PERMISSION_DENIED, `${r.name} does not allow marks on ${real} (allowed: ${r.rule.paths.join(', ') || 'none'})`);
-      }
-    }
+    const [first] = refusals(r.rule, groupClass, marks, true);
+    if (first) throw new ApiError(grpc.status.PERMISSION_DENIED, `${r.name} ${first}`);
     return r;
   }
+
+  /**
+   * May a client attach to a named watch another client created? Only under
+   * a rule whose `attach` globs cover the watch's name, and only to a watch
+   * it could have opened itself: class and every mark pass this client's
+   * rule as a Subscribe would, so attaching never shows or decides more.
+   * Without a policy file only the creator may attach (the registry finds
+   * a client's own watches without asking here).
+   */
+  checkAttach(identity: ClientIdentity, w: ForeignWatch): AttachGrant {
+    const refused = (why: string) => new ApiError(grpc.status.PERMISSION_DENIED, `the watch named "${w.name}" belongs to another client; ${why}`);
+    if (!this.rules) throw refused('only the client that created it may attach (with no policy file, no other client may)');
+    const r = this.ruleFor(identity);
+    if (!r) throw refused(`no policy rule matches client ${describeIdentity(identity)}`);
+    const glob = r.rule.attach.find((g) => globMatch(g, w.name));
+    if (glob === undefined) {
+      const have = r.rule.attach.length ? `its attach: ${r.rule.attach.map((g) => JSON.stringify(g)).join(', ')}` : 'it has no attach';
+      throw refused(`${r.name} does not allow attaching to it (${have})`);
+    }
+    const missing = refusals(r.rule, w.groupClass, w.marks, false);
+    if (missing.length > 0) {
+      throw new ApiError(
+        grpc.status.PERMISSION_DENIED,
+        `${r.name} allows attaching to the watch named "${w.name}" of client ${describeIdentity(w.owner)} (attach ${JSON.stringify(glob)}), but not what it watches: it ${missing.join('; it ')}`,
+      );
+    }
+    return { ...r, glob };
+  }
+}
+
+/** A named watch another client created, as an attach grant is checked against it. */
+export interface ForeignWatch {
+  readonly name: string;
+  readonly owner: ClientIdentity;
+  readonly groupClass: GroupClass;
+  /** Every mark the watch holds or may hold (asked at Subscribe or added since). */
+  readonly marks: readonly MarkSpec[];
+}
+
+/** The rule that let a client attach to another client's watch, and its glob that named the watch. */
+export interface AttachGrant extends RuleMatch {
+  glob: string;
+}
+
+/**
+ * What a rule does not allow of a class and marks, each as "does not allow
+ * ..."; none: all allowed. `firstOnly` stops at the first (a Subscribe is
+ * told one thing to fix; an Attach is told all the watch holds beyond it).
+ */
+function refusals(rule: PolicyRule, groupClass: GroupClass, marks: readonly MarkSpec[], firstOnly: boolean): string[] {
+  const out: string[] = [];
+  const add = (why: string) => {
+    if (!out.includes(why)) out.push(why);
+    return firstOnly;
+  };
+  if (groupClass !== 'notif' && !rule.permission && add(`does not allow permission events (group_class ${groupClass.toUpperCase()})`)) return out;
+  for (const m of marks) {
+    if (!rule.scopes.includes(m.scope)) {
+      if (add(`does not allow ${m.scope} marks (allowed: ${rule.scopes.join(', ')})`)) return out;
+      continue;
+    }
+    // Resolve symlinks and "..": /allowed/../etc is /etc. realpath opens nothing.
+    let real: string;
+    try {
+      real = m.scope === 'mount_namespace' ? m.path : fs.realpathSync(m.path);
+    } catch {
+      real = m.path; // fanotify_mark will report the path's own error
+    }
+    if (!rule.paths.some((p) => under(real, p)) && add(`does not allow marks on ${real} (allowed: ${rule.paths.join(', ') || 'none'})`)) return out;
+  }
+  return out;
 }

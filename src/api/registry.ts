@@ -9,11 +9,15 @@
 //
 // A named watch (Subscribe.name) is also found here by its client identity
 // and name, for Attach; it holds its slot while it lingers without a
-// stream, so it counts against --max-watches until it closes.
+// stream, so it counts against --max-watches until it closes. A client
+// the policy lets attach to another client's watch (a rule's `attach`)
+// adds a stream, not a watch: the watch counts against its creator's
+// limits only, and attaching takes no slot.
 import * as grpc from '@grpc/grpc-js';
 import type { WatchStats } from '../watch/types';
 import type { SubscribeRequest } from './convert';
 import { ApiError } from './errors';
+import type { MarkSpec } from '../kernel/group';
 import type { Subscribe__Output } from './gen/fanotify/v1/Subscribe';
 import { describeIdentity, identityKey, type ClientIdentity } from './identity';
 import type { RuleMatch } from './policy';
@@ -34,6 +38,12 @@ export interface NamedWatch {
   readonly request: SubscribeRequest;
   readonly lingerMs: number;
   readonly watch: WatchHandle;
+  /**
+   * Marks added since (AddMark), never taken out again: an attach grant
+   * is checked against every mark the watch may hold, and over-counting a
+   * removed one can only refuse, never widen.
+   */
+  readonly addedMarks: MarkSpec[];
 }
 
 /** Told when a named watch opens and when it finally closes (after its linger). */
@@ -73,7 +83,7 @@ export class WatchSlot {
     if (this.released) throw new Error(`slot ${this.id} was released before its watch opened`);
     this.opened = watch;
     if (this.name !== undefined && subscribe && request) {
-      this.named = { name: this.name, identity: this.identity, subscribe, request, lingerMs, watch };
+      this.named = { name: this.name, identity: this.identity, subscribe, request, lingerMs, watch, addedMarks: [] };
       this.registry.namedOpened(this.named);
     }
   }
@@ -131,21 +141,42 @@ export class WatchRegistry {
   }
 
   /**
-   * The named watch an Attach asks for: the client's own, else NOT_FOUND;
-   * PERMISSION_DENIED when only another client has a watch of that name
-   * (only its creator may attach).
+   * The named watch an Attach asks for: the client's own; else another
+   * client's of that name that `grant` lets it join (grant throws
+   * PERMISSION_DENIED when the policy does not); else NOT_FOUND.
+   * Names are unique per client only: when grants let this client join
+   * the watches of that name of several others, which one is meant cannot
+   * be told, and the Attach is refused.
    */
-  findNamed(identity: ClientIdentity, name: string): WatchSlot {
+  findNamed(identity: ClientIdentity, name: string, grant: (slot: WatchSlot, def: NamedWatch) => void): WatchSlot {
     const slot = this.names.get(nameKey(identityKey(identity), name));
-    if (slot) {
-      if (!slot.watch) throw new ApiError(grpc.status.UNAVAILABLE, `the watch named "${name}" is still opening; attach once its Subscribed was sent`);
-      if (slot.watch.isClosed) throw new ApiError(grpc.status.NOT_FOUND, `no watch named "${name}" is open (it closed)`);
-      return slot;
+    if (slot) return usable(slot, name);
+    const others = [...this.names.values()].filter((s) => s.name === name);
+    if (others.length === 0) {
+      throw new ApiError(grpc.status.NOT_FOUND, `no watch named "${name}" is open or lingering for client ${describeIdentity(identity)}; send Subscribe with that name to open one`);
     }
-    for (const s of this.names.values()) {
-      if (s.name === name) throw new ApiError(grpc.status.PERMISSION_DENIED, `the watch named "${name}" belongs to another client; only the client that created it may attach`);
+    const granted: WatchSlot[] = [];
+    let refusal: unknown;
+    for (const s of others) {
+      // Still opening, or closing: its marks are not settled, so it is not offered.
+      if (!s.definition || s.watch?.isClosed) continue;
+      try {
+        grant(s, s.definition);
+        granted.push(s);
+      } catch (err) {
+        refusal ??= err;
+      }
     }
-    throw new ApiError(grpc.status.NOT_FOUND, `no watch named "${name}" is open or lingering for client ${describeIdentity(identity)}; send Subscribe with that name to open one`);
+    if (granted.length === 1) return granted[0];
+    if (granted.length > 1) {
+      throw new ApiError(
+        grpc.status.FAILED_PRECONDITION,
+        `${granted.length} other clients have a watch named "${name}" that client ${describeIdentity(identity)} may attach to; names are unique per client only, so the creators must name them apart`,
+      );
+    }
+    if (refusal) throw refusal;
+    if (others.some((s) => !s.definition)) throw new ApiError(grpc.status.UNAVAILABLE, `the watch named "${name}" is still opening; attach once its Subscribed was sent`);
+    throw new ApiError(grpc.status.NOT_FOUND, `no watch named "${name}" is open (it closed)`);
   }
 
   /** Named watches, open or lingering. */
@@ -214,6 +245,13 @@ export class WatchRegistry {
     for (const s of this.slots) if (pred(s)) n++;
     return n;
   }
+}
+
+/** A client's own named watch, if an Attach can join it now. */
+function usable(slot: WatchSlot, name: string): WatchSlot {
+  if (!slot.watch) throw new ApiError(grpc.status.UNAVAILABLE, `the watch named "${name}" is still opening; attach once its Subscribed was sent`);
+  if (slot.watch.isClosed) throw new ApiError(grpc.status.NOT_FOUND, `no watch named "${name}" is open (it closed)`);
+  return slot;
 }
 
 function nameKey(identityKey: string, name: string): string {

@@ -27,7 +27,7 @@ import type { Subscribe__Output } from './gen/fanotify/v1/Subscribe';
 import type { WatchRequest__Output } from './gen/fanotify/v1/WatchRequest';
 import type { WatchResponse } from './gen/fanotify/v1/WatchResponse';
 import { clientIdentity, identityFields, type ClientIdentity } from './identity';
-import type { Authorizer, RuleMatch } from './policy';
+import type { AttachGrant, Authorizer } from './policy';
 import type { WatchRegistry, WatchSlot } from './registry';
 import { isUndecodable, undecodableError, type Incoming, type Outgoing } from './service-definition';
 import type { PreparedWatch, WatchFactory, WatchHandle } from './watch-factory';
@@ -86,6 +86,11 @@ export class WatchSession {
   private requestQueue: Promise<void> = Promise.resolve();
   /** What ReplaceRules is checked against: the watch's class, from its Subscribe. */
   private selectionContext: SelectionContext = { groupClass: 'notif' };
+  /**
+   * Attached to another client's watch under this policy grant: the stream
+   * reads and answers, but the marks and rules stay its creator's to change.
+   */
+  private grant?: AttachGrant;
 
   constructor(
     private readonly call: WatchCall,
@@ -233,9 +238,10 @@ export class WatchSession {
   }
 
   /**
-   * Attach: join a named watch of this client, open or lingering. Nothing
-   * is awaited: the Subscribed, the cursor's place and the replay all
-   * happen before any new event can be read.
+   * Attach: join a named watch of this client, open or lingering, or one of
+   * another client's that the policy lets it join (Authorizer.checkAttach).
+   * Nothing is awaited: the Subscribed, the cursor's place and the replay
+   * all happen before any new event can be read.
    */
   private attachTo(msg: Attach__Output | null | undefined): void {
     if (this.current.name !== 'awaiting-subscribe') {
@@ -245,16 +251,26 @@ export class WatchSession {
     const name = typeof msg?.name === 'string' ? msg.name : '';
     if (name === '') throw new ApiError(grpc.status.INVALID_ARGUMENT, 'Attach: name is empty; give the name the watch was subscribed with');
     convert.checkWatchName(name, 'Attach');
-    const slot = this.ctx.registry.findNamed(this.identity, name);
+    const grants = new Map<WatchSlot, AttachGrant>();
+    const slot = this.authorize('Attach', () =>
+      this.ctx.registry.findNamed(this.identity, name, (s, d) => {
+        const marks = [...d.request.group.marks, ...d.addedMarks];
+        grants.set(s, this.ctx.authorizer.checkAttach(this.identity, { name, owner: d.identity, groupClass: d.watch.groupClass, marks }));
+      }),
+    );
     const def = slot.definition!;
     const watch = def.watch;
-    // The policy may have changed since the watch was opened.
-    this.authorize('Attach', () => this.ctx.authorizer.checkWatch(this.identity, watch.groupClass, def.request.group.marks));
+    const grant = grants.get(slot);
+    // The policy may have changed since the watch was opened; a grant was checked against all its marks just now.
+    if (!grant) this.authorize('Attach', () => this.ctx.authorizer.checkWatch(this.identity, watch.groupClass, [...def.request.group.marks, ...def.addedMarks]));
+    this.grant = grant;
     clearTimeout(this.current.timer);
     const who = { ...identityFields(this.identity), peer: this.peer };
+    // Attached under a grant: whose watch, and which rule and glob let this client join it.
+    const foreign = grant ? { owner: identityFields(def.identity), grant: grant.name, glob: grant.glob } : {};
     const after = Number(msg?.after_sequence ?? 0);
-    this.ctx.log.info('watch attached', { watch: watch.id, name, ...who, after_sequence: after, live_only: msg?.live_only === true });
-    this.ctx.audit()?.record('watch_attached', { watch: watch.id, name, ...who });
+    this.ctx.log.info('watch attached', { watch: watch.id, name, ...who, ...foreign, after_sequence: after, live_only: msg?.live_only === true });
+    this.ctx.audit()?.record('watch_attached', { watch: watch.id, name, ...who, ...foreign });
     this.selectionContext = { groupClass: watch.groupClass };
     this.sendSubscribed(watch, def.request, true);
     const attachment = watch.attach(this.sink(), { afterSequence: after, liveOnly: msg?.live_only === true });
@@ -349,6 +365,12 @@ export class WatchSession {
   private async carryOutMark(w: WatchHandle, req: WatchRequest__Output): Promise<MarkResult> {
     const requestId = (req.add_mark ?? req.remove_mark ?? req.flush_marks ?? req.replace_rules)?.request_id ?? '0';
     try {
+      if (this.grant) {
+        throw new ApiError(
+          grpc.status.PERMISSION_DENIED,
+          `this stream joined another client's watch under ${this.grant.name} (attach ${JSON.stringify(this.grant.glob)}), which lets it read and answer events; only the client that created the watch may change its marks or rules`,
+        );
+      }
       if (req.request === 'replace_rules') {
         this.replaceRules(w, req.replace_rules ?? {});
       } else if (req.request === 'flush_marks') {
@@ -357,6 +379,8 @@ export class WatchSession {
         const mark = convert.parseMark(req.add_mark?.mark, 'AddMark.mark', w.groupClass, this.ctx.kernel);
         this.authorize('AddMark', () => this.ctx.authorizer.checkWatch(this.identity, w.groupClass, [mark]));
         this.ctx.factory.checkMark(w.groupClass, mark);
+        // Before the await: an Attach under a grant meanwhile is checked against this mark too.
+        if (this.current.name === 'active') this.current.slot.definition?.addedMarks.push(mark);
         await w.addMark(mark);
       } else {
         w.removeMark(convert.parseMark(req.remove_mark?.mark, 'RemoveMark.mark', w.groupClass, this.ctx.kernel));
@@ -378,10 +402,12 @@ export class WatchSession {
   }
 
   /** Run an authorization check; a refusal is logged and audited with who asked, then thrown. */
-  private authorize(what: string, check: () => RuleMatch | undefined): RuleMatch | undefined {
+  private authorize<T>(what: string, check: () => T): T {
     try {
       return check();
     } catch (err) {
+      // Only a refusal is a denial (not NOT_FOUND, say, from the lookup around it).
+      if (!(err instanceof ApiError) || err.status !== grpc.status.PERMISSION_DENIED) throw err;
       const fields = { ...identityFields(this.identity), peer: this.peer, what, reason: (err as Error).message };
       this.ctx.log.warn('denied', fields);
       this.ctx.audit()?.record('denied', fields);

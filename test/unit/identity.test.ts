@@ -5,7 +5,7 @@ import { ApiError } from '../../src/api/errors';
 import { certificateNames, clientIdentity, parseSubjectAltName } from '../../src/api/identity';
 import { Authorizer, type PolicyRule } from '../../src/api/policy';
 
-const rule = (match: string, extra: Partial<PolicyRule> = {}): PolicyRule => ({ match, paths: ['/'], scopes: ['inode'], permission: false, maxWatches: 1, getInfo: true, ...extra });
+const rule = (match: string, extra: Partial<PolicyRule> = {}): PolicyRule => ({ match, paths: ['/'], scopes: ['inode'], permission: false, maxWatches: 1, getInfo: true, attach: [], ...extra });
 
 describe('unit: client identity and policy matching', () => {
   it('names a unix-socket client "local" and a plain TCP one "insecure"', () => {

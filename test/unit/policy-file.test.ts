@@ -13,9 +13,10 @@ describe('unit: policy file', () => {
   it('fills in the defaults, and keeps the rules in order', () => {
     const rules = parse({ rules: [{ match: 'local' }, { match: 'CN=x', paths: ['/srv/', '/'], scopes: ['mount'], permission: true, maxWatches: 0, getInfo: true }] });
     expect(rules).to.deep.equal([
-      { match: 'local', paths: [], scopes: ['inode'], permission: false, maxWatches: 16, getInfo: false },
-      { match: 'CN=x', paths: ['/srv', '/'], scopes: ['mount'], permission: true, maxWatches: 0, getInfo: true },
+      { match: 'local', paths: [], scopes: ['inode'], permission: false, maxWatches: 16, getInfo: false, attach: [] },
+      { match: 'CN=x', paths: ['/srv', '/'], scopes: ['mount'], permission: true, maxWatches: 0, getInfo: true, attach: [] },
     ]);
+    expect(parse({ rules: [{ match: 'CN=b', attach: ['export', 'fleet-*', '*'] }] })[0].attach).to.deep.equal(['export', 'fleet-*', '*']);
     expect(parse({ $schema: './policy.schema.json', rules: [] })).to.deep.equal([]);
   });
 
@@ -34,6 +35,9 @@ describe('unit: policy file', () => {
     [{ rules: [{ match: 'a', maxWatches: '3' }] }, /^policy \/p\.json: rules\[0\]\.maxWatches: expected a number, got string "3"$/],
     [{ rules: [{ match: 'a', permission: 'yes' }] }, /^policy \/p\.json: rules\[0\]\.permission: expected true or false, got string "yes"$/],
     [{ rules: [{ match: 'a', getinfo: true }] }, /^policy \/p\.json: rules\[0\]: unknown key "getinfo"$/],
+    [{ rules: [{ match: 'a', attach: 'export' }] }, /^policy \/p\.json: rules\[0\]\.attach: expected a list, got string "export"$/],
+    [{ rules: [{ match: 'a', attach: ['ok', ''] }] }, /^policy \/p\.json: rules\[0\]\.attach\[1\]: must not be empty$/],
+    [{ rules: [{ match: 'a', attach: ['fleet/*'] }] }, /^policy \/p\.json: rules\[0\]\.attach\[0\]: "fleet\/\*" can match no watch name \(letters, digits, "\.", "_", "-"; "\*" for any run of them\)$/],
     [{ rules: [{ match: 1, permission: 2 }] }, /^policy \/p\.json: rules\[0\]\.match: expected a string, got number 1 \(and 1 more\)$/],
   ];
   for (const [doc, re] of bad) {

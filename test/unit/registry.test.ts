@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import { ApiError } from '../../src/api/errors';
 import type { ClientIdentity } from '../../src/api/identity';
 import { Authorizer, type PolicyRule } from '../../src/api/policy';
-import { WatchRegistry } from '../../src/api/registry';
+import { WatchRegistry, type NamedWatch, type WatchSlot } from '../../src/api/registry';
 
 const local: ClientIdentity = { kind: 'local', names: ['local'] };
 const alice: ClientIdentity = { kind: 'certificate', names: ['CN=alice'] };
@@ -23,7 +23,7 @@ function refused(fn: () => unknown, status: grpc.status, msg: RegExp): void {
   expect((err as Error).message).to.match(msg);
 }
 
-const rule = (match: string, maxWatches: number): PolicyRule => ({ match, paths: ['/'], scopes: ['inode'], permission: false, maxWatches, getInfo: false });
+const rule = (match: string, maxWatches: number): PolicyRule => ({ match, paths: ['/'], scopes: ['inode'], permission: false, maxWatches, getInfo: false, attach: [] });
 
 describe('unit: watch registry (limits)', () => {
   it('holds at most --max-watches slots, reserved or open, and frees one on release', () => {
@@ -92,6 +92,10 @@ describe('unit: watch registry (named watches)', () => {
   const watchStub = () => ({ isClosed: false, close() {}, snapshot: () => ({}) }) as never;
   const subscribe = {} as never;
   const request = {} as never;
+  /** The grant check with no policy file: only a watch's creator may attach. */
+  const noPolicy = (who: ClientIdentity) => (_s: unknown, d: NamedWatch) => {
+    new Authorizer().checkAttach(who, { name: d.name, owner: d.identity, groupClass: 'notif', marks: [] });
+  };
 
   it('keeps a name unique per client, finds it for its creator only, and forgets it when the watch closes', () => {
     const r = new WatchRegistry({ maxWatches: 10, maxWatchesPerIdentity: 10 });
@@ -99,21 +103,62 @@ describe('unit: watch registry (named watches)', () => {
     const closed: string[] = [];
     r.hooks = { opened: (w) => opened.push(w.name), closed: (w) => closed.push(w.name) };
     const slot = r.reserve(alice, undefined, 'collector');
-    refused(() => r.findNamed(alice, 'collector'), grpc.status.UNAVAILABLE, /still opening/);
+    refused(() => r.findNamed(alice, 'collector', noPolicy(alice)), grpc.status.UNAVAILABLE, /still opening/);
     refused(() => r.reserve(alice, undefined, 'collector'), grpc.status.ALREADY_EXISTS, /already has a watch named "collector"; send Attach/);
     // Another client may use the same name for a watch of its own.
     const bobs = r.reserve(bob, undefined, 'collector');
     slot.activate(watchStub(), subscribe, request, 1000);
     expect(opened).to.deep.equal(['collector']);
-    expect(r.findNamed(alice, 'collector')).to.equal(slot);
+    expect(r.findNamed(alice, 'collector', noPolicy(alice))).to.equal(slot);
     expect(r.namedWatches).to.equal(2);
     bobs.release();
-    refused(() => r.findNamed(bob, 'collector'), grpc.status.PERMISSION_DENIED, /belongs to another client; only the client that created it may attach/);
-    refused(() => r.findNamed(alice, 'other'), grpc.status.NOT_FOUND, /no watch named "other"/);
+    refused(() => r.findNamed(bob, 'collector', noPolicy(bob)), grpc.status.PERMISSION_DENIED, /belongs to another client; only the client that created it may attach/);
+    refused(() => r.findNamed(alice, 'other', noPolicy(alice)), grpc.status.NOT_FOUND, /no watch named "other"/);
     expect(r.named().map((w) => [w.name, w.lingerMs])).to.deep.equal([['collector', 1000]]);
     slot.release();
     expect(closed).to.deep.equal(['collector']);
-    refused(() => r.findNamed(alice, 'collector'), grpc.status.NOT_FOUND, /no watch named/);
+    refused(() => r.findNamed(alice, 'collector', noPolicy(alice)), grpc.status.NOT_FOUND, /no watch named/);
     r.reserve(alice, undefined, 'collector');
+  });
+
+  it('finds another client\'s watch for a client the grant lets join it, and only that one', () => {
+    const carol: ClientIdentity = { kind: 'certificate', names: ['CN=carol'] };
+    const r = new WatchRegistry({ maxWatches: 10, maxWatchesPerIdentity: 10 });
+    const open = (who: ClientIdentity, name: string) => {
+      const slot = r.reserve(who, undefined, name);
+      slot.activate(watchStub(), subscribe, request, 1000);
+      return slot;
+    };
+    const alices = open(alice, 'export');
+    // The grant sees the watch's definition; here it lets bob join alice's watches only.
+    const seen: string[] = [];
+    const alicesOnly = (s: WatchSlot, d: NamedWatch) => {
+      seen.push(d.identity.names[0]);
+      if (d.identity !== alice) throw new ApiError(grpc.status.PERMISSION_DENIED, `not ${d.identity.names[0]}'s`);
+      expect(s.definition).to.equal(d);
+    };
+    expect(r.findNamed(bob, 'export', alicesOnly)).to.equal(alices);
+    // Attaching takes no slot: nothing new counts against any limit.
+    expect(r.reserved).to.equal(1);
+    const carols = open(carol, 'export');
+    expect(r.findNamed(bob, 'export', alicesOnly)).to.equal(alices);
+    expect(seen).to.deep.equal(['CN=alice', 'CN=alice', 'CN=carol']);
+    // Granted both: which one is meant cannot be told.
+    refused(() => r.findNamed(bob, 'export', () => undefined), grpc.status.FAILED_PRECONDITION, /2 other clients have a watch named "export" that client .*CN=bob.* may attach to/);
+    // Granted neither: the grant's own refusal is what the client is told.
+    refused(() => r.findNamed(bob, 'export', (_s, d) => { throw new ApiError(grpc.status.PERMISSION_DENIED, `not ${d.identity.names[0]}'s`); }), grpc.status.PERMISSION_DENIED, /^not CN=alice's$/);
+    // A client's own watch of the name comes first, without asking the grant.
+    const bobs = open(bob, 'export');
+    expect(r.findNamed(bob, 'export', () => expect.fail('asked the grant for an own watch'))).to.equal(bobs);
+    bobs.release();
+    // A watch still opening is not offered; one that closed is not found.
+    carols.release();
+    alices.release();
+    const opening = r.reserve(carol, undefined, 'export');
+    refused(() => r.findNamed(bob, 'export', () => undefined), grpc.status.UNAVAILABLE, /still opening/);
+    opening.release();
+    const closing = open(carol, 'export');
+    (closing.watch as { isClosed: boolean }).isClosed = true;
+    refused(() => r.findNamed(bob, 'export', () => undefined), grpc.status.NOT_FOUND, /it closed/);
   });
 });
