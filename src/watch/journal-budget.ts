@@ -11,8 +11,9 @@
 // most gives up its oldest chunk, again until the total fits: the busiest
 // watch pays for its own traffic, and may be the one asking. A journal
 // always keeps its newest chunk (the one being written), so every watch
-// keeps working; the total can therefore pass the budget by at most that
-// chunk's growth per journal. A chunk dropped here goes exactly as one
+// keeps working: with more journals than the budget has chunks the total
+// passes it, and each journal's newest chunk grows uncounted until the
+// next opens (its process messages). A chunk dropped here goes exactly as one
 // dropped at the journal's own bound: streams behind it are told the range.
 //
 // Choosing the journal scans them all: at most --max-watches, once per
