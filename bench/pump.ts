@@ -18,7 +18,10 @@
 // 50,000 files, or BENCH_FILES, so with the default every event has a key
 // of its own: the worst case, the held map full and sending on the oldest).
 // BENCH_NAMED=1 makes it a named watch: every event numbered and kept in the
-// replay journal (64 MiB, or BENCH_JOURNAL_BYTES), read by one stream's cursor.
+// replay journal (64 MiB, or BENCH_JOURNAL_BYTES), read by one stream's cursor;
+// BENCH_BUDGET_BYTES=N draws its chunks from a daemon-wide budget of N
+// (--resume-buffer-total-bytes): below the journal's bytes, every chunk
+// opened past N takes one back through the budget.
 // BENCH_CONTAINER_CGROUP=dir runs the load generator as a container's
 // process: moved into that cgroup (name it as a runtime does, e.g.
 // .../libpod-<64 hex>) and in a mount namespace of its own, to measure what
@@ -32,6 +35,7 @@ import * as path from 'node:path';
 import * as K from '../src/kernel/constants';
 import { EventPump } from '../src/kernel/pump';
 import { silentLogger } from '../src/common/log';
+import { JournalBudget } from '../src/watch/journal-budget';
 import { Watch } from '../src/watch/watch';
 import type { ReportMode } from '../src/kernel/group';
 import type { MatchSpec, SelectionSpec, SharedOptions, WatchEvent } from '../src/watch/types';
@@ -96,7 +100,9 @@ async function notify(): Promise<void> {
   const resolver = mode === 'dfid_name' ? await HandleResolver.open([dir]) : undefined;
   const stalled = process.env.BENCH_SINK === 'stalled';
   // The codec is filled in below, before the first event is read.
-  const shared: SharedOptions | undefined = process.env.BENCH_NAMED === '1' ? { lingerMs: 0, journalBytes: Number(process.env.BENCH_JOURNAL_BYTES ?? 64 * 2 ** 20), codec: { encode: encodeEvent } } : undefined;
+  const budget = process.env.BENCH_BUDGET_BYTES ? new JournalBudget(Number(process.env.BENCH_BUDGET_BYTES)) : undefined;
+  const journalBytes = Number(process.env.BENCH_JOURNAL_BYTES ?? 64 * 2 ** 20);
+  const shared: SharedOptions | undefined = process.env.BENCH_NAMED === '1' ? { lingerMs: 0, journalBytes, budget, owner: { watch: 'bench', name: 'bench' }, codec: { encode: encodeEvent } } : undefined;
   const w = new Watch('bench', spec, { reportPidfd: process.env.BENCH_PIDFD !== '0', evictable: true }, { verdictTimeoutMs: 10_000, timeoutDecision: 'allow', maxBatchEvents: 1024, queueCapacity: stalled ? Number(process.env.BENCH_QUEUE ?? 16_384) : 1 << 20, selection: benchExclude(), coalesceMs: Number(process.env.BENCH_COALESCE_MS ?? 0), shared }, pump, silentLogger, resolver);
   let events = 0;
   let bytes = 0;
@@ -131,7 +137,7 @@ async function notify(): Promise<void> {
   w.close('disconnect');
   await pump.close();
   fs.rmSync(dir, { recursive: true, force: true });
-  console.log(JSON.stringify({ mode, named: shared !== undefined, ops, rate: l.ops_per_s, events, read: stats.eventsRead, queued: stats.queued, heap_used_mb: heapUsedMb, array_buffers_mb: arrayBuffersMb, dropped: stats.notificationsDropped, filtered: stats.filtered, coalesced: stats.coalesced, cpu_us_per_event_read: (cpu.user + cpu.system) / stats.eventsRead, user_us_per_event_read: cpu.user / stats.eventsRead, sys_us_per_event_read: cpu.system / stats.eventsRead, events_per_wake: events / pump.wakeups, queued_with_path: queuedWithPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
+  console.log(JSON.stringify({ mode, named: shared !== undefined, budget_drops: budget?.forcedDrops, ops, rate: l.ops_per_s, events, read: stats.eventsRead, queued: stats.queued, heap_used_mb: heapUsedMb, array_buffers_mb: arrayBuffersMb, dropped: stats.notificationsDropped, filtered: stats.filtered, coalesced: stats.coalesced, cpu_us_per_event_read: (cpu.user + cpu.system) / stats.eventsRead, user_us_per_event_read: cpu.user / stats.eventsRead, sys_us_per_event_read: cpu.system / stats.eventsRead, events_per_wake: events / pump.wakeups, queued_with_path: queuedWithPath, kernel_overflows: stats.kernelOverflows, bytes_per_event: bytes / events, cpu_us_per_event: (cpu.user + cpu.system) / events, user_us: cpu.user / events, sys_us: cpu.system / events }));
 }
 
 const idBytes = Buffer.alloc(4);

@@ -221,6 +221,7 @@ export class FanotifyService {
         max_watches_per_identity: l.maxWatchesPerIdentity,
         max_linger_ms: l.maxLingerMs,
         resume_buffer_bytes: l.resumeBufferBytes,
+        resume_buffer_total_bytes: l.resumeBufferTotalBytes ?? 0,
         // What parseSelection enforces, so a client can size its filters before a Subscribe is refused.
         max_matches: SELECTION_LIMITS.maxMatches,
         max_globs: SELECTION_LIMITS.maxGlobs,
@@ -231,6 +232,7 @@ export class FanotifyService {
       active_watches: this.registry.activeWatches,
       boot_id: this.bootId,
       named_watches: this.registry.namedWatches,
+      resume_buffer_used_bytes: l.resumeBudget?.used ?? 0,
       host_root: this.hostRoot.path,
       host_root_note: this.hostRoot.note,
     };

@@ -1,5 +1,6 @@
 // The options a watch is opened with: the client's Subscribe within the
 // daemon's limits, and the hooks that report its decisions.
+import type { JournalBudget } from '../watch/journal-budget';
 import type { DecidedBy, WatchEvent, WatchOptions } from '../watch/types';
 import type { SubscribeLimits, SubscribeRequest } from './convert';
 import { eventCodec } from './wire';
@@ -15,6 +16,10 @@ export interface ServiceLimits extends SubscribeLimits {
   maxMessageBytes?: number;
   /** Bytes of encoded events and notices a named watch keeps for streams to resume from (--resume-buffer-bytes). */
   resumeBufferBytes: number;
+  /** Bytes every named watch's journal together keeps (--resume-buffer-total-bytes); the budget below enforces it. */
+  resumeBufferTotalBytes?: number;
+  /** The one budget all named watches' journals draw from; unset: each is bounded by resumeBufferBytes alone. */
+  resumeBudget?: JournalBudget;
 }
 
 /** Where audit records go (--audit-file). */
@@ -57,7 +62,9 @@ export function watchOptions(id: string, req: SubscribeRequest, limits: ServiceL
     coalesceMs: req.coalesceMs,
     maxEventsPerSecond: req.maxEventsPerSecond,
     // A named watch may have several streams, or none for a while: it reads into its journal.
-    shared: req.name ? { lingerMs: req.lingerMs, journalBytes: limits.resumeBufferBytes, codec: eventCodec } : undefined,
+    shared: req.name
+      ? { lingerMs: req.lingerMs, journalBytes: limits.resumeBufferBytes, budget: limits.resumeBudget, owner: { watch: id, name: req.name }, codec: eventCodec }
+      : undefined,
   };
 }
 

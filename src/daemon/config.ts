@@ -30,6 +30,8 @@ export interface Config {
   maxLingerMs: number;
   /** Bytes a named watch keeps for resuming streams. */
   resumeBufferBytes: number;
+  /** Bytes every named watch keeps together (the shared budget, src/watch/journal-budget.ts). */
+  resumeBufferTotalBytes: number;
   /** PEM files for TLS with required client certificates on TCP listeners. */
   tls?: { cert: string; key: string; clientCa: string };
   /** Plain TCP on loopback, knowingly. */
@@ -157,6 +159,12 @@ export const SETTINGS = {
   'max-message-bytes': { schema: count(), arg: 'N', default: DEFAULTS.maxMessageBytes, help: 'largest gRPC message either way' },
   'max-linger-ms': { schema: millis(), arg: 'N', default: DEFAULTS.maxLingerMs, help: 'longest a named watch may stay without a stream (Subscribe.linger_ms); a lingering watch counts against --max-watches' },
   'resume-buffer-bytes': { schema: bytesSize(), arg: 'N', default: DEFAULTS.resumeBufferBytes, help: 'encoded events and notices each named watch keeps for streams to resume from (the oldest go first)' },
+  'resume-buffer-total-bytes': {
+    schema: bytesSize(),
+    arg: 'N',
+    default: DEFAULTS.resumeBufferTotalBytes,
+    help: 'what every named watch keeps together, at least --resume-buffer-bytes; past it the watch holding the most loses its oldest events first (its streams get a Gap). 512 MiB is eight full default buffers',
+  },
   'host-root': {
     schema: z.string().regex(/^\//, { error: 'give an absolute path (/proc/<a host pid>/root, or /)' }),
     arg: 'DIR',
@@ -191,6 +199,14 @@ function crossCheck(s: Settings, ctx: z.RefinementCtx): void {
   if (s['batch-events'] > s['max-batch-events']) {
     ctx.addIssue({ code: 'custom', path: ['batch-events'], message: `${s['batch-events']} exceeds --max-batch-events (${s['max-batch-events']})` });
   }
+  if (s['resume-buffer-total-bytes'] < s['resume-buffer-bytes']) {
+    // Refused rather than lowered: a watch could never hold what --resume-buffer-bytes promises, and the operator set one of the two on purpose.
+    ctx.addIssue({
+      code: 'custom',
+      path: ['resume-buffer-total-bytes'],
+      message: `${s['resume-buffer-total-bytes']} is below --resume-buffer-bytes (${s['resume-buffer-bytes']}): raise --resume-buffer-total-bytes or lower --resume-buffer-bytes`,
+    });
+  }
   if (given.length === 3) return;
   s.listen.forEach((addr, i) => {
     const a = readAddress(addr);
@@ -222,6 +238,7 @@ function toConfig(s: Settings): Config {
     maxWatchesPerIdentity: s['max-watches-per-identity'],
     maxLingerMs: s['max-linger-ms'],
     resumeBufferBytes: s['resume-buffer-bytes'],
+    resumeBufferTotalBytes: s['resume-buffer-total-bytes'],
     tls: s['tls-cert'] ? { cert: s['tls-cert'], key: s['tls-key']!, clientCa: s['tls-client-ca']! } : undefined,
     insecure: s.insecure,
     policy: s.policy,

@@ -32,6 +32,14 @@ export const DEFAULTS = {
    * bytes each with the journal's own cost).
    */
   resumeBufferBytes: 64 * 1024 * 1024,
+  /**
+   * Bytes every named watch's buffer holds together: without it the bound
+   * is resumeBufferBytes times --max-watches (64 GiB by default). 512 MiB
+   * is 8 full default buffers, more than a host's usual named watches (a
+   * collector, an exporter, a guard or two) fill, and a ceiling a host
+   * agent can be given; past it the busiest watch loses its oldest events.
+   */
+  resumeBufferTotalBytes: 512 * 1024 * 1024,
   /** Libuv pool threads, for fs work (directory opens for handles, /proc reads stay on the main thread) and dns. */
   threadpoolSize: 8,
 } as const;

@@ -36,6 +36,7 @@ import type { AuditTrail } from './audit';
 import { prepare, type Prepared } from './preflight';
 import { createLogger, type Logger } from '../common/log';
 import { createMetrics, serveMetrics, type Metrics } from './metrics';
+import { resumeBudget } from './resume-budget';
 import { FdStore } from './fd-store';
 import { supervisionFromEnv, type Supervision } from './supervision';
 
@@ -104,7 +105,8 @@ function openHostRoot(cfg: Config, log: Logger): HostRoot {
 function build(cfg: Config, prepared: Prepared, kernel: KernelFeatures, log: Logger, sup: Supervision) {
   const authorizer = new Authorizer(prepared.policy);
   const pump = new EventPump();
-  const service = new FanotifyService(kernelWatchFactory(pump, kernel, log), kernel, cfg, log, VERSION, authorizer);
+  const limits = { ...cfg, resumeBudget: resumeBudget(cfg.resumeBufferTotalBytes, log) };
+  const service = new FanotifyService(kernelWatchFactory(pump, kernel, log), kernel, limits, log, VERSION, authorizer);
   const fdStore = sup.sd && sup.store ? new FdStore({ sd: sup.sd, store: sup.store, log, restoreWatch: (w) => service.restore(w) }) : undefined;
   if (fdStore) service.registry.hooks = fdStore.hooks();
   const server = new grpc.Server({

@@ -4,6 +4,7 @@
 import * as http from 'node:http';
 import * as client from 'prom-client';
 import type { FanotifyService } from '../api/service';
+import type { JournalBudget } from '../watch/journal-budget';
 import type { WatchStats } from '../watch/watch';
 import type { AuditTrail } from './audit';
 import { parseAddress } from './config';
@@ -88,6 +89,36 @@ function watchMetrics(registry: client.Registry, service: () => FanotifyService)
     service().liveStats().reduce((n, s) => n + s.pending, 0),
   );
   gauge(registry, 'fanotifyd_active_watches', 'Watches open now.', () => service().activeWatches);
+  resumeBufferMetrics(registry, () => service().limits.resumeBudget);
+}
+
+/** The named watches' replay buffers: their total against --resume-buffer-total-bytes, each one's bytes, and what the total took. */
+function resumeBufferMetrics(registry: client.Registry, budget: () => JournalBudget | undefined): void {
+  gauge(registry, 'fanotifyd_resume_buffer_bytes', 'Bytes the named watches\' replay buffers hold now, together.', () => budget()?.used ?? 0);
+  gauge(registry, 'fanotifyd_resume_buffer_limit_bytes', 'Bytes they may hold together (--resume-buffer-total-bytes).', () => budget()?.totalBytes ?? 0);
+  new client.Gauge({
+    name: 'fanotifyd_resume_buffer_watch_bytes',
+    help: 'Bytes each named watch\'s replay buffer holds now (at most --max-watches series).',
+    labelNames: ['watch', 'name'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const j of budget()?.journals() ?? []) this.set({ watch: j.owner?.watch ?? '', name: j.owner?.name ?? '' }, j.charged);
+    },
+  });
+  const counter = (name: string, help: string, value: (b: JournalBudget) => number) =>
+    new client.Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const b = budget();
+        if (b) this.inc(value(b));
+      },
+    });
+  counter('fanotifyd_resume_buffer_forced_drops_total', 'Replay-buffer chunks (about 170 events each) dropped because the total passed --resume-buffer-total-bytes.', (b) => b.forcedDrops);
+  counter('fanotifyd_resume_buffer_forced_drop_bytes_total', 'Bytes of those chunks.', (b) => b.forcedDropBytes);
 }
 
 export function createMetrics(service: () => FanotifyService, audit?: AuditTrail): Metrics {

@@ -16,6 +16,7 @@
 // matters, and a stream that attaches later could not give it first.
 import type { OutboxLimits, EventOutput } from './outbox';
 import { Journal, type Cursor } from './journal';
+import type { JournalBudget, JournalOwner } from './journal-budget';
 import { RateLimit } from './rate-limit';
 import type { Sequence } from './sequence';
 import type { AttachFrom, EncodedEvent, EventCodec, GapNotice, OverflowNotice, WatchEvent, WatchSink, WatchStats } from './types';
@@ -26,6 +27,9 @@ export interface FanoutParts {
   seq: Sequence;
   codec: EventCodec;
   journalBytes: number;
+  /** The daemon-wide bound on journals, and this one's owner, as SharedOptions has them. */
+  budget?: JournalBudget;
+  owner?: JournalOwner;
   /** A permission event awaiting a verdict that no stream can take: the watch answers it now. */
   orphan(item: WatchEvent): void;
 }
@@ -71,7 +75,7 @@ export class Fanout implements EventOutput {
   private openRateNotice?: OverflowNotice;
 
   constructor(private readonly p: FanoutParts) {
-    this.journal = new Journal(p.journalBytes, p.seq.last);
+    this.journal = new Journal(p.journalBytes, p.seq.last, p.budget, p.owner);
     if (p.limits.maxEventsPerSecond) this.rate = new RateLimit(p.limits.maxEventsPerSecond);
   }
 

@@ -15,6 +15,12 @@
 // events raised the in-process notification path's GC share from 5 to 8 %.
 // Eviction drops a whole chunk: about 170 dfid_name events, 1/1024 of the
 // default 64 MiB bound.
+//
+// A daemon's journals together are bounded too (journal-budget.ts): a
+// journal is charged per chunk it opens, and the budget may take the
+// oldest chunk of whichever journal holds the most; that drop is the same
+// as one at the journal's own bound.
+import type { BudgetMember, JournalBudget, JournalOwner } from './journal-budget';
 import type { GapNotice, OverflowNotice } from './types';
 
 const CHUNK_BYTES = 64 * 1024;
@@ -67,10 +73,12 @@ function room(keep: number, n: number): void {
   out = bigger;
 }
 
-export class Journal {
+export class Journal implements BudgetMember {
   private chunks: Chunk[] = [];
   private nextNo = 0;
   private cost = 0;
+  /** What the budget has been charged: the cost but for what the newest chunk took on since it opened. */
+  charged = 0;
   /** An evicted chunk, its buffers reused for the next one. */
   private spare?: Chunk;
   /** The last sequence evicted (or, for a restored watch, given before it was restored). */
@@ -79,8 +87,21 @@ export class Journal {
   constructor(
     private readonly maxBytes: number,
     lostThrough = 0,
+    private readonly budget?: JournalBudget,
+    readonly owner?: JournalOwner,
   ) {
     this.evictedThrough = lostThrough;
+  }
+
+  get canGive(): boolean {
+    return this.chunks.length > 1;
+  }
+
+  /** The budget takes the oldest chunk: as a drop at this journal's own bound. */
+  giveOldest(): number {
+    const cost = this.dropOldest();
+    this.charged -= cost;
+    return cost;
   }
 
   /** Bytes counted against the bound now. */
@@ -239,8 +260,10 @@ export class Journal {
 
   /** Forget everything. */
   clear(): void {
+    this.budget?.leave(this);
     this.chunks = [];
     this.cost = 0;
+    this.charged = 0;
     this.spare = undefined;
   }
 
@@ -277,6 +300,12 @@ export class Journal {
     c.cost = c.buf.length + META_BYTES;
     this.chunks.push(c);
     this.cost += c.cost;
+    if (this.budget) {
+      // Once per chunk: this one, and the process messages the one before took on.
+      const more = this.cost - this.charged;
+      this.charged = this.cost;
+      this.budget.charge(this, more);
+    }
     return c;
   }
 
@@ -285,11 +314,21 @@ export class Journal {
     this.cost += n;
     // The newest chunk always stays: it is being written.
     while (this.cost > this.maxBytes && this.chunks.length > 1) {
-      const old = this.chunks.shift()!;
-      this.cost -= old.cost;
-      if (old.count) this.evictedThrough = old.seqs[old.count - 1];
-      old.objs = [];
-      if (old.buf.length === CHUNK_BYTES) this.spare = old;
+      const cost = this.dropOldest();
+      if (this.budget) {
+        this.charged -= cost;
+        this.budget.credit(cost);
+      }
     }
+  }
+
+  /** The oldest chunk goes (never the newest: the caller checks); its cost, all of it charged (only the newest grows uncharged). */
+  private dropOldest(): number {
+    const old = this.chunks.shift()!;
+    this.cost -= old.cost;
+    if (old.count) this.evictedThrough = old.seqs[old.count - 1];
+    old.objs = [];
+    if (old.buf.length === CHUNK_BYTES) this.spare = old;
+    return old.cost;
   }
 }

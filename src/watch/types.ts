@@ -1,6 +1,7 @@
 // The watch's vocabulary, shared by the watch, its queue and its sinks
 // (kept apart so the queue and the watch need not import each other).
 import type { Clock } from '../common/clock';
+import type { JournalBudget, JournalOwner } from './journal-budget';
 import type { FsEvent } from '../host/event';
 
 export type Decision = 'allow' | 'deny';
@@ -123,6 +124,10 @@ export interface SharedOptions {
   lingerMs: number;
   /** Encoded events and notices kept for streams to resume from (the oldest go first). */
   journalBytes: number;
+  /** The daemon-wide bound every named watch's journal draws from (journal-budget.ts); unset: this watch's bound only. */
+  budget?: JournalBudget;
+  /** Whose journal it is, as the budget's log line and metrics name it. */
+  owner?: JournalOwner;
   /** The encoder, needed before and between streams. */
   codec: EventCodec;
 }

@@ -159,7 +159,7 @@ export class Watch implements PumpClient {
   private makeFanout(options: WatchOptions): Fanout | undefined {
     const shared = options.shared;
     if (!shared) return undefined;
-    return new Fanout({ limits: options, stats: this.stats, seq: this.seq, codec: shared.codec, journalBytes: shared.journalBytes, orphan: (item) => this.orphan(item) });
+    return new Fanout({ limits: options, stats: this.stats, seq: this.seq, codec: shared.codec, journalBytes: shared.journalBytes, budget: shared.budget, owner: shared.owner, orphan: (item) => this.orphan(item) });
   }
 
   /**

@@ -11,6 +11,8 @@ describe('unit: config', () => {
     expect(c.listen).to.deep.equal(['unix:/run/fanotifyd/fanotifyd.sock']);
     expect(c.defaultVerdictTimeoutMs).to.equal(DEFAULTS.defaultVerdictTimeoutMs);
     expect(c.logLevel).to.equal('info');
+    expect(c.resumeBufferTotalBytes).to.equal(512 * 1024 * 1024);
+    expect(c.resumeBufferTotalBytes).to.be.at.least(c.resumeBufferBytes);
   });
 
   it('takes repeated --listen and numeric flags', () => {
@@ -44,6 +46,9 @@ describe('unit: config', () => {
     [['--metrics', 'unix:/run/m.sock'], /^--metrics: unix:\/run\/m\.sock: give a loopback HOST:PORT/],
     [['--metrics', '9464'], /^--metrics: 9464: expected unix:\/path or HOST:PORT$/],
     [['--socket-group', ''], /^--socket-group: must not be empty$/],
+    [['--resume-buffer-total-bytes', '1048576'], /^--resume-buffer-total-bytes: 1048576 is below --resume-buffer-bytes \(67108864\): raise --resume-buffer-total-bytes or lower --resume-buffer-bytes$/],
+    [['--resume-buffer-bytes', '1073741824'], /^--resume-buffer-total-bytes: 536870912 is below --resume-buffer-bytes \(1073741824\)/],
+    [['--resume-buffer-total-bytes', '0'], /^--resume-buffer-total-bytes: /],
   ];
   for (const [argv, re] of bad) {
     it(`refuses ${argv.join(' ')} in one line naming the flag`, () => {
