@@ -162,8 +162,7 @@ export const SETTINGS = {
   'resume-buffer-total-bytes': {
     schema: bytesSize(),
     arg: 'N',
-    default: DEFAULTS.resumeBufferTotalBytes,
-    help: 'what every named watch keeps together, at least --resume-buffer-bytes; past it the watch holding the most loses its oldest events first (its streams get a Gap). 512 MiB is eight full default buffers',
+    help: 'what every named watch keeps together, at least --resume-buffer-bytes; past it the watch holding the most loses its oldest events first (its streams get a Gap) (default: eight times --resume-buffer-bytes, 512 MiB with its default)',
   },
   'host-root': {
     schema: z.string().regex(/^\//, { error: 'give an absolute path (/proc/<a host pid>/root, or /)' }),
@@ -199,7 +198,7 @@ function crossCheck(s: Settings, ctx: z.RefinementCtx): void {
   if (s['batch-events'] > s['max-batch-events']) {
     ctx.addIssue({ code: 'custom', path: ['batch-events'], message: `${s['batch-events']} exceeds --max-batch-events (${s['max-batch-events']})` });
   }
-  if (s['resume-buffer-total-bytes'] < s['resume-buffer-bytes']) {
+  if (s['resume-buffer-total-bytes'] !== undefined && s['resume-buffer-total-bytes'] < s['resume-buffer-bytes']) {
     // Refused rather than lowered: a watch could never hold what --resume-buffer-bytes promises, and the operator set one of the two on purpose.
     ctx.addIssue({
       code: 'custom',
@@ -238,7 +237,7 @@ function toConfig(s: Settings): Config {
     maxWatchesPerIdentity: s['max-watches-per-identity'],
     maxLingerMs: s['max-linger-ms'],
     resumeBufferBytes: s['resume-buffer-bytes'],
-    resumeBufferTotalBytes: s['resume-buffer-total-bytes'],
+    resumeBufferTotalBytes: s['resume-buffer-total-bytes'] ?? DEFAULTS.resumeBuffersPerTotal * s['resume-buffer-bytes'],
     tls: s['tls-cert'] ? { cert: s['tls-cert'], key: s['tls-key']!, clientCa: s['tls-client-ca']! } : undefined,
     insecure: s.insecure,
     policy: s.policy,

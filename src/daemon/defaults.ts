@@ -33,13 +33,16 @@ export const DEFAULTS = {
    */
   resumeBufferBytes: 64 * 1024 * 1024,
   /**
-   * Bytes every named watch's buffer holds together: without it the bound
-   * is resumeBufferBytes times --max-watches (64 GiB by default). 512 MiB
-   * is 8 full default buffers, more than a host's usual named watches (a
-   * collector, an exporter, a guard or two) fill, and a ceiling a host
+   * Full buffers every named watch's buffer holds together, when
+   * --resume-buffer-total-bytes is not given: without a total the bound is
+   * resumeBufferBytes times --max-watches (64 GiB by default). Eight (512
+   * MiB with the default buffer) is more than a host's usual named watches
+   * (a collector, an exporter, a guard or two) fill, and a ceiling a host
    * agent can be given; past it the busiest watch loses its oldest events.
+   * A multiple rather than a fixed size, so a configuration that raised
+   * --resume-buffer-bytes alone keeps starting.
    */
-  resumeBufferTotalBytes: 512 * 1024 * 1024,
+  resumeBuffersPerTotal: 8,
   /** Libuv pool threads, for fs work (directory opens for handles, /proc reads stay on the main thread) and dns. */
   threadpoolSize: 8,
 } as const;

@@ -13,6 +13,8 @@ describe('unit: config', () => {
     expect(c.logLevel).to.equal('info');
     expect(c.resumeBufferTotalBytes).to.equal(512 * 1024 * 1024);
     expect(c.resumeBufferTotalBytes).to.be.at.least(c.resumeBufferBytes);
+    // Not given: eight buffers of whatever --resume-buffer-bytes is, so raising that alone keeps the daemon starting.
+    expect((parseConfig(['--resume-buffer-bytes', '1073741824']) as Config).resumeBufferTotalBytes).to.equal(8 * 1073741824);
   });
 
   it('takes repeated --listen and numeric flags', () => {
@@ -47,7 +49,7 @@ describe('unit: config', () => {
     [['--metrics', '9464'], /^--metrics: 9464: expected unix:\/path or HOST:PORT$/],
     [['--socket-group', ''], /^--socket-group: must not be empty$/],
     [['--resume-buffer-total-bytes', '1048576'], /^--resume-buffer-total-bytes: 1048576 is below --resume-buffer-bytes \(67108864\): raise --resume-buffer-total-bytes or lower --resume-buffer-bytes$/],
-    [['--resume-buffer-bytes', '1073741824'], /^--resume-buffer-total-bytes: 536870912 is below --resume-buffer-bytes \(1073741824\)/],
+    [['--resume-buffer-bytes', '1073741824', '--resume-buffer-total-bytes', '536870912'], /^--resume-buffer-total-bytes: 536870912 is below --resume-buffer-bytes \(1073741824\)/],
     [['--resume-buffer-total-bytes', '0'], /^--resume-buffer-total-bytes: /],
   ];
   for (const [argv, re] of bad) {
