@@ -50,6 +50,8 @@ export interface NamedWatch {
 export interface NamedWatchHooks {
   opened?(w: NamedWatch): void;
   closed?(w: NamedWatch): void;
+  /** A mark was added to `w` (in addedMarks): resolves once it is recorded wherever the watch is kept, before the kernel has it. */
+  marksAdded?(w: NamedWatch): Promise<void>;
 }
 
 /** One reserved place for a watch; holds the watch once it is open. */
@@ -79,13 +81,25 @@ export class WatchSlot {
   }
 
   /** The watch opened for this slot; a named one with the Subscribe that asked for it. */
-  activate(watch: WatchHandle, subscribe?: Subscribe__Output, request?: SubscribeRequest, lingerMs = 0): void {
+  activate(watch: WatchHandle, subscribe?: Subscribe__Output, request?: SubscribeRequest, lingerMs = 0, addedMarks: MarkSpec[] = []): void {
     if (this.released) throw new Error(`slot ${this.id} was released before its watch opened`);
     this.opened = watch;
     if (this.name !== undefined && subscribe && request) {
-      this.named = { name: this.name, identity: this.identity, subscribe, request, lingerMs, watch, addedMarks: [] };
+      this.named = { name: this.name, identity: this.identity, subscribe, request, lingerMs, watch, addedMarks: [...addedMarks] };
       this.registry.namedOpened(this.named);
     }
+  }
+
+  /**
+   * A mark about to be added to a named watch: counted at once (an Attach
+   * under a grant meanwhile is checked against it too) and recorded where
+   * the watch is kept, so a watch restored after a restart is checked
+   * against it as well. Throws when it could not be recorded.
+   */
+  async addMark(mark: MarkSpec): Promise<void> {
+    if (!this.named) return;
+    this.named.addedMarks.push(mark);
+    await this.registry.namedMarksAdded(this.named);
   }
 
   /** Free the slot (its watch closed, or none will open); idempotent. */
@@ -197,6 +211,10 @@ export class WatchRegistry {
   }
 
   /** Called by WatchSlot.activate. */
+  async namedMarksAdded(w: NamedWatch): Promise<void> {
+    await this.hooks.marksAdded?.(w);
+  }
+
   namedOpened(w: NamedWatch): void {
     this.hooks.opened?.(w);
   }

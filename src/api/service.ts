@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import * as K from '../kernel/constants';
+import type { MarkSpec } from '../kernel/group';
 import type { KernelFeatures } from '../kernel/probe';
 import type { Logger } from '../common/log';
 import type { WatchStats } from '../watch/types';
@@ -37,6 +38,8 @@ export interface StoredWatch {
   fd: number;
   /** The sequence its next event gets: one past the last the earlier process gave. */
   firstSequence: number;
+  /** Marks added to it since its Subscribe (AddMark), as its definition recorded them. */
+  addedMarks?: MarkSpec[];
 }
 
 /** The host's boot id; empty where the kernel has none. */
@@ -138,7 +141,7 @@ export class FanotifyService {
         onFailed: () => undefined,
       });
       const watch = prepared.open(slot.id, { ...options, adoptFd: stored.fd, firstSequence: stored.firstSequence }, (w) => this.restoredClosed(slot, w));
-      slot.activate(watch, stored.subscribe, req, req.lingerMs);
+      slot.activate(watch, stored.subscribe, req, req.lingerMs, stored.addedMarks);
       watch.start();
       this.log.info('watch restored', { watch: watch.id, name: stored.name, ...who, first_sequence: stored.firstSequence });
       return watch;

@@ -379,8 +379,8 @@ export class WatchSession {
         const mark = convert.parseMark(req.add_mark?.mark, 'AddMark.mark', w.groupClass, this.ctx.kernel);
         this.authorize('AddMark', () => this.ctx.authorizer.checkWatch(this.identity, w.groupClass, [mark]));
         this.ctx.factory.checkMark(w.groupClass, mark);
-        // Before the await: an Attach under a grant meanwhile is checked against this mark too.
-        if (this.current.name === 'active') this.current.slot.definition?.addedMarks.push(mark);
+        // Counted and recorded before the kernel has it: an Attach under a grant, now or after a restart, is checked against it too.
+        if (this.current.name === 'active') await this.current.slot.addMark(mark);
         await w.addMark(mark);
       } else {
         w.removeMark(convert.parseMark(req.remove_mark?.mark, 'RemoveMark.mark', w.groupClass, this.ctx.kernel));

@@ -80,7 +80,7 @@ export class FdStore {
 
   /** For the registry: named watches that linger are kept in the store once open, and leave it when they close. */
   hooks(): NamedWatchHooks {
-    return { opened: (w) => this.opened(w), closed: (w) => this.closed(w) };
+    return { opened: (w) => this.opened(w), closed: (w) => this.closed(w), marksAdded: (w) => this.marksAdded(w) };
   }
 
   private opened(w: NamedWatch): void {
@@ -101,6 +101,7 @@ export class FdStore {
       nextSequence: String(w.watch.lastSequence + 1 + SEQUENCE_BLOCK),
       fdLimit: ffi.fileLimit().soft,
       pid: process.pid,
+      ...(w.addedMarks.length > 0 ? { addedMarks: [...w.addedMarks] } : {}),
     };
     this.keep(def, w.watch, !restored);
   }
@@ -118,6 +119,20 @@ export class FdStore {
         if (this.kept.get(def.fdName) === k) this.kept.delete(def.fdName);
       },
     );
+  }
+
+  /**
+   * A mark added to a kept watch: its definition rewritten with it before
+   * the kernel has it, so a restored watch knows every mark its group may
+   * hold. A failed write refuses the AddMark (the caller's await throws).
+   */
+  private async marksAdded(w: NamedWatch): Promise<void> {
+    const k = this.kept.get(storeName(w.name, identityKey(w.identity)));
+    if (!k || k.watch !== w.watch) return;
+    const def = (k.def = { ...k.def, addedMarks: [...w.addedMarks] });
+    const written = k.io.then(() => this.p.store.write(def));
+    k.io = written.catch((err: unknown) => this.p.log.warn('writing an added mark to the watch definition failed; the mark was refused', { watch: k.watch.id, error: err }));
+    await written;
   }
 
   /** A kept watch closed: unless handed off, its fd leaves the store and its definition goes. */
@@ -241,7 +256,7 @@ export class FdStore {
     // write lands would have the next process give this one's numbers again.
     await this.p.store.write({ ...def, nextSequence: String(firstSequence + SEQUENCE_BLOCK), exactNextSequence: undefined, fdLimit: ffi.fileLimit().soft, pid: process.pid });
     this.restoring = def.fdName;
-    const watch = await this.p.restoreWatch({ name: def.name, identity: def.identity, subscribe: def.subscribe, fd, firstSequence });
+    const watch = await this.p.restoreWatch({ name: def.name, identity: def.identity, subscribe: def.subscribe, fd, firstSequence, addedMarks: def.addedMarks });
     this.p.log.info('watch taken back from the fd store', {
       watch: watch.id,
       name: def.name,

@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import * as path from 'node:path';
 import { z } from 'zod';
-import type { GroupClass } from '../kernel/group';
+import type { GroupClass, MarkSpec } from '../kernel/group';
 import type { Decision } from '../watch/types';
 import type { Subscribe__Output } from '../api/gen/fanotify/v1/Subscribe';
 import type { ClientIdentity } from '../api/identity';
@@ -53,6 +53,12 @@ export interface WatchDefinition {
    */
   fdLimit: number;
   pid: number;
+  /**
+   * Marks added since the Subscribe (AddMark), written before the kernel
+   * has each: an Attach under a policy grant is checked against them after
+   * a restart too. Removed ones stay (they can only refuse). Absent: none.
+   */
+  addedMarks?: MarkSpec[];
 }
 
 const definitionSchema = z.object({
@@ -69,6 +75,7 @@ const definitionSchema = z.object({
   exactNextSequence: z.string().regex(/^\d+$/).optional(),
   fdLimit: z.number().int().positive(),
   pid: z.number().int(),
+  addedMarks: z.array(z.object({ path: z.string(), scope: z.enum(['inode', 'mount', 'filesystem', 'mount_namespace', 'subtree']), mask: z.number().int(), flags: z.number().int() })).optional(),
 });
 
 /** Where a watch restored from `def` starts numbering, and whether that is exactly after its last number. */

@@ -272,6 +272,30 @@ describe('e2e: restart under systemd (fd store)', function () {
     await sd.until(() => fs.readdirSync(path.join(sd.stateDir, 'watches')).length === 0, 'the definition deleted');
   });
 
+  it('a mark added to a kept watch is in its definition before its MarkResult, and stays there through a restart', async () => {
+    harness();
+    await sd.start();
+    const s = await filesWatch();
+    const extra = tempDir();
+    try {
+      s.call.write({ add_mark: { request_id: '1', mark: { path: extra, on_child: true, events: ['EVENT_TYPE_OPEN'] } } });
+      const result = await s.until(() => s.responses.find((m) => m.mark_result?.request_id === '1')?.mark_result, 10_000, 'MarkResult 1');
+      expect(result.code).to.equal(0);
+      const added = () => {
+        const [file] = fs.readdirSync(path.join(sd.stateDir, 'watches'));
+        return (JSON.parse(fs.readFileSync(path.join(sd.stateDir, 'watches', file), 'utf8')) as { addedMarks?: Array<{ path: string }> }).addedMarks;
+      };
+      // Read as soon as the MarkResult came: the definition was written before the kernel had the mark.
+      expect(added()?.map((m) => m.path)).to.deep.equal([extra]);
+      await sd.kill('SIGKILL');
+      await sd.start();
+      await sd.until(() => sd.logs.some((l) => l.includes('watch taken back from the fd store')), 'the watch restored');
+      expect(added()?.map((m) => m.path)).to.deep.equal([extra]);
+    } finally {
+      fs.rmSync(extra, { recursive: true, force: true });
+    }
+  });
+
   it('a corrupt definition fails its watch, not the daemon; an fd without a definition is dropped', async () => {
     harness();
     await sd.start();

@@ -121,6 +121,28 @@ describe('unit: watch registry (named watches)', () => {
     r.reserve(alice, undefined, 'collector');
   });
 
+  it('counts a mark added to a named watch at once and has it recorded before it resolves; a failed record refuses it', async () => {
+    const r = new WatchRegistry({ maxWatches: 10, maxWatchesPerIdentity: 10 });
+    const recorded: number[] = [];
+    let fail = false;
+    r.hooks = {
+      marksAdded: async (w) => {
+        if (fail) throw new Error('disk full');
+        recorded.push(w.addedMarks.length);
+      },
+    };
+    const slot = r.reserve(alice, undefined, 'collector');
+    slot.activate(watchStub(), subscribe, request, 1000, [{ path: '/restored', scope: 'inode', mask: 0x20, flags: 0 }]);
+    await slot.addMark({ path: '/added', scope: 'inode', mask: 0x20, flags: 0 });
+    expect(recorded).to.deep.equal([2]);
+    fail = true;
+    let refusedWith: unknown;
+    await slot.addMark({ path: '/another', scope: 'inode', mask: 0x20, flags: 0 }).catch((err: unknown) => (refusedWith = err));
+    expect((refusedWith as Error).message).to.equal('disk full');
+    // Counted all the same: a grant check can only be stricter for it.
+    expect(slot.definition!.addedMarks.map((m) => m.path)).to.deep.equal(['/restored', '/added', '/another']);
+  });
+
   it('finds another client\'s watch for a client the grant lets join it, and only that one', () => {
     const carol: ClientIdentity = { kind: 'certificate', names: ['CN=carol'] };
     const r = new WatchRegistry({ maxWatches: 10, maxWatchesPerIdentity: 10 });

@@ -150,4 +150,17 @@ describe('unit: sd_notify, the fd store and watch definitions', () => {
     expect(bad.def).to.equal(undefined);
     expect(bad.error).to.match(/exactNextSequence/);
   });
+
+  it('keeps the marks added since the Subscribe, for the grant check after a restore; a malformed one fails that watch', async () => {
+    const store = new WatchStore(dir);
+    await store.init();
+    const withMarks = { ...definition(), addedMarks: [{ path: '/srv/extra', scope: 'inode' as const, mask: 0x20, flags: 0 }] };
+    await store.write(withMarks);
+    const [read] = await store.readAll();
+    expect(read.def).to.deep.equal(withMarks);
+    fs.writeFileSync(path.join(store.dir, `${withMarks.fdName}.json`), JSON.stringify({ ...withMarks, addedMarks: [{ path: '/srv/extra', scope: 'everything', mask: 0x20, flags: 0 }] }));
+    const [bad] = await store.readAll();
+    expect(bad.def).to.equal(undefined);
+    expect(bad.error).to.match(/addedMarks/);
+  });
 });
