@@ -3,6 +3,7 @@
 // work for them; only the verdict latency histogram is fed per verdict.
 import * as http from 'node:http';
 import * as client from 'prom-client';
+import { collectedCounter, collectedGauge } from '../common/collected-metrics';
 import type { FanotifyService } from '../api/service';
 import type { JournalBudget } from '../watch/journal-budget';
 import type { WatchStats } from '../watch/watch';
@@ -29,17 +30,6 @@ function labelledCounter(registry: client.Registry, name: string, help: string, 
   });
 }
 
-function gauge(registry: client.Registry, name: string, help: string, value: () => number): void {
-  new client.Gauge({
-    name,
-    help,
-    registers: [registry],
-    collect() {
-      this.set(value());
-    },
-  });
-}
-
 /** The counters of filters, coalescing and the rate limit; a watch without them has none (0). */
 const selectionCounters = (s: WatchStats) => s as WatchStats & Partial<Record<'filtered' | 'coalesced' | 'droppedRateLimit', number>>;
 
@@ -48,16 +38,7 @@ const DECIDED_BY = ['client', 'timeout', 'disconnect', 'shutdown', 'self', 'limi
 /** The watches' own counters, summed over open and closed watches at each scrape. */
 function watchMetrics(registry: client.Registry, service: () => FanotifyService): void {
   const total = (pick: (s: WatchStats) => number) => service().totals().reduce((n, s) => n + pick(s), 0);
-  const counter = (name: string, help: string, pick: (s: WatchStats) => number) =>
-    new client.Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(total(pick));
-      },
-    });
+  const counter = (name: string, help: string, pick: (s: WatchStats) => number) => collectedCounter(registry, name, help, () => total(pick));
   counter('fanotifyd_events_read_total', 'Events read from the kernel.', (s) => s.eventsRead);
   counter('fanotifyd_events_sent_total', 'Events sent to clients.', (s) => s.eventsSent);
   counter('fanotifyd_kernel_overflows_total', 'FAN_Q_OVERFLOW events (the kernel queue was full).', (s) => s.kernelOverflows);
@@ -85,17 +66,17 @@ function watchMetrics(registry: client.Registry, service: () => FanotifyService)
     allow: total((s) => s.allowed),
     deny: total((s) => s.denied),
   }));
-  gauge(registry, 'fanotifyd_pending_permission_events', 'Permission events waiting for a verdict now.', () =>
+  collectedGauge(registry, 'fanotifyd_pending_permission_events', 'Permission events waiting for a verdict now.', () =>
     service().liveStats().reduce((n, s) => n + s.pending, 0),
   );
-  gauge(registry, 'fanotifyd_active_watches', 'Watches open now.', () => service().activeWatches);
+  collectedGauge(registry, 'fanotifyd_active_watches', 'Watches open now.', () => service().activeWatches);
   resumeBufferMetrics(registry, () => service().limits.resumeBudget);
 }
 
 /** The named watches' replay buffers: their total against --resume-buffer-total-bytes, each one's bytes, and what the total took. */
 function resumeBufferMetrics(registry: client.Registry, budget: () => JournalBudget | undefined): void {
-  gauge(registry, 'fanotifyd_resume_buffer_bytes', 'Bytes the named watches\' replay buffers hold now, together.', () => budget()?.used ?? 0);
-  gauge(registry, 'fanotifyd_resume_buffer_limit_bytes', 'Bytes they may hold together (--resume-buffer-total-bytes).', () => budget()?.totalBytes ?? 0);
+  collectedGauge(registry, 'fanotifyd_resume_buffer_bytes', 'Bytes the named watches\' replay buffers hold now, together.', () => budget()?.used ?? 0);
+  collectedGauge(registry, 'fanotifyd_resume_buffer_limit_bytes', 'Bytes they may hold together (--resume-buffer-total-bytes).', () => budget()?.totalBytes ?? 0);
   new client.Gauge({
     name: 'fanotifyd_resume_buffer_watch_bytes',
     help: 'Bytes each named watch\'s replay buffer holds now (at most --max-watches series).',
@@ -107,15 +88,9 @@ function resumeBufferMetrics(registry: client.Registry, budget: () => JournalBud
     },
   });
   const counter = (name: string, help: string, value: (b: JournalBudget) => number) =>
-    new client.Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        const b = budget();
-        if (b) this.inc(value(b));
-      },
+    collectedCounter(registry, name, help, () => {
+      const b = budget();
+      return b && value(b);
     });
   counter('fanotifyd_resume_buffer_forced_drops_total', 'Replay-buffer chunks (about 170 events each) dropped because the total passed --resume-buffer-total-bytes.', (b) => b.forcedDrops);
   counter('fanotifyd_resume_buffer_forced_drop_bytes_total', 'Bytes of those chunks.', (b) => b.forcedDropBytes);

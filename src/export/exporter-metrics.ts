@@ -4,6 +4,7 @@
 // acknowledged cursor is behind the daemon's last sequence. Counters are
 // plain numbers on the event path; prom-client reads them at each scrape.
 import * as client from 'prom-client';
+import { collectedCounter, collectedGauge } from '../common/collected-metrics';
 
 export class ExporterCounters {
   published = 0;
@@ -32,25 +33,8 @@ export class ExporterCounters {
 export function exporterRegistry(c: ExporterCounters): client.Registry {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
-  const counter = (name: string, help: string, value: () => number | bigint) =>
-    new client.Counter({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.reset();
-        this.inc(Number(value()));
-      },
-    });
-  const gauge = (name: string, help: string, value: () => number | bigint) =>
-    new client.Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        this.set(Number(value()));
-      },
-    });
+  const counter = (name: string, help: string, value: () => number | bigint) => collectedCounter(registry, name, help, value);
+  const gauge = (name: string, help: string, value: () => number | bigint) => collectedGauge(registry, name, help, value);
   counter('fanotify_export_published_total', 'Messages sent to the broker (first attempts).', () => c.published);
   counter('fanotify_export_acknowledged_total', 'Messages the broker acknowledged as stored (duplicates included).', () => c.acknowledged);
   counter('fanotify_export_duplicates_total', 'Acknowledgments that said the message was already stored (repeats after a restart).', () => c.duplicates);
