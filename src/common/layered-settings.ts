@@ -9,6 +9,17 @@ import { firstIssue, plainIssue } from './schema-error';
 type Raw = Record<string, unknown>;
 type Source = { kind: 'flag' } | { kind: 'file'; file: string } | { kind: 'default' };
 
+/** One setting: its schema, its --help line, and its default (none: optional). */
+export interface Setting {
+  schema: z.ZodType;
+  help: string;
+  /** The value's name in --help; none: a switch. */
+  arg?: string;
+  /** Repeatable flag; an array in the file. */
+  multiple?: boolean;
+  default?: unknown;
+}
+
 export interface SettingSources<T> {
   /** Every setting by flag name (also its key in the file), with its default. */
   settings: Record<string, { help: string; default?: unknown }>;

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { DEFAULTS } from './defaults';
 import type { Level } from '../common/log';
 import { FanotifydError } from '../common/errors';
-import { readSettings } from '../common/layered-settings';
+import { readSettings, type Setting } from '../common/layered-settings';
 import { shown } from '../common/schema-error';
 
 export interface Config {
@@ -122,15 +122,6 @@ const metricsAddress = z.string().superRefine((addr, ctx) => {
     ctx.addIssue({ code: 'custom', message: `${addr}: give a loopback HOST:PORT (127.0.0.1:9464); metrics name paths and processes of this host` });
   }
 });
-
-interface Setting {
-  schema: z.ZodType;
-  help: string;
-  /** The value's name in --help; none: a switch. */
-  arg?: string;
-  multiple?: boolean;
-  default?: unknown;
-}
 
 /** Every setting, by flag name (also its key in the config file), in --help's order. */
 export const SETTINGS = {

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { FanotifydError } from '../common/errors';
 import type { Level } from '../common/log';
-import { readSettings } from '../common/layered-settings';
+import { readSettings, type Setting } from '../common/layered-settings';
 import { shown } from '../common/schema-error';
 import type { PayloadFormat } from './records';
 
@@ -58,14 +58,6 @@ const file = () => z.string().min(1);
 const token = (what: string) => z.string().regex(/^[A-Za-z0-9_-]+$/, { error: (iss) => `${shown(iss.input)}: a ${what} may hold only letters, digits, _ and -` });
 const natsUrl = z.string().regex(/^(nats|tls):\/\/[^\s/]+$/, { error: (iss) => `${shown(iss.input)}: expected nats://HOST:PORT or tls://HOST:PORT` });
 const loopback = z.string().regex(/^(127\.\d+\.\d+\.\d+|localhost|\[::1\]):\d+$/, { error: (iss) => `${shown(iss.input)}: give a loopback HOST:PORT (127.0.0.1:9465); metrics name this host's watch` });
-
-interface Setting {
-  schema: z.ZodType;
-  help: string;
-  arg?: string;
-  multiple?: boolean;
-  default?: unknown;
-}
 
 export const SETTINGS = {
   daemon: { schema: z.string().min(1), arg: 'TARGET', default: 'unix:/run/fanotifyd/fanotifyd.sock', help: 'the local fanotifyd: unix:/path or HOST:PORT' },

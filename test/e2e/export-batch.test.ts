@@ -9,8 +9,9 @@ import * as path from 'node:path';
 import { expect } from 'chai';
 import { startDaemon, tempDir, withKernelQueue, type Daemon } from '../fixtures/harness';
 import { startExporter, subscribeFile, type ExporterProcess } from '../fixtures/exporter';
-import { decodeStored, expectCovered, fanctlLines, lastStoredSequence, openFiles as opener } from '../fixtures/export-stream';
+import { decodeStored, expectCovered, lastStoredSequence, openFiles as opener } from '../fixtures/export-stream';
 import { skipWithoutNats, readStream, startNats, type NatsServer } from '../fixtures/nats';
+import { fanctlLines } from '../fixtures/fanctl';
 import { waitFor } from '../fixtures/wait';
 
 const STREAM = 'FANOTIFY';

@@ -12,9 +12,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
 import { startDaemon, tempDir, withKernelQueue, type Daemon } from '../fixtures/harness';
-import { decodeStored as decode, expectCovered, fanctlLines, openFiles as opener } from '../fixtures/export-stream';
+import { decodeStored as decode, expectCovered, openFiles as opener } from '../fixtures/export-stream';
 import { startExporter, subscribeFile, type ExporterProcess } from '../fixtures/exporter';
 import { skipWithoutNats, readStream, startNats, streamCount, type NatsServer } from '../fixtures/nats';
+import { fanctlLines } from '../fixtures/fanctl';
 import { waitFor } from '../fixtures/wait';
 
 const STREAM = 'FANOTIFY';

@@ -3,7 +3,7 @@
 // policy-engine authors start from), the README's guard example, and TLS
 // to a remote daemon. Guards with the default subtree scope run only on a
 // tmpfs the test mounts: a subtree mark may be a filesystem mark.
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createFileRegistry, fromBinary, fromJson, type DescMessage } from '@bufbuild/protobuf';
@@ -11,31 +11,10 @@ import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
 import { expect } from 'chai';
 import { DESCRIPTOR_SET } from '../../src/api/proto';
 import { makeCerts } from '../fixtures/certs';
+import { FANCTL, fanctl } from '../fixtures/fanctl';
 import { connect, getInfo, runChild, sh, startDaemon, tempDir, type Daemon } from '../fixtures/harness';
 import { waitFor } from '../fixtures/wait';
 
-const FANCTL = path.resolve(__dirname, '..', '..', 'src', 'cli', 'fanctl.js');
-
-/** fanctl as a child, its stdout lines collected. */
-function fanctl(args: string[]): { proc: ChildProcess; lines: string[]; stderr: () => string; ready: Promise<void> } {
-  const proc = spawn(process.execPath, [FANCTL, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let err = '';
-  let buf = '';
-  proc.stdout!.on('data', (d) => {
-    buf += d;
-    const parts = buf.split('\n');
-    buf = parts.pop()!;
-    lines.push(...parts);
-  });
-  const ready = new Promise<void>((resolve) =>
-    proc.stderr!.on('data', (d) => {
-      err += d;
-      if (err.includes('watching')) resolve();
-    }),
-  );
-  return { proc, lines, stderr: () => err, ready };
-}
 
 /** SIGINT, and the exit status once fanctl is gone. */
 async function stop(proc: ChildProcess): Promise<number | null> {

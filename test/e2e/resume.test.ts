@@ -7,35 +7,19 @@
 // And fanctl resumes a watch the daemon took back from systemd's fd store
 // after a kill -9 (test/fixtures/systemd-harness.ts plays systemd). Marks
 // only on directories the test made; every opener a child with a time limit.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { expect } from 'chai';
 import { runPolicyEngine, FanotifyClient, type ResumableWatch } from '../../src/client';
+import { fanctl } from '../fixtures/fanctl';
 import { connect, runChild, startDaemon, tempDir, WatchStream, type Daemon } from '../fixtures/harness';
 import { SystemdHarness } from '../fixtures/systemd-harness';
 import { waitFor } from '../fixtures/wait';
 
-const FANCTL = path.resolve(__dirname, '..', '..', 'src', 'cli', 'fanctl.js');
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
-
-/** fanctl as a child, its stdout lines and stderr collected. */
-function fanctl(args: string[]): { proc: ChildProcess; lines: string[]; stderr: () => string } {
-  const proc = spawn(process.execPath, [FANCTL, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: string[] = [];
-  let err = '';
-  let buf = '';
-  proc.stdout!.on('data', (d) => {
-    buf += d;
-    const parts = buf.split('\n');
-    buf = parts.pop()!;
-    lines.push(...parts);
-  });
-  proc.stderr!.on('data', (d) => (err += d));
-  return { proc, lines, stderr: () => err };
-}
 
 async function stop(proc: ChildProcess): Promise<void> {
   if (proc.exitCode !== null || proc.signalCode !== null) return;
