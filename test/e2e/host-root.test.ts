@@ -7,45 +7,25 @@
 // mount mark would attach to the namespace's copy of the tmpfs's mount and
 // see nothing of the host's processes. dfid_name mode, a permission mark
 // and a subtree go through the host root too.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { connect, DAEMON, followDaemon, getInfo, runChild, tempDir, waitForLog, WatchStream, withDaemon, type Client } from '../fixtures/harness';
-
-const SETUP = `
-set -eu
-sockdir=$1; shift
-mount -t tmpfs -o size=1m,mode=0755 fanotifyd-hostroot-test "$sockdir"
-findmnt -rn -o TARGET | while read -r m; do
-  [ "$m" = "$sockdir" ] && continue
-  mount -o remount,bind,ro "$m" 2>/dev/null || true
-done
-if touch /.fanotifyd-ro-check 2>/dev/null; then rm -f /.fanotifyd-ro-check; echo "/ is still writable" >&2; exit 97; fi
-exec "$@"
-`;
-
-function cannotRun(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root for a mount namespace and a tmpfs';
-  for (const tool of ['unshare', 'findmnt']) if (spawnSync(tool, ['--version']).error) return `${tool} (util-linux) is not installed`;
-  return undefined;
-}
+import { readOnlyDaemon, readOnlyNamespaceUnusable } from '../fixtures/readonly-namespace';
+import { connect, getInfo, runChild, tempDir, waitForLog, WatchStream, withDaemon, type Client } from '../fixtures/harness';
 
 /** The daemon in its own read-only mount namespace; resolves once it serves. */
 async function startInNamespace(sockDir: string, sock: string, extra: string[]) {
-  const proc: ChildProcess = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', SETUP, 'sh', sockDir, process.execPath, DAEMON, '--listen', `unix:${sock}`, ...extra], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const d = followDaemon(proc, 20_000);
+  const d = readOnlyDaemon(sockDir, sock, extra);
   await d.serving;
-  return { proc, exited: d.exited, stderr: d.stderr };
+  return d;
 }
 
 describe('e2e: host root from a mount namespace of its own', function () {
   this.timeout(60_000);
 
   it('inode, mount and filesystem watches of host paths see a host process, with host paths and pids', async function () {
-    const why = cannotRun();
+    const why = readOnlyNamespaceUnusable();
     if (why) {
       console.log(`      skipped: ${why}`);
       this.skip();

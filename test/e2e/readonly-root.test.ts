@@ -2,48 +2,17 @@
 // (readOnlyRootFilesystem): in a private mount namespace where every mount
 // is read-only except a tmpfs for the socket's directory, it starts,
 // serves GetInfo and a watch, writes nothing but its socket, and exits 0.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { connect, DAEMON, followDaemon, getInfo, runChild, tempDir, WatchStream, type Client } from '../fixtures/harness';
-
-const REPO = path.resolve(__dirname, '..', '..', '..');
-
-/**
- * Runs as `sh -c SETUP sh SOCKDIR CMD...` in the new namespace: the tmpfs,
- * then every other mount read-only, then a check of that premise (exit 97
- * if anything the daemon might write to is writable), then the daemon.
- */
-const SETUP = `
-set -eu
-sockdir=$1; shift
-mount -t tmpfs -o size=1m,mode=0755 fanotifyd-ro-test "$sockdir"
-findmnt -rn -o TARGET | while read -r m; do
-  [ "$m" = "$sockdir" ] && continue
-  mount -o remount,bind,ro "$m" 2>/dev/null || true
-done
-for d in / /tmp /run /dev/shm "$(dirname "$sockdir")" "${REPO}" "$HOME"; do
-  [ -d "$d" ] || continue
-  if touch "$d/.fanotifyd-ro-check" 2>/dev/null; then rm -f "$d/.fanotifyd-ro-check"; echo "still writable: $d" >&2; exit 97; fi
-done
-exec "$@"
-`;
-
-/** Why this test cannot run here, or undefined. */
-function cannotRun(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root for a mount namespace';
-  for (const tool of ['unshare', 'findmnt']) {
-    if (spawnSync(tool, ['--version']).error) return `${tool} (util-linux) is not installed`;
-  }
-  return undefined;
-}
+import { readOnlyDaemon, readOnlyNamespaceUnusable } from '../fixtures/readonly-namespace';
+import { connect, getInfo, runChild, tempDir, WatchStream, type Client } from '../fixtures/harness';
 
 describe('e2e: read-only root', function () {
   this.timeout(60_000);
 
   it('starts, serves GetInfo and a watch, and stops with 0 when only the socket directory is writable', async function () {
-    const why = cannotRun();
+    const why = readOnlyNamespaceUnusable();
     if (why) {
       console.log(`      skipped: ${why}`);
       this.skip();
@@ -51,10 +20,8 @@ describe('e2e: read-only root', function () {
     // The mount point, on the real root; the tmpfs over it exists only in the daemon's namespace.
     const sockDir = tempDir('fanotifyd-ro-');
     const sock = path.join(sockDir, 'run', 'fanotifyd.sock');
-    const proc: ChildProcess = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', SETUP, 'sh', sockDir, process.execPath, DAEMON, '--listen', `unix:${sock}`], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    const d = followDaemon(proc, 20_000);
+    const d = readOnlyDaemon(sockDir, sock);
+    const proc = d.proc;
     const exited = d.exited;
     let client: Client | undefined;
     try {
