@@ -204,11 +204,14 @@ export class Exporter {
     const stored = this.storedNow()!;
     if (item.kind === 'restart') return false;
     if (item.kind === 'gap') {
-      for (const [from, to] of stored.missing(item.from, item.to)) this.sendGap(from, to);
-    } else if (!stored.has(item.sequence)) {
+      const missing = stored.missing(item.from, item.to);
+      for (const [from, to] of missing) this.sendGap(from, to);
+      if (missing.length === 0) this.counters.skipped++;
+    } else if (stored.has(item.sequence)) {
+      this.counters.skipped++;
+    } else {
       return false;
     }
-    this.counters.skipped++;
     this.acks.ack(this.acks.add(lastSequenceOf(item), this.known));
     this.counters.cursor = this.acks.cursor;
     return true;
@@ -260,8 +263,8 @@ export class Exporter {
 
   private send(item: ExportItem): void {
     // What the old watch stored after the cursor before a crash is not lost: the restart record begins past it.
-    const stored = item.kind === 'restart' ? this.storedNow() : undefined;
-    if (stored && item.kind === 'restart') item = { kind: 'restart', from: stored.through(item.from) + 1n };
+    const stored = this.storedNow();
+    if (item.kind === 'restart' && stored) item = { kind: 'restart', from: stored.through(item.from) + 1n };
     const message = toMessage(this.context!, item);
     let epoch: number | undefined;
     if (item.kind === 'restart') {
