@@ -5,6 +5,7 @@
 // mode and group are then the only gate); with one, a client no rule
 // matches may do nothing.
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { GroupClass, MarkSpec } from '../kernel/group';
 import { ApiError } from './errors';
@@ -116,8 +117,10 @@ export interface AttachGrant extends RuleMatch {
 
 /**
  * What a rule does not allow of a class and marks, each as "does not allow
- * ..."; none: all allowed. `firstOnly` stops at the first (a Subscribe is
- * told one thing to fix; an Attach is told all the watch holds beyond it).
+ * ..."; none: all allowed. `firstOnly` is a Subscribe's check: it stops at
+ * the first (one thing to fix), and leaves a path that does not resolve to
+ * fanotify_mark; an Attach's is told all the watch holds beyond the rule,
+ * a path that no longer resolves among it.
  */
 function refusals(rule: PolicyRule, groupClass: GroupClass, marks: readonly MarkSpec[], firstOnly: boolean): string[] {
   const out: string[] = [];
@@ -131,12 +134,21 @@ function refusals(rule: PolicyRule, groupClass: GroupClass, marks: readonly Mark
       if (add(`does not allow ${m.scope} marks (allowed: ${rule.scopes.join(', ')})`)) return out;
       continue;
     }
-    // Resolve symlinks and "..": /allowed/../etc is /etc. realpath opens nothing.
+    // Resolve symlinks and "..", as the kernel does: the native realpath(3), component by component, so
+    // /allowed/link/.. is the link target's parent; Node's own realpathSync takes ".." lexically first
+    // (/allowed/link/.. would be /allowed) and is not used here. realpath opens nothing.
     let real: string;
     try {
-      real = m.scope === 'mount_namespace' ? m.path : fs.realpathSync(m.path);
+      real = m.scope === 'mount_namespace' ? m.path : fs.realpathSync.native(m.path);
     } catch {
-      real = m.path; // fanotify_mark will report the path's own error
+      // At Subscribe, fanotify_mark will report the path's own error; the path is judged with ".." taken
+      // lexically meanwhile. At Attach the mark exists already, on whatever the path led to then
+      // ("/srv/t/../../etc" with /srv/t since removed): unknown now, so refused.
+      if (!firstOnly) {
+        if (add(`cannot tell what ${m.path} is now (it does not resolve), so cannot allow it`)) return out;
+        continue;
+      }
+      real = path.resolve(m.path);
     }
     if (!rule.paths.some((p) => under(real, p)) && add(`does not allow marks on ${real} (allowed: ${rule.paths.join(', ') || 'none'})`)) return out;
   }

@@ -44,6 +44,14 @@ export interface NamedWatch {
    * removed one can only refuse, never widen.
    */
   readonly addedMarks: MarkSpec[];
+  /**
+   * False for a watch restored from a definition written before added
+   * marks were recorded: what its group holds beyond its Subscribe is not
+   * known, so no grant may let another client join it.
+   */
+  readonly marksKnown: boolean;
+  /** The identities of the streams attached under a grant now, by stream: a mark added later must be one each may see. */
+  readonly grantees: Map<object, ClientIdentity>;
 }
 
 /** Told when a named watch opens and when it finally closes (after its linger). */
@@ -81,11 +89,12 @@ export class WatchSlot {
   }
 
   /** The watch opened for this slot; a named one with the Subscribe that asked for it. */
-  activate(watch: WatchHandle, subscribe?: Subscribe__Output, request?: SubscribeRequest, lingerMs = 0, addedMarks: MarkSpec[] = []): void {
+  activate(watch: WatchHandle, subscribe?: Subscribe__Output, request?: SubscribeRequest, lingerMs = 0, addedMarks: MarkSpec[] | 'unknown' = []): void {
     if (this.released) throw new Error(`slot ${this.id} was released before its watch opened`);
     this.opened = watch;
     if (this.name !== undefined && subscribe && request) {
-      this.named = { name: this.name, identity: this.identity, subscribe, request, lingerMs, watch, addedMarks: [...addedMarks] };
+      const known = addedMarks !== 'unknown';
+      this.named = { name: this.name, identity: this.identity, subscribe, request, lingerMs, watch, addedMarks: known ? [...addedMarks] : [], marksKnown: known, grantees: new Map() };
       this.registry.namedOpened(this.named);
     }
   }

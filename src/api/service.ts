@@ -38,8 +38,8 @@ export interface StoredWatch {
   fd: number;
   /** The sequence its next event gets: one past the last the earlier process gave. */
   firstSequence: number;
-  /** Marks added to it since its Subscribe (AddMark), as its definition recorded them. */
-  addedMarks?: MarkSpec[];
+  /** Marks added to it since its Subscribe (AddMark), as its definition recorded them; 'unknown' from a definition that did not record them. */
+  addedMarks: MarkSpec[] | 'unknown';
 }
 
 /** The host's boot id; empty where the kernel has none. */

@@ -17,6 +17,7 @@
 // Subscribe, close its side, and read events until it cancels.
 import * as grpc from '@grpc/grpc-js';
 import * as K from '../kernel/constants';
+import type { MarkSpec } from '../kernel/group';
 import type { Logger } from '../common/log';
 import type { Attachment, WatchSink } from '../watch/types';
 import * as convert from './convert';
@@ -26,7 +27,7 @@ import type { Attach__Output } from './gen/fanotify/v1/Attach';
 import type { Subscribe__Output } from './gen/fanotify/v1/Subscribe';
 import type { WatchRequest__Output } from './gen/fanotify/v1/WatchRequest';
 import type { WatchResponse } from './gen/fanotify/v1/WatchResponse';
-import { clientIdentity, identityFields, type ClientIdentity } from './identity';
+import { clientIdentity, describeIdentity, identityFields, type ClientIdentity } from './identity';
 import type { AttachGrant, Authorizer } from './policy';
 import type { WatchRegistry, WatchSlot } from './registry';
 import { isUndecodable, undecodableError, type Incoming, type Outgoing } from './service-definition';
@@ -254,6 +255,12 @@ export class WatchSession {
     const grants = new Map<WatchSlot, AttachGrant>();
     const slot = this.authorize('Attach', () =>
       this.ctx.registry.findNamed(this.identity, name, (s, d) => {
+        if (!d.marksKnown) {
+          throw new ApiError(
+            grpc.status.PERMISSION_DENIED,
+            `the watch named "${name}" belongs to another client and was restored from a definition that does not list the marks added to it since its Subscribe; only its creator may attach to it until it is opened anew`,
+          );
+        }
         const marks = [...d.request.group.marks, ...d.addedMarks];
         grants.set(s, this.ctx.authorizer.checkAttach(this.identity, { name, owner: d.identity, groupClass: d.watch.groupClass, marks }));
       }),
@@ -264,6 +271,7 @@ export class WatchSession {
     // The policy may have changed since the watch was opened; a grant was checked against all its marks just now.
     if (!grant) this.authorize('Attach', () => this.ctx.authorizer.checkWatch(this.identity, watch.groupClass, [...def.request.group.marks, ...def.addedMarks]));
     this.grant = grant;
+    if (grant) def.grantees.set(this, this.identity);
     clearTimeout(this.current.timer);
     const who = { ...identityFields(this.identity), peer: this.peer };
     // Attached under a grant: whose watch, and which rule and glob let this client join it.
@@ -340,7 +348,8 @@ export class WatchSession {
 
   private verdicts(req: WatchRequest__Output): void {
     const { watch, attachment } = this.active('verdicts');
-    for (const v of convert.parseVerdicts(req.verdicts, watch)) attachment.verdict(v.id, v.decision, v);
+    // Under a grant a verdict answers the event only: `cache` would add an ignore mark to the creator's group.
+    for (const v of convert.parseVerdicts(req.verdicts, watch)) attachment.verdict(v.id, v.decision, this.grant ? { ...v, cache: false } : v);
   }
 
   /**
@@ -379,8 +388,11 @@ export class WatchSession {
         const mark = convert.parseMark(req.add_mark?.mark, 'AddMark.mark', w.groupClass, this.ctx.kernel);
         this.authorize('AddMark', () => this.ctx.authorizer.checkWatch(this.identity, w.groupClass, [mark]));
         this.ctx.factory.checkMark(w.groupClass, mark);
+        // A stream gone while this waited its turn: its mark would be placed unrecorded.
+        if (this.current.name !== 'active') throw new ApiError(grpc.status.CANCELLED, 'the stream ended before the mark was added');
+        this.checkGrantees(this.current.slot, w, mark);
         // Counted and recorded before the kernel has it: an Attach under a grant, now or after a restart, is checked against it too.
-        if (this.current.name === 'active') await this.current.slot.addMark(mark);
+        await this.current.slot.addMark(mark);
         await w.addMark(mark);
       } else {
         w.removeMark(convert.parseMark(req.remove_mark?.mark, 'RemoveMark.mark', w.groupClass, this.ctx.kernel));
@@ -389,6 +401,26 @@ export class WatchSession {
     } catch (err) {
       const status = toStatus(err);
       return { request_id: requestId, code: status.code, message: status.details, errno: errnoName(err) };
+    }
+  }
+
+  /**
+   * A mark the creator adds must be one every stream attached under a
+   * grant may see, or the grant would widen after the fact: refused while
+   * such a stream is attached, naming it.
+   */
+  private checkGrantees(slot: WatchSlot, w: WatchHandle, mark: MarkSpec): void {
+    const def = slot.definition;
+    if (!def) return;
+    for (const identity of def.grantees.values()) {
+      try {
+        this.ctx.authorizer.checkAttach(identity, { name: def.name, owner: def.identity, groupClass: w.groupClass, marks: [mark] });
+      } catch (err) {
+        throw new ApiError(
+          grpc.status.PERMISSION_DENIED,
+          `client ${describeIdentity(identity)} is attached to this watch under a policy grant that does not cover this mark (${(err as Error).message}); add it once that stream has ended`,
+        );
+      }
     }
   }
 
@@ -446,6 +478,7 @@ export class WatchSession {
         this.current = { name: 'closing', slot: s.slot };
         break;
       case 'active':
+        s.slot.definition?.grantees.delete(this);
         this.current = { name: 'closing', slot: s.slot };
         if (why.kind === 'shutdown') s.watch.close('shutdown');
         else s.attachment.detach();

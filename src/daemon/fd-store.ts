@@ -101,7 +101,8 @@ export class FdStore {
       nextSequence: String(w.watch.lastSequence + 1 + SEQUENCE_BLOCK),
       fdLimit: ffi.fileLimit().soft,
       pid: process.pid,
-      ...(w.addedMarks.length > 0 ? { addedMarks: [...w.addedMarks] } : {}),
+      // Always written, empty too: a definition without the field is one whose added marks are unknown.
+      ...(w.marksKnown ? { addedMarks: [...w.addedMarks] } : {}),
     };
     this.keep(def, w.watch, !restored);
   }
@@ -128,7 +129,8 @@ export class FdStore {
    */
   private async marksAdded(w: NamedWatch): Promise<void> {
     const k = this.kept.get(storeName(w.name, identityKey(w.identity)));
-    if (!k || k.watch !== w.watch) return;
+    // A restored watch whose added marks were never recorded stays unknown: listing only the new ones would pass for all.
+    if (!k || k.watch !== w.watch || !w.marksKnown) return;
     const def = (k.def = { ...k.def, addedMarks: [...w.addedMarks] });
     const written = k.io.then(() => this.p.store.write(def));
     k.io = written.catch((err: unknown) => this.p.log.warn('writing an added mark to the watch definition failed; the mark was refused', { watch: k.watch.id, error: err }));
@@ -256,7 +258,7 @@ export class FdStore {
     // write lands would have the next process give this one's numbers again.
     await this.p.store.write({ ...def, nextSequence: String(firstSequence + SEQUENCE_BLOCK), exactNextSequence: undefined, fdLimit: ffi.fileLimit().soft, pid: process.pid });
     this.restoring = def.fdName;
-    const watch = await this.p.restoreWatch({ name: def.name, identity: def.identity, subscribe: def.subscribe, fd, firstSequence, addedMarks: def.addedMarks });
+    const watch = await this.p.restoreWatch({ name: def.name, identity: def.identity, subscribe: def.subscribe, fd, firstSequence, addedMarks: def.addedMarks ?? 'unknown' });
     this.p.log.info('watch taken back from the fd store', {
       watch: watch.id,
       name: def.name,

@@ -56,7 +56,9 @@ export interface WatchDefinition {
   /**
    * Marks added since the Subscribe (AddMark), written before the kernel
    * has each: an Attach under a policy grant is checked against them after
-   * a restart too. Removed ones stay (they can only refuse). Absent: none.
+   * a restart too. Removed ones stay (they can only refuse). Absent (a
+   * definition written before they were recorded): unknown, and no grant
+   * lets another client join the restored watch.
    */
   addedMarks?: MarkSpec[];
 }

@@ -38,6 +38,7 @@ describe('unit: policy attach grants', () => {
     fs.mkdirSync(srv);
     fs.mkdirSync(other);
     fs.symlinkSync(other, path.join(srv, 'escape'));
+    fs.mkdirSync(path.join(srv, 'a'));
     watch = (extra = {}) => ({ name: 'fleet-1', owner: cert('alice'), groupClass: 'notif', marks: [mark(srv)], ...extra });
   });
   after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -79,6 +80,19 @@ describe('unit: policy attach grants', () => {
     // A rule with no paths allows no marks at all.
     const none = new Authorizer([rule('CN=bob', { attach: ['*'] })]);
     expect(refusal(() => none.checkAttach(cert('bob'), watch()))).to.match(new RegExp(`does not allow marks on ${srv} \\(allowed: none\\)$`));
+  });
+
+  it("refuses a mark whose path no longer resolves: what the kernel marked through it cannot be told now", () => {
+    const a = new Authorizer([rule('CN=bob', { paths: [srv], attach: ['fleet-*'] })]);
+    // "srv/gone/../../srv" led to srv when it was marked; with srv/gone removed it resolves to nothing.
+    expect(refusal(() => a.checkAttach(cert('bob'), watch({ marks: [mark(`${srv}/gone/../../srv`)] })))).to.match(/it cannot tell what .*gone\/\.\.\/\.\.\/srv is now \(it does not resolve\), so cannot allow it$/);
+  });
+
+  it('resolves ".." after a symlink as the kernel does: srv/escape/.. is the parent of what escape points to', () => {
+    fs.mkdirSync(path.join(other, 'x'), { recursive: true });
+    fs.symlinkSync(path.join(other, 'x'), path.join(srv, 'into-other'));
+    const a = new Authorizer([rule('CN=bob', { paths: [srv], attach: ['fleet-*'] })]);
+    expect(refusal(() => a.checkWatch(cert('bob'), 'notif', [mark(`${srv}/into-other/..`)]))).to.equal(`policy rule #0 ("CN=bob") does not allow marks on ${other} (allowed: ${srv})`);
   });
 
   it('still tells a Subscribe only the first thing to fix', () => {

@@ -143,6 +143,15 @@ describe('unit: watch registry (named watches)', () => {
     expect(slot.definition!.addedMarks.map((m) => m.path)).to.deep.equal(['/restored', '/added', '/another']);
   });
 
+  it('keeps a watch restored without a list of its added marks as one whose marks are not known', () => {
+    const r = new WatchRegistry({ maxWatches: 10, maxWatchesPerIdentity: 10 });
+    const known = r.reserve(alice, undefined, 'a');
+    known.activate(watchStub(), subscribe, request, 1000, []);
+    const unknown = r.reserve(alice, undefined, 'b');
+    unknown.activate(watchStub(), subscribe, request, 1000, 'unknown');
+    expect([known.definition!.marksKnown, unknown.definition!.marksKnown, unknown.definition!.addedMarks]).to.deep.equal([true, false, []]);
+  });
+
   it('finds another client\'s watch for a client the grant lets join it, and only that one', () => {
     const carol: ClientIdentity = { kind: 'certificate', names: ['CN=carol'] };
     const r = new WatchRegistry({ maxWatches: 10, maxWatchesPerIdentity: 10 });
