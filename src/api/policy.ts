@@ -4,10 +4,9 @@
 // With no policy file every client may do everything (the unix socket's
 // mode and group are then the only gate); with one, a client no rule
 // matches may do nothing.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import type { GroupClass, MarkSpec } from '../kernel/group';
+import { realMarkPath, type GroupClass, type MarkSpec } from '../kernel/group';
 import { ApiError } from './errors';
 import { describeIdentity, type ClientIdentity } from './identity';
 import type { PolicyRule } from './policy-file';
@@ -134,12 +133,11 @@ function refusals(rule: PolicyRule, groupClass: GroupClass, marks: readonly Mark
       if (add(`does not allow ${m.scope} marks (allowed: ${rule.scopes.join(', ')})`)) return out;
       continue;
     }
-    // Resolve symlinks and "..", as the kernel does: the native realpath(3), component by component, so
-    // /allowed/link/.. is the link target's parent; Node's own realpathSync takes ".." lexically first
-    // (/allowed/link/.. would be /allowed) and is not used here. realpath opens nothing.
+    // Resolve symlinks and "..", as the kernel will for the mark: beneath the host root when there is
+    // one, symlinks before ".." (/allowed/link/.. is the link target's parent). Opens nothing a mark sees.
     let real: string;
     try {
-      real = m.scope === 'mount_namespace' ? m.path : fs.realpathSync.native(m.path);
+      real = m.scope === 'mount_namespace' ? m.path : realMarkPath(m.path);
     } catch {
       // At Subscribe, fanotify_mark will report the path's own error; the path is judged with ".." taken
       // lexically meanwhile. At Attach the mark exists already, on whatever the path led to then

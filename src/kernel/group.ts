@@ -222,11 +222,13 @@ export function openMarkPath(path: string, flags: number): { at: string; flags: 
 
 /**
  * A request path resolved (symlinks, "..") as the kernel will report it:
- * realpath(3) without a mark root; beneath one, the fd's own path, which
- * names the host's mount by the host's path.
+ * realpath(3) without a mark root (the native one: Node's own takes ".."
+ * lexically first, so /a/link/.. would be /a, where the kernel goes to the
+ * link target's parent); beneath one, the fd's own path, which names the
+ * host's mount by the host's path.
  */
 export function realMarkPath(path: string): string {
-  if (markRoot < 0) return fs.realpathSync(path);
+  if (markRoot < 0) return fs.realpathSync.native(path);
   return withMarkPath(path, 0, (at) => fs.readlinkSync(at));
 }
 
